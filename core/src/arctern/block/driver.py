@@ -1,0 +1,215 @@
+"""The BlockDriver contract: QEMU's ``BlockDriver`` table in Python form.
+
+A block driver class serves one kind of node:
+
+* a *protocol* driver (``protocol = True``; e.g. "file") reaches the storage
+  named by a filename;
+* a *format* driver (e.g. "raw", "qcow2") interprets the bytes of its child
+  node ``self.node.file`` and may have a backing node ``self.node.backing``.
+
+The block layer (:mod:`arctern.block`) builds a graph of nodes, creates one
+driver instance per node, and calls the callbacks below. Drivers never open
+files or other nodes themselves: they ask the layer through their node.
+
+Callbacks marked *required* must be defined by every driver class; the
+registry refuses a class that lacks one. ``invalidate_cache`` is required with
+no default on purpose: live migration with shared storage depends on it. A
+driver that caches nothing implements it as an honest no-op.
+
+Activation. A node is opened ACTIVE or INACTIVE (``self.node.active``). While
+inactive the driver may read but must write nothing to its child: no data, no
+header update, no dirty bit, not even on close. The layer refuses guest writes
+to an inactive node before they reach the driver; the driver is responsible
+for its own metadata writes (e.g. qcow2 must not set the dirty bit in
+``open`` when the node is inactive). On activation the layer activates the
+children first, then calls ``invalidate_cache``: drop every cached piece of
+metadata and re-read it from the child. On inactivation it calls
+``inactivate``: write back everything cached, mark the image clean, flush.
+
+I/O. Offsets and lengths are bytes. ``pread``/``pwrite`` receive memoryviews
+of any alignment and length; the layer has already checked the range against
+``getlength()`` for guest I/O (format drivers still check their own metadata).
+A driver that needs aligned requests declares ``request_alignment`` and the
+layer does read-modify-write around it.
+
+Errors. Raise :class:`arctern.errors.ImageFormatError` for a corrupt or
+unsupported image, :class:`arctern.errors.BlockError` for anything else, with
+a one-line message naming the file. Never let an OSError escape unexplained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from arctern.contract import required
+
+if TYPE_CHECKING:
+    from arctern.block.node import BlockNode
+
+
+# block_status flags, as QEMU's BDRV_BLOCK_*.
+STATUS_DATA = 0x01  # the range reads as data stored at this layer (or below)
+STATUS_ZERO = 0x02  # the range reads as zeroes
+STATUS_OFFSET_VALID = 0x04  # ``offset`` gives where the data is in the child ``file``
+STATUS_ALLOCATED = 0x10  # the content comes from this layer, not from the backing node
+STATUS_RECURSE = 0x40  # ask the ``file`` child for finer status at ``offset``
+STATUS_COMPRESSED = 0x80  # compressed data (not mappable)
+
+
+@dataclass
+class BlockStatus:
+    """What ``block_status`` reports for the first ``length`` bytes of a range."""
+
+    flags: int
+    length: int
+    offset: int | None = None  # host offset in the file child, with STATUS_OFFSET_VALID
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` finds; mirrors qemu-img check's report."""
+
+    corruptions: int = 0
+    leaks: int = 0
+    check_errors: int = 0
+    corruptions_fixed: int = 0
+    leaks_fixed: int = 0
+    image_end_offset: int | None = None
+    total_clusters: int | None = None
+    allocated_clusters: int | None = None
+    fragmented_clusters: int | None = None
+    compressed_clusters: int | None = None
+    messages: list[str] = field(default_factory=list)  # "ERROR ..." / "Leaked cluster ..."
+
+
+@dataclass
+class ImageInfo:
+    """Format-specific facts for ``arctern-img info`` (qemu-img's field names)."""
+
+    cluster_size: int | None = None
+    dirty: bool = False
+    format_specific: dict[str, Any] | None = None  # {"type": "qcow2", "data": {...}}
+    backing_filename: str | None = None
+    backing_format: str | None = None
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BlockDriver:
+    """Base class of every block driver. Subclass it and set ``name``."""
+
+    #: The format or protocol name users pass with ``-f``/``format=`` ("qcow2").
+    name: ClassVar[str] = ""
+    #: True for protocol drivers (they open a filename), False for formats.
+    protocol: ClassVar[bool] = False
+    #: Smallest I/O unit the driver accepts; the layer aligns requests for it.
+    request_alignment: ClassVar[int] = 1
+    #: Create options the driver accepts (name -> one-line help), for ``-o help``.
+    create_options: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, node: BlockNode) -> None:
+        self.node = node
+
+    # --- class-level callbacks -------------------------------------------
+
+    @classmethod
+    def probe(cls, header: bytes, filename: str) -> int:
+        """Score 0..100: how sure the driver is that ``header`` (first 2 KiB) is its format."""
+        return 0
+
+    @classmethod
+    def create(cls, file: BlockNode, size: int, options: dict[str, Any]) -> None:
+        """Write a new, empty image of ``size`` bytes into the (empty) protocol node ``file``.
+
+        ``options`` are parsed create options (``-o``), e.g. cluster_size,
+        backing_file, backing_fmt. Formats that cannot be created do not
+        override this.
+        """
+        from arctern.errors import BlockError
+
+        raise BlockError(f"format '{cls.name}' does not support image creation")
+
+    # --- required callbacks ------------------------------------------------
+
+    @required
+    def open(self, options: dict[str, Any]) -> None:
+        """Open the node: read headers and metadata from ``self.node.file``.
+
+        Honour ``self.node.read_only`` and ``self.node.active`` (write nothing
+        at all when inactive). A format with a backing file sets
+        ``self.backing_filename`` (as stored in the image) and
+        ``self.backing_format`` here; the layer then opens the backing chain.
+        """
+
+    @required
+    def close(self) -> None:
+        """Write back caches (only if active and writable) and release resources."""
+
+    @required
+    def getlength(self) -> int:
+        """Virtual size of the node in bytes."""
+
+    @required
+    def pread(self, offset: int, buf: memoryview) -> None:
+        """Fill ``buf`` with the bytes at ``offset``; unallocated ranges read from the backing."""
+
+    @required
+    def pwrite(self, offset: int, data: memoryview) -> None:
+        """Write ``data`` at ``offset``; allocate as needed, keeping metadata consistent."""
+
+    @required
+    def flush(self) -> None:
+        """Write back cached metadata in a consistent order, then flush the child."""
+
+    @required
+    def invalidate_cache(self) -> None:
+        """Drop every cached piece of metadata and re-read it from the child.
+
+        Called on activation (after an incoming migration, or when the source
+        takes its images back after a failed one). Must write nothing.
+        """
+
+    # --- optional callbacks (sensible defaults) ------------------------------
+
+    backing_filename: str | None = None
+    backing_format: str | None = None
+
+    def inactivate(self) -> None:
+        """Prepare for another process to take over the image: write back, mark clean, flush."""
+        self.flush()
+
+    def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        """Make ``length`` bytes at ``offset`` read as zeroes (default: write zero buffers)."""
+        chunk = 1 << 20
+        zeros = bytes(min(chunk, length))
+        mv = memoryview(zeros)
+        while length > 0:
+            n = min(chunk, length)
+            self.pwrite(offset, mv[:n])
+            offset += n
+            length -= n
+
+    def pdiscard(self, offset: int, length: int) -> None:
+        """Hint that the range is no longer used; contents become unspecified. Default: ignore."""
+
+    def block_status(self, offset: int, length: int) -> BlockStatus:
+        """Status of the range starting at ``offset`` (default: all data, allocated here)."""
+        return BlockStatus(STATUS_DATA | STATUS_ALLOCATED, length)
+
+    def truncate(self, size: int, *, preallocation: str = "off") -> None:
+        """Change the virtual size (grow; shrinking may be refused)."""
+        from arctern.errors import BlockError
+
+        raise BlockError(f"format '{self.name}' does not support resizing")
+
+    def check(self, fix: str = "") -> CheckResult | None:
+        """Check metadata consistency (qemu-img check); None if the format has no check."""
+        return None
+
+    def info(self) -> ImageInfo:
+        """Format-specific facts for ``arctern-img info``."""
+        return ImageInfo()
+
+    def actual_size(self) -> int | None:
+        """Bytes the node occupies on the host (protocol drivers), or None to ask the child."""
+        return None

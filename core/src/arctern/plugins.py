@@ -1,0 +1,355 @@
+"""Plugin discovery and registration.
+
+Two layers, each with one job:
+
+* stevedore finds the entry points of each plugin kind (one namespace per
+  kind, see :data:`KINDS`), applies the build configuration *before* importing
+  anything (a disabled plugin is never imported) and isolates import failures;
+* pluggy holds the contract (:mod:`arctern.hookspecs`): every loaded plugin is
+  registered with a PluginManager that validates its hookimpls.
+
+The classes a plugin returns from its registration hooks are then checked
+against their contract (:mod:`arctern.contract`). A broken plugin is reported
+and skipped, the others load; in strict mode any broken plugin is an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from stevedore import NamedExtensionManager
+from stevedore.extension import ExtensionManager
+
+from arctern import hookspecs
+from arctern.config import BuildConfig
+from arctern.contract import missing_hooks
+from arctern.errors import NotFoundError, PluginError, PluginRefused
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Provision:
+    """One registration hook: what it returns and which contract that must meet."""
+
+    hook: str
+    contract: str  # "module:Class", imported lazily
+    label: str  # how a user names one such class: "block driver"
+
+    def contract_class(self) -> type:
+        module, _, name = self.contract.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    namespace: str
+    provisions: tuple[Provision, ...]
+
+
+BLOCK_DRIVERS = Provision(
+    "arctern_block_drivers", "arctern.block.driver:BlockDriver", "block driver"
+)
+CPU_MODELS = Provision("arctern_cpu_models", "arctern.cpu.base:CPU", "CPU model")
+MACHINE_TYPES = Provision(
+    "arctern_machine_types", "arctern.machine.machine:MachineType", "machine type"
+)
+DEVICES = Provision("arctern_devices", "arctern.machine.device:Device", "device")
+TRANSPORTS = Provision(
+    "arctern_migration_transports",
+    "arctern.migration.transport:MigrationTransport",
+    "migration transport",
+)
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("block", "arctern.block_drivers", (BLOCK_DRIVERS,)),
+        Kind("target", "arctern.targets", (CPU_MODELS, MACHINE_TYPES)),
+        Kind("device", "arctern.devices", (DEVICES,)),
+        Kind("migration", "arctern.migration_transports", (TRANSPORTS,)),
+    )
+}
+
+ENABLED, DISABLED, FAILED, REFUSED = "enabled", "disabled", "failed", "refused"
+
+
+@dataclass
+class PluginRecord:
+    """What ``arctern-plugins list`` shows about one discovered plugin."""
+
+    kind: str
+    name: str
+    distribution: str
+    version: str
+    status: str = ENABLED
+    reason: str = ""
+    provides: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution} {self.version}".strip()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "provides": list(self.provides),
+        }
+
+
+class Registry:
+    """The plugins of one process, and the classes they provide, by kind and name."""
+
+    def __init__(self, config: BuildConfig | None = None, *, strict: bool | None = None):
+        self.config = config if config is not None else BuildConfig.load()
+        self.strict = self.config.strict if strict is None else strict
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self.provided: dict[str, dict[str, type]] = {
+            p.hook: {} for kind in KINDS.values() for p in kind.provisions
+        }
+
+    # --- discovery -------------------------------------------------------
+
+    def discover(self, kinds: Iterable[str] | None = None) -> Registry:
+        """Find, load and register the enabled plugins of the given kinds (default: all)."""
+        for kind_name in kinds or KINDS:
+            self._discover_kind(KINDS[kind_name])
+        if self.strict:
+            broken = [r for r in self.records if r.status in (FAILED, REFUSED)]
+            if broken:
+                error = PluginRefused if all(r.status == REFUSED for r in broken) else PluginError
+                raise error("; ".join(r.reason for r in broken))
+        return self
+
+    def _discover_kind(self, kind: Kind) -> None:
+        # Listing must not import anything: a disabled plugin is never imported.
+        lister = ExtensionManager.make_test_instance([], namespace=kind.namespace)
+        entry_points = lister.list_entry_points()
+        dists = _distributions(kind.namespace)
+        records = {}
+        for ep in entry_points:
+            dist_name, version = dists.get((ep.name, ep.value), ("(unknown)", ""))
+            record = PluginRecord(kind.name, ep.name, dist_name, version)
+            if not self.config.is_enabled(kind.name, ep.name):
+                record.status = DISABLED
+                record.reason = self.config.why_disabled(kind.name, ep.name)
+            records[ep.name] = record
+            self.records.append(record)
+
+        def on_failure(_manager, ep, exc):
+            record = records[ep.name]
+            record.status = FAILED
+            record.reason = (
+                f"arctern: {kind.name} plugin '{ep.name}' ({record.label}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            log.warning("%s", record.reason)
+
+        enabled = [name for name, r in records.items() if r.status == ENABLED]
+        if not enabled:
+            return
+        manager = NamedExtensionManager(
+            kind.namespace,
+            names=enabled,
+            on_load_failure_callback=on_failure,
+            on_missing_entrypoints_callback=None,
+        )
+        for ext in manager:
+            self._register(kind, records[ext.name], ext.plugin)
+
+    # --- registration ----------------------------------------------------
+
+    def register_plugin(
+        self,
+        plugin: object,
+        *,
+        kind: str,
+        name: str,
+        distribution: str = "(in-process)",
+        version: str = "",
+    ) -> PluginRecord:
+        """Register a plugin object directly, without an entry point (tests, embedding)."""
+        record = PluginRecord(kind, name, distribution, version)
+        self.records.append(record)
+        if not self.config.is_enabled(kind, name):
+            record.status = DISABLED
+            record.reason = self.config.why_disabled(kind, name)
+            return record
+        self._register(KINDS[kind], record, plugin)
+        if self.strict and record.status in (FAILED, REFUSED):
+            raise (PluginRefused if record.status == REFUSED else PluginError)(record.reason)
+        return record
+
+    def _register(self, kind: Kind, record: PluginRecord, plugin: object) -> None:
+        plugin_id = f"{kind.name}:{record.name}"
+        try:
+            self.pm.register(plugin, name=plugin_id)
+        except Exception as exc:  # pluggy validation or a plugin's own error
+            self._fail(record, f"rejected by the plugin manager: {exc}")
+            return
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=plugin_id)
+            self._fail(record, str(exc))
+            return
+        accepted: list[tuple[Provision, type]] = []
+        for provision in kind.provisions:
+            try:
+                classes = self._call_own_hook(plugin_id, provision.hook)
+            except Exception as exc:
+                self.pm.unregister(name=plugin_id)
+                self._fail(record, f"{provision.hook} raised {type(exc).__name__}: {exc}")
+                return
+            for cls in classes:
+                problem = self._contract_problem(provision, cls)
+                if problem:
+                    self.pm.unregister(name=plugin_id)
+                    record.status = REFUSED
+                    record.reason = (
+                        f"arctern: {provision.label} '{_class_name(cls)}' ({record.label}) "
+                        f"refused: {problem}"
+                    )
+                    log.warning("%s", record.reason)
+                    return
+                accepted.append((provision, cls))
+        for provision, cls in accepted:
+            self.provided[provision.hook].setdefault(cls.name, cls)
+            record.provides.append(cls.name)
+        record.status = ENABLED
+
+    def _call_own_hook(self, plugin_id: str, hook_name: str) -> list[type]:
+        caller = getattr(self.pm.hook, hook_name)
+        classes: list[type] = []
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == plugin_id:
+                result = impl.function()
+                classes.extend(result or ())
+        return classes
+
+    @staticmethod
+    def _contract_problem(provision: Provision, cls: Any) -> str:
+        contract = provision.contract_class()
+        if not isinstance(cls, type) or not issubclass(cls, contract):
+            return f"{cls!r} is not a subclass of {contract.__module__}.{contract.__name__}"
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            return "class attribute 'name' is missing"
+        missing = missing_hooks(cls, contract)
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            return f"missing required hook{plural} {', '.join(missing)}"
+        return ""
+
+    def _fail(self, record: PluginRecord, why: str) -> None:
+        record.status = FAILED
+        record.reason = f"arctern: {record.kind} plugin '{record.name}' ({record.label}) {why}"
+        log.warning("%s", record.reason)
+
+    # --- lookup ----------------------------------------------------------
+
+    def _lookup(self, provision: Provision, name: str) -> type:
+        table = self.provided[provision.hook]
+        if name in table:
+            return table[name]
+        known = ", ".join(sorted(table)) or "none"
+        raise NotFoundError(f"unknown {provision.label} '{name}' (available: {known})")
+
+    @property
+    def block_drivers(self) -> dict[str, type]:
+        return self.provided[BLOCK_DRIVERS.hook]
+
+    @property
+    def cpu_models(self) -> dict[str, type]:
+        return self.provided[CPU_MODELS.hook]
+
+    @property
+    def machine_types(self) -> dict[str, type]:
+        return self.provided[MACHINE_TYPES.hook]
+
+    @property
+    def devices(self) -> dict[str, type]:
+        return self.provided[DEVICES.hook]
+
+    @property
+    def transports(self) -> dict[str, type]:
+        return self.provided[TRANSPORTS.hook]
+
+    def block_driver(self, name: str) -> type:
+        return self._lookup(BLOCK_DRIVERS, name)
+
+    def cpu_model(self, name: str) -> type:
+        return self._lookup(CPU_MODELS, name)
+
+    def machine_type(self, name: str) -> type:
+        return self._lookup(MACHINE_TYPES, name)
+
+    def device(self, name: str) -> type:
+        return self._lookup(DEVICES, name)
+
+    def transport(self, scheme: str) -> type:
+        return self._lookup(TRANSPORTS, scheme)
+
+    # --- events ----------------------------------------------------------
+
+    def notify(self, event: str, **kwargs: Any) -> None:
+        """Call an event hook on every plugin; an observer's exception is logged, not raised."""
+        for impl in getattr(self.pm.hook, event).get_hookimpls():
+            try:
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, event)
+
+
+def _distributions(namespace: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """Map (entry point name, value) to the (distribution, version) that declares it."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group=namespace):
+        dist = ep.dist
+        if dist is not None:
+            found[(ep.name, ep.value)] = (dist.metadata["Name"], dist.version)
+    return found
+
+
+def _class_name(cls: Any) -> str:
+    name = getattr(cls, "name", None)
+    return name if isinstance(name, str) and name else getattr(cls, "__name__", repr(cls))
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, discovered on first use with the user's configuration."""
+    global _default
+    if _default is None:
+        _default = Registry().discover()
+    return _default
+
+
+def set_default_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (CLIs after parsing --config; tests)."""
+    global _default
+    _default = registry
+
+
+__all__ = [
+    "KINDS",
+    "PluginRecord",
+    "Registry",
+    "default_registry",
+    "set_default_registry",
+]

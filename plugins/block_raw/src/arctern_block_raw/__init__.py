@@ -1,0 +1,1 @@
+"""Arctern block drivers: the file protocol and the raw format."""

@@ -1,0 +1,1 @@
+"""Arctern migration transport: exec: URIs (a shell command carries the stream)."""

@@ -1,0 +1,1 @@
+"""Arctern migration transports: tcp: and unix: URIs."""

@@ -1,0 +1,1 @@
+"""Arctern target: the i386 CPU and the microvm machine."""
