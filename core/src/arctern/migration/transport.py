@@ -36,7 +36,9 @@ def split_uri(uri: str) -> tuple[str, str]:
     """Split ``"scheme:rest"``; a URI without a scheme is a TransportError."""
     scheme, sep, rest = uri.partition(":")
     if not sep or not scheme or not rest:
-        raise TransportError(f"bad migration URI '{uri}': expected SCHEME:ADDRESS, e.g. tcp:HOST:PORT")
+        raise TransportError(
+            f"bad migration URI '{uri}': expected SCHEME:ADDRESS, e.g. tcp:HOST:PORT"
+        )
     return scheme, rest
 
 
