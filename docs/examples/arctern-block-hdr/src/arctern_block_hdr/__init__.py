@@ -1,0 +1,1 @@
+"""Example third-party Arctern block driver: raw data behind a small header."""
