@@ -167,6 +167,12 @@ class MigrationTransport:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
+    def check_uri(self, uri: str) -> None:
+        """Raise TransportError now if ``uri`` is malformed (``migrate`` answers at once).
+
+        Optional; :meth:`connect` runs later on the migration's worker thread.
+        """
+
     @required
     def connect(self, uri: str) -> MigrationStream:
         """Open the outgoing stream to ``uri`` (``migrate``); TransportError on failure."""
