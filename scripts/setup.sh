@@ -20,4 +20,8 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PACKAGES=(-e core)
 for plugin in plugins/*/; do PACKAGES+=(-e "$plugin"); done
-.venv/bin/python -m pip install -q --disable-pip-version-check "${PACKAGES[@]}" -r requirements-dev.txt
+# The out-of-tree example installs as a user installs it: not editable.
+PACKAGES+=(docs/examples/arctern-block-hdr)
+# pip warns about find-links folders of this machine that do not exist; keep the real errors.
+.venv/bin/python -m pip install -q --disable-pip-version-check "${PACKAGES[@]}" \
+    -r requirements-dev.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
