@@ -210,6 +210,17 @@ class BlockDriver:
         """Format-specific facts for ``arctern-img info``."""
         return ImageInfo()
 
+    def set_permissions(self, perm: int, shared: int) -> None:
+        """Use ``perm`` and share ``shared`` (bits of :mod:`arctern.block.permissions`).
+
+        Protocol drivers turn this into image locks that other processes see
+        (the file driver takes QEMU's OFD lock bytes); ``(0, ALL)`` releases
+        them. On a conflict raise :class:`arctern.errors.ImageLockError` and
+        keep the previous state. The layer calls it when a node is opened
+        active, activated (after ``invalidate_cache``) and inactivated.
+        Default: nothing to lock.
+        """
+
     def actual_size(self) -> int | None:
         """Bytes the node occupies on the host (protocol drivers), or None to ask the child."""
         return None
