@@ -1,0 +1,258 @@
+"""The "file" protocol driver: an image in a host file (or block device).
+
+Data moves with os.preadv/os.pwritev straight between the file and the
+caller's memoryview. cache=none and directsync open the file O_DIRECT and
+declare the device's request alignment, so the layer hands over aligned,
+page-aligned buffers only. Locks are QEMU's OFD lock bytes
+(:mod:`arctern.block.locking`), taken as the layer sets the node's
+permissions.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import stat
+import weakref
+from typing import Any
+
+from arctern.block import permissions
+from arctern.block.driver import (
+    STATUS_ALLOCATED,
+    STATUS_DATA,
+    STATUS_OFFSET_VALID,
+    STATUS_ZERO,
+    BlockDriver,
+    BlockStatus,
+)
+from arctern.block.locking import ImageLock, ofd_supported
+from arctern.errors import BlockError, UsageError
+from arctern_block_raw.fallocate import UNSUPPORTED, punch_hole, zero_range
+
+log = logging.getLogger(__name__)
+
+LOCKING_MODES = ("auto", "on", "off")
+OPEN_OPTIONS = ("create", "locking")
+ZERO_CHUNK = 1 << 20
+DIRECT_ALIGNMENTS = (512, 1024, 2048, 4096)
+
+
+def _probe_direct_alignment(fd: int) -> int:
+    """The smallest request size an O_DIRECT read accepts (QEMU probes the same way)."""
+    area = mmap.mmap(-1, max(DIRECT_ALIGNMENTS))
+    try:
+        with memoryview(area) as view:
+            for align in DIRECT_ALIGNMENTS:
+                try:
+                    os.preadv(fd, [view[:align]], 0)
+                except OSError as exc:
+                    if exc.errno == errno.EINVAL:
+                        continue
+                    raise
+                return align
+    finally:
+        area.close()
+    return max(DIRECT_ALIGNMENTS)
+
+
+class FileDriver(BlockDriver):
+    name = "file"
+    protocol = True
+
+    fd = -1
+    lock: ImageLock | None = None
+
+    # --- opening -------------------------------------------------------------
+
+    def open(self, options: dict[str, Any]) -> None:
+        node = self.node
+        unknown = sorted(set(options) - set(OPEN_OPTIONS))
+        if unknown:
+            raise UsageError(f"Invalid parameter 'file.{unknown[0]}' for '{node.filename}'")
+        locking = options.get("locking", "auto")
+        if locking not in LOCKING_MODES:
+            raise UsageError(f"Invalid locking mode '{locking}' (allowed: auto, on, off)")
+        flags = os.O_CLOEXEC | (os.O_RDONLY if node.read_only else os.O_RDWR)
+        if options.get("create"):
+            flags |= os.O_CREAT
+        if node.cache.direct:
+            flags |= os.O_DIRECT
+        self.fd = os.open(node.filename, flags, 0o644)
+        self._closer = weakref.finalize(self, os.close, self.fd)
+        st = os.fstat(self.fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise BlockError(f"Could not open '{node.filename}': Is a directory")
+        self.regular = stat.S_ISREG(st.st_mode)
+        if node.cache.direct:
+            self.request_alignment = _probe_direct_alignment(self.fd)
+        self.lock = self._make_lock(locking)
+
+    def _make_lock(self, mode: str) -> ImageLock | None:
+        if mode == "off":
+            return None
+        if ofd_supported(self.fd):
+            return ImageLock(self.fd, self.node.filename)
+        if mode == "on":
+            raise BlockError(f"Could not lock '{self.node.filename}': OFD locks are not supported")
+        log.warning("OFD locks are not supported on '%s': image not locked", self.node.filename)
+        return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self._closer()  # closing the descriptor releases its OFD locks
+            self.fd = -1
+
+    def set_permissions(self, perm: int, shared: int) -> None:
+        if self.lock is None:
+            return
+        if perm == permissions.NONE and shared == permissions.ALL:
+            self.lock.release()
+        else:
+            self.lock.apply(perm, shared)
+
+    # --- I/O -----------------------------------------------------------------
+
+    def _error(self, what: str, exc: OSError) -> BlockError:
+        return BlockError(f"Could not {what} '{self.node.filename}': {exc.strerror or exc}")
+
+    def getlength(self) -> int:
+        try:
+            if self.regular:
+                return os.fstat(self.fd).st_size
+            return os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError as exc:
+            raise self._error("get the size of", exc) from exc
+
+    def pread(self, offset: int, buf: memoryview) -> None:
+        """Read ``buf`` at ``offset``; the part past the end of the file reads as zeroes."""
+        wanted = len(buf)
+        done = 0
+        try:
+            while done < wanted:
+                got = os.preadv(self.fd, [buf[done:]], offset + done)
+                done += got
+                if done < wanted and (got == 0 or offset + done >= self.getlength()):
+                    buf[done:] = bytes(wanted - done)
+                    return
+        except OSError as exc:
+            raise self._error(f"read {wanted} bytes at offset {offset} of", exc) from exc
+
+    def pwrite(self, offset: int, data: memoryview) -> None:
+        done = 0
+        try:
+            while done < len(data):
+                done += os.pwritev(self.fd, [data[done:]], offset + done)
+        except OSError as exc:
+            raise self._error(f"write {len(data)} bytes at offset {offset} of", exc) from exc
+
+    def flush(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise self._error("flush", exc) from exc
+
+    def invalidate_cache(self) -> None:
+        """Drop the host page cache of the file (nothing to drop with O_DIRECT).
+
+        Another process (the migration source) wrote the file meanwhile; what
+        the kernel cached for us must not hide that, on a shared file system
+        where the cache is not coherent. Flush first: fadvise leaves dirty
+        pages in place.
+        """
+        if self.node.cache.direct:
+            return
+        try:
+            os.fdatasync(self.fd)
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as exc:
+            raise self._error("drop the page cache of", exc) from exc
+
+    def truncate(self, size: int, *, preallocation: str = "off") -> None:
+        old = self.getlength()
+        try:
+            if preallocation == "metadata":
+                raise UsageError("Preallocation mode 'metadata' is not supported by 'file'")
+            if preallocation == "falloc" and size > old:
+                os.posix_fallocate(self.fd, old, size - old)
+            elif preallocation == "full" and size > old:
+                self._write_zeroes(old, size - old)
+            else:
+                os.ftruncate(self.fd, size)
+        except OSError as exc:
+            raise self._error(f"resize to {size} bytes", exc) from exc
+
+    def _write_zeroes(self, offset: int, length: int) -> None:
+        """Write zero buffers through the node, which aligns them for O_DIRECT."""
+        zeros = memoryview(bytes(min(ZERO_CHUNK, length)))
+        end = offset + length
+        while offset < end:
+            n = min(len(zeros), end - offset)
+            self.node.pwrite(offset, zeros[:n])
+            offset += n
+
+    def pdiscard(self, offset: int, length: int) -> None:
+        try:
+            punch_hole(self.fd, offset, length)
+        except OSError as exc:
+            if exc.errno not in UNSUPPORTED:
+                raise self._error(f"discard {length} bytes at offset {offset} of", exc) from exc
+            log.debug("discard not supported on '%s': %s", self.node.filename, exc)
+
+    def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        end = offset + length
+        old = self.getlength()
+        try:
+            if end > old:
+                os.ftruncate(self.fd, end)  # the new tail reads as zeroes
+                length = max(0, old - offset)
+            if length == 0:
+                return
+            if may_unmap and self._try(punch_hole, offset, length):
+                return
+            if self._try(zero_range, offset, length):
+                return
+        except OSError as exc:
+            raise self._error(f"write zeroes at offset {offset} of", exc) from exc
+        self._write_zeroes(offset, length)
+
+    def _try(self, operation, offset: int, length: int) -> bool:
+        try:
+            operation(self.fd, offset, length)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED:
+                return False
+            raise
+        return True
+
+    def block_status(self, offset: int, length: int) -> BlockStatus:
+        """Data or hole, from SEEK_DATA/SEEK_HOLE; everything counts as data where unsupported."""
+        size = self.getlength()
+        if offset >= size:
+            return BlockStatus(STATUS_ZERO | STATUS_ALLOCATED, length)
+        try:
+            data = os.lseek(self.fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a hole up to the end of the file
+                data = size
+            elif exc.errno in UNSUPPORTED:
+                return BlockStatus(
+                    STATUS_DATA | STATUS_OFFSET_VALID | STATUS_ALLOCATED, length, offset
+                )
+            else:
+                raise self._error("get the allocation status of", exc) from exc
+        flags = STATUS_OFFSET_VALID | STATUS_ALLOCATED
+        if data > offset:
+            return BlockStatus(flags | STATUS_ZERO, min(length, data - offset), offset)
+        try:
+            hole = os.lseek(self.fd, offset, os.SEEK_HOLE)
+        except OSError as exc:
+            raise self._error("get the allocation status of", exc) from exc
+        return BlockStatus(flags | STATUS_DATA, min(length, hole - offset), offset)
+
+    def actual_size(self) -> int | None:
+        try:
+            return os.fstat(self.fd).st_blocks * 512
+        except OSError as exc:
+            raise self._error("stat", exc) from exc
