@@ -1,0 +1,102 @@
+"""arctern-img: qemu-img for Arctern images (create, info, check, convert, map, compare,
+resize, bench), with qemu-img's syntax, output and exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from arctern.errors import ArcternError, UsageError
+
+from .common import run_cli
+from .img_bench import cmd_bench
+from .img_check import cmd_check
+from .img_common import HELP_HINT
+from .img_compare import cmd_compare
+from .img_convert import cmd_convert
+from .img_create import cmd_create
+from .img_info import cmd_info
+from .img_map import cmd_map
+from .img_resize import cmd_resize
+
+log = logging.getLogger(__name__)
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "bench": cmd_bench,
+    "check": cmd_check,
+    "compare": cmd_compare,
+    "convert": cmd_convert,
+    "create": cmd_create,
+    "info": cmd_info,
+    "map": cmd_map,
+    "resize": cmd_resize,
+}
+
+USAGE = """usage: arctern-img [standard options] command [command options]
+Arctern disk image utility (qemu-img's commands and options)
+
+Command syntax:
+  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-n] [--no-drain]
+        [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-U]
+        [-w] filename
+  check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename
+  compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2
+  convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt]
+        [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-U]
+        filename [filename2 [...]] output_filename
+  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]
+  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
+  map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
+  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size
+
+Sizes take the suffixes k, M, G, T, P, E (powers of 1024).
+"""
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    if not argv:
+        raise UsageError(f"Not enough arguments; {HELP_HINT}")
+    command, *args = argv
+    if command in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if command in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"arctern-img version {version('arctern')}")
+        return 0
+    body = COMMANDS.get(command)
+    if body is None:
+        raise UsageError(f"Command not found: {command}; {HELP_HINT}")
+    return guarded(body, args)
+
+
+def guarded(body: Callable[[Sequence[str]], int], args: Sequence[str]) -> int:
+    """Run a subcommand; a hostile image must never show the user a traceback.
+
+    A driver bug that lets a plain Python exception escape (struct.error on a
+    truncated table, say) still becomes one error line; ARCTERN_DEBUG=1 logs
+    the traceback.
+    """
+    try:
+        return body(args)
+    except (ArcternError, KeyboardInterrupt, BrokenPipeError):
+        raise
+    except OSError as exc:
+        raise ArcternError(
+            f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+        ) from exc
+    except MemoryError as exc:
+        raise ArcternError("out of memory (the image asks for an absurd allocation)") from exc
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see docstring
+        log.debug("internal error", exc_info=True)
+        raise ArcternError(f"internal error: {type(exc).__name__}: {exc}") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("arctern-img", dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""What the arctern-img subcommands share: option parsing and opening images."""
+
+from __future__ import annotations
+
+import getopt
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from arctern.errors import ArcternError, BlockError, UsageError
+
+log = logging.getLogger(__name__)
+
+HELP_HINT = "Try 'arctern-img --help' for more information"
+
+
+def parse_args(
+    args: Sequence[str], short: str, long: Sequence[str] = ()
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """GNU getopt (options may follow operands) with qemu-img's error wording."""
+    try:
+        return getopt.gnu_getopt(list(args), short, list(long))
+    except getopt.GetoptError as exc:
+        dash = "--" if len(exc.opt) > 1 else "-"
+        if "requires argument" in exc.msg:
+            raise UsageError(
+                f"option '{dash}{exc.opt}' requires an argument; {HELP_HINT}"
+            ) from None
+        if "must not have an argument" in exc.msg:
+            raise UsageError(f"option '--{exc.opt}' doesn't allow an argument") from None
+        raise UsageError(f"unrecognized option '{dash}{exc.opt}'; {HELP_HINT}") from None
+
+
+def output_format(value: str) -> str:
+    """The value of ``--output``: ``human`` or ``json``."""
+    if value not in ("human", "json"):
+        raise UsageError(f"--output must be used with human or json as argument.; {HELP_HINT}")
+    return value
+
+
+def parse_option_string(text: str) -> dict[str, str]:
+    """``key=value,key2=value2`` as QemuOpts reads it (``,,`` is a literal comma)."""
+    options: dict[str, str] = {}
+    items: list[str] = []
+    current = ""
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == ",":
+            if text[i + 1 : i + 2] == ",":
+                current += ","
+                i += 2
+                continue
+            items.append(current)
+            current = ""
+        else:
+            current += char
+        i += 1
+    items.append(current)
+    for item in items:
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key in ("help", "?"):
+                value = ""
+            else:
+                raise UsageError(f"Invalid parameter '{key}'")
+        options[key] = value
+    return options
+
+
+def wants_help(options: dict[str, str]) -> bool:
+    """True if ``-o`` asked for the list of options (``-o help`` or ``-o ?``)."""
+    return "help" in options or "?" in options
+
+
+def open_image(filename: str, **kwargs: Any):
+    """Open ``filename`` or fail with qemu-img's ``Could not open 'FILE': reason``."""
+    from arctern import block
+
+    try:
+        return block.open_image(filename, **kwargs)
+    except ArcternError as exc:
+        raise type(exc)(_could_not_open(filename, exc)) from exc
+    except OSError as exc:
+        raise BlockError(_could_not_open(filename, exc.strerror or str(exc))) from exc
+
+
+def _could_not_open(filename: str, reason: object) -> str:
+    text = str(reason)
+    prefix = f"Could not open '{filename}'"
+    return text if text.startswith(prefix) else f"{prefix}: {text}"
+
+
+def image_opts(fmt: str | None, force_share: bool, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for :func:`open_image` common to the read-only subcommands."""
+    return {"fmt": fmt, "read_only": True, "force_share": force_share, **extra}
+
+
+def backing_chain(node: Any) -> Iterator[Any]:
+    """The node, its backing node, that node's backing node, ... (top first)."""
+    while node is not None:
+        yield node
+        node = getattr(node, "backing", None)
+
+
+def format_driver_class(fmt: str) -> type:
+    """The registered driver class for format ``fmt`` or qemu-img's ``Unknown file format``."""
+    from arctern.plugins import default_registry
+
+    drivers = default_registry().block_drivers
+    cls = drivers.get(fmt)
+    if cls is None or getattr(cls, "protocol", False):
+        raise UsageError(f"Unknown file format '{fmt}'")
+    return cls

@@ -1,0 +1,260 @@
+"""``arctern-img convert``: copy images into a new (or, with -n, existing) image.
+
+The copy walks the allocation status of the source chain: ranges that read as
+zeroes are never read, and are not written either when the target already reads
+as zeroes (a new image without a backing file). Data ranges are read in large
+chunks into one preallocated buffer; with ``-S`` (4 KiB by default) zero runs
+inside them are skipped too, so the target stays sparse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arctern.errors import BlockError, UsageError
+
+from .img_common import (
+    HELP_HINT,
+    format_driver_class,
+    open_image,
+    parse_args,
+)
+from .img_create import collect_options, options_help, typed_options, wants_help
+from .img_progress import Progress
+from .img_status import walk
+from .img_units import parse_size
+
+CHUNK = 2 << 20
+DEFAULT_SPARSE = 4096
+
+
+@dataclass
+class ConvertPlan:
+    """What to copy and how."""
+
+    min_sparse: int = DEFAULT_SPARSE  # 0: write every byte (fully allocated target)
+    zero_init: bool = True  # the target reads as zeroes before we write
+    target_has_backing: bool = False  # copy only the source's top layer
+    compressed: bool = False
+
+
+def zero_runs(buf: memoryview, granule: int, zeros: memoryview) -> Iterator[tuple[int, int, bool]]:
+    """Split ``buf`` into (start, end, is_zero) runs of whole ``granule``-sized pieces."""
+    size = len(buf)
+    if buf == zeros[:size]:
+        yield 0, size, True
+        return
+    if granule <= 0:
+        yield 0, size, False
+        return
+    run_start, run_zero = 0, None
+    for start in range(0, size, granule):
+        end = min(start + granule, size)
+        is_zero = buf[start:end] == zeros[: end - start]
+        if is_zero is not run_zero and run_zero is not None:
+            yield run_start, start, run_zero
+            run_start = start
+        run_zero = is_zero
+    yield run_start, size, bool(run_zero)
+
+
+class Copier:
+    """Copies ranges from sources into ``target`` with one reusable buffer."""
+
+    def __init__(self, target: Any, plan: ConvertPlan, progress: Progress) -> None:
+        self.target = target
+        self.plan = plan
+        self.progress = progress
+        self.buffer = bytearray(CHUNK)
+        self.view = memoryview(self.buffer)
+        self.zeros = memoryview(bytes(CHUNK))
+        self.write = (
+            getattr(target.node.driver, "pwrite_compressed", None)
+            if plan.compressed
+            else target.pwrite
+        )
+
+    def copy(self, source: Any, base: int) -> None:
+        """Copy all of ``source`` to the target at ``base``."""
+        for entry in walk(source.node, 0, source.length):
+            if self.plan.target_has_backing and entry.depth > 0:
+                pass  # comes from the target's backing file too
+            elif entry.zero and not (entry.data and self.plan.min_sparse == 0):
+                self._zero(base + entry.start, entry.length)
+            else:
+                self._data(source, entry.start, entry.length, base)
+            self.progress.advance(entry.length)
+
+    def _zero(self, offset: int, length: int) -> None:
+        if self.plan.min_sparse == 0:
+            self.target.pwrite_zeroes(offset, length, may_unmap=False)
+        elif not self.plan.zero_init:
+            self.target.pwrite_zeroes(offset, length, may_unmap=True)
+
+    def _data(self, source: Any, offset: int, length: int, base: int) -> None:
+        end = offset + length
+        while offset < end:
+            count = min(CHUNK, end - offset)
+            chunk = self.view[:count]
+            source.preadinto(offset, chunk)
+            if self.plan.compressed or self.plan.min_sparse == 0:
+                self.write(base + offset, chunk)
+            else:
+                for start, stop, is_zero in zero_runs(chunk, self.plan.min_sparse, self.zeros):
+                    if is_zero:
+                        self._zero(base + offset + start, stop - start)
+                    else:
+                        self.write(base + offset + start, chunk[start:stop])
+            offset += count
+
+
+def _open_sources(names: list[str], fmt: str | None, cache: str, force_share: bool) -> list:
+    sources: list[Any] = []
+    try:
+        for name in names:
+            sources.append(
+                open_image(name, fmt=fmt, read_only=True, cache=cache, force_share=force_share)
+            )
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
+    return sources
+
+
+def cmd_convert(args: Sequence[str]) -> int:
+    opts, rest = parse_args(
+        args,
+        "B:F:O:S:T:U:cf:hl:m:no:pqr:t:W",
+        [
+            "help",
+            "force-share",
+            "image-opts",
+            "target-image-opts",
+            "object=",
+            "salvage",
+            "target-is-zero",
+            "bitmaps",
+        ],
+    )
+    fmt, out_fmt, cache, src_cache = None, "raw", "unsafe", "writeback"
+    progress = quiet = no_create = force_share = False
+    plan = ConvertPlan()
+    option_texts: list[str] = []
+    target_backing: dict[str, str] = {}
+    for opt, value in opts:
+        if opt == "-f":
+            fmt = value
+        elif opt == "-O":
+            out_fmt = value
+        elif opt == "-o":
+            option_texts.append(value)
+        elif opt == "-B":
+            target_backing["backing_file"] = value
+        elif opt == "-F":
+            target_backing["backing_fmt"] = value
+        elif opt == "-c":
+            plan.compressed = True
+        elif opt == "-p":
+            progress = True
+        elif opt == "-q":
+            quiet = True
+        elif opt == "-n":
+            no_create = True
+        elif opt == "-S":
+            plan.min_sparse = _sparse_size(value)
+        elif opt == "-t":
+            cache = value
+        elif opt == "-T":
+            src_cache = value
+        elif opt in ("-U", "--force-share"):
+            force_share = True
+        elif opt in ("-h", "--help"):
+            print(
+                "usage: arctern-img convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] "
+                "[-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] "
+                "[-o options] [-S sparse_size] [-U] filename [filename2 [...]] output_filename"
+            )
+            return 0
+    cls = format_driver_class(out_fmt)
+    if plan.compressed and not hasattr(cls, "pwrite_compressed"):
+        raise BlockError("Compression not supported for this file format")
+    options = collect_options(option_texts, cls)
+    if wants_help(options):
+        print(options_help(out_fmt, cls))
+        return 0
+    if len(rest) < 2:
+        raise UsageError(f"Expecting image file name; {HELP_HINT}")
+    if no_create and (options or target_backing):
+        raise UsageError("-n and -o/-B cannot be used together")
+    options.update(target_backing)
+    if "backing_file" in options and "backing_fmt" not in options:
+        raise UsageError("Backing file specified without backing format")
+    *names, out_name = rest
+    sources = _open_sources(names, fmt, src_cache, force_share)
+    try:
+        _convert(
+            sources,
+            out_name,
+            out_fmt,
+            typed_options(options),
+            cache,
+            no_create,
+            plan,
+            progress and not quiet,
+        )
+    finally:
+        for source in sources:
+            source.close()
+    return 0
+
+
+def _convert(
+    sources: list,
+    out_name: str,
+    out_fmt: str,
+    options: dict,
+    cache: str,
+    no_create: bool,
+    plan: ConvertPlan,
+    show_progress: bool,
+) -> None:
+    from arctern import block
+
+    total = sum(source.length for source in sources)
+    if not no_create:
+        block.create_image(out_name, out_fmt, total, options)
+    plan.target_has_backing = "backing_file" in options
+    plan.zero_init = not no_create and not plan.target_has_backing
+    target = open_image(out_name, fmt=out_fmt, cache=cache)
+    try:
+        if no_create and target.length < total:
+            raise BlockError("Target image is too small for the input")
+        progress = Progress(show_progress, total)
+        copier = Copier(target, plan, progress)
+        base = 0
+        for source in sources:
+            copier.copy(source, base)
+            base += source.length
+        target.flush()
+        progress.finish()
+    finally:
+        target.close()
+
+
+def _sparse_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except UsageError:
+        raise UsageError(
+            "Invalid buffer size for sparse output specified. Valid sizes are "
+            "multiples of 512 up to 16 MiB."
+        ) from None
+    if size % 512 or size > 16 << 20:
+        raise UsageError(
+            "Invalid buffer size for sparse output specified. Valid sizes are "
+            "multiples of 512 up to 16 MiB."
+        )
+    return size

@@ -1,0 +1,118 @@
+"""``arctern-img map``: where the guest's bytes live, in qemu-img map's two layouts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+from arctern.errors import ImageFormatError, UsageError
+
+from .img_common import HELP_HINT, image_opts, open_image, output_format, parse_args
+from .img_status import MapEntry, merged
+from .img_units import parse_size
+
+
+def json_entry(entry: MapEntry) -> str:
+    """One entry exactly as qemu-img map --output=json prints it."""
+    text = (
+        f'{{ "start": {entry.start}, "length": {entry.length}, "depth": {entry.depth},'
+        f' "present": {_bool(entry.present)}, "zero": {_bool(entry.zero)},'
+        f' "data": {_bool(entry.data)}'
+    )
+    if entry.offset is not None:
+        text += f', "offset": {entry.offset}'
+    return text + "}"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _hex(value: int) -> str:
+    """C's ``%#x``: no ``0x`` prefix for zero."""
+    return f"{value:#x}" if value else "0"
+
+
+def write_json(entries: Iterable[MapEntry], out) -> None:
+    out.write("[")
+    first = True
+    for entry in entries:
+        if not first:
+            out.write(",\n")
+        out.write(json_entry(entry))
+        first = False
+    out.write("]\n")
+
+
+def write_human(entries: Iterable[MapEntry], out) -> None:
+    """Only data runs, with qemu-img's coalescing of zero and unallocated runs."""
+    out.write(f"{'Offset':<16}{'Length':<16}{'Mapped to':<16}File\n")
+    for entry in _human_runs(entries):
+        if entry.data and entry.offset is None:
+            raise ImageFormatError("File contains external, encrypted or compressed clusters.")
+        if entry.data and not entry.zero:
+            out.write(
+                f"{_hex(entry.start):<16}{_hex(entry.length):<16}"
+                f"{_hex(entry.offset or 0):<16}{entry.filename or ''}\n"
+            )
+
+
+def _human_runs(entries: Iterable[MapEntry]) -> Iterable[MapEntry]:
+    """Treat every zero or unallocated run alike, so that they merge."""
+    current: MapEntry | None = None
+    for entry in entries:
+        if current is not None and (not entry.data or entry.zero):
+            entry.data, entry.zero = False, True
+        if current is not None and current.mergeable(entry):
+            current.length += entry.length
+            continue
+        if current is not None:
+            yield current
+        current = entry
+    if current is not None:
+        yield current
+
+
+def cmd_map(args: Sequence[str]) -> int:
+    opts, rest = parse_args(
+        args,
+        "f:hU",
+        ["help", "output=", "start-offset=", "max-length=", "force-share", "image-opts", "object="],
+    )
+    fmt, force_share, output, start, max_length = None, False, "human", 0, None
+    for opt, value in opts:
+        if opt == "-f":
+            fmt = value
+        elif opt in ("-U", "--force-share"):
+            force_share = True
+        elif opt == "--output":
+            output = output_format(value)
+        elif opt == "--start-offset":
+            start = _offset(value, "start offset")
+        elif opt == "--max-length":
+            max_length = _offset(value, "max length")
+        elif opt in ("-h", "--help"):
+            print(
+                "usage: arctern-img map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] "
+                "[--max-length=LEN] [-U] filename"
+            )
+            return 0
+    if len(rest) != 1:
+        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    backend = open_image(rest[0], **image_opts(fmt, force_share))
+    try:
+        end = backend.length
+        if max_length is not None:
+            end = min(end, start + max_length)
+        entries = merged(backend.node, min(start, end), end)
+        (write_json if output == "json" else write_human)(entries, sys.stdout)
+    finally:
+        backend.close()
+    return 0
+
+
+def _offset(text: str, what: str) -> int:
+    try:
+        return parse_size(text)
+    except UsageError:
+        raise UsageError(f"Invalid {what} specified") from None

@@ -1,0 +1,72 @@
+"""``arctern-img resize``: absolute or ``+``/``-`` relative sizes, shrinking only with --shrink."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from arctern.errors import UsageError
+
+from .img_common import HELP_HINT, open_image, parse_args
+from .img_create import SIZE_HINT
+from .img_units import SIZE_MAX, parse_size
+
+PREALLOCATION = ("off", "metadata", "falloc", "full")
+
+
+def new_size(current: int, text: str) -> int:
+    """The size ``text`` asks for: absolute, or relative to ``current`` with ``+``/``-``."""
+    sign = text[:1] if text[:1] in "+-" else ""
+    try:
+        amount = parse_size(text[1:] if sign else text)
+    except UsageError:
+        raise UsageError(SIZE_HINT) from None
+    size = current + amount if sign == "+" else current - amount if sign == "-" else amount
+    if not 0 <= size <= SIZE_MAX:
+        raise UsageError(f"New image size must be between 0 and {SIZE_MAX} bytes")
+    return size
+
+
+def cmd_resize(args: Sequence[str]) -> int:
+    if not args or args[-1] in ("-h", "--help"):
+        print(
+            "usage: arctern-img resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
+            "filename [+ | -]size"
+        )
+        return 0
+    # The size goes last and may start with '-': take it before option parsing, as qemu-img does.
+    *head, size_text = args
+    opts, rest = parse_args(head, "f:q", ["preallocation=", "shrink", "image-opts", "object="])
+    fmt, quiet, shrink, prealloc = None, False, False, "off"
+    for opt, value in opts:
+        if opt == "-f":
+            fmt = value
+        elif opt == "-q":
+            quiet = True
+        elif opt == "--shrink":
+            shrink = True
+        elif opt == "--preallocation":
+            if value not in PREALLOCATION:
+                raise UsageError(f"Invalid preallocation mode '{value}'")
+            prealloc = value
+    if len(rest) != 1:
+        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    backend = open_image(rest[0], fmt=fmt)
+    try:
+        size = new_size(backend.length, size_text)
+        if size < backend.length:
+            if not shrink:
+                raise UsageError("Use the --shrink option to perform a shrink operation.")
+            print(
+                "arctern-img: warning: Shrinking an image will delete all data beyond the "
+                "shrunken image's end. Before performing such an operation, make sure there "
+                "is no important data there.",
+                file=sys.stderr,
+            )
+        backend.truncate(size, preallocation=prealloc)
+        backend.flush()
+    finally:
+        backend.close()
+    if not quiet:
+        print("Image resized.")
+    return 0
