@@ -121,8 +121,8 @@ def end_section(sections_before: int) -> list:
 class RamEncoder:
     """Turns runs of dirty pages into RAM sections of at most ``chunk_pages`` pages.
 
-    Pages are copied at encoding time (the guest may write them a moment
-    later); a page that is all zeroes is sent as a flag. Counters feed
+    Pages are copied into the section at encoding time (the guest may write
+    them a moment later); a page that is all zeroes is sent as a flag. Counters feed
     query-migrate: ``duplicate`` (zero pages), ``normal`` pages and bytes.
     """
 
@@ -132,13 +132,18 @@ class RamEncoder:
         self.duplicate = 0
         self.normal = 0
 
-    def encode(self, first: int, count: int) -> list:
-        """Sections (as piece lists) carrying pages [first, first + count)."""
-        pieces: list = []
-        for start in range(first, first + count, self.chunk_pages):
-            n = min(self.chunk_pages, first + count - start)
-            pieces.extend(section(RAM_PAGES, "ram", *self._runs(start, n)))
-        return pieces
+    def encode(self, first: int, count: int) -> list[bytes]:
+        """Sections carrying pages [first, first + count), each copied into one bytes object."""
+        return [
+            b"".join(
+                section(
+                    RAM_PAGES,
+                    "ram",
+                    *self._runs(start, min(self.chunk_pages, first + count - start)),
+                )
+            )
+            for start in range(first, first + count, self.chunk_pages)
+        ]
 
     def _runs(self, first: int, count: int) -> list:
         view = self.ram.view
@@ -164,7 +169,7 @@ class RamEncoder:
                     self.normal += n
                     off = run_start << PAGE_SHIFT
                     parts.append(RUN.pack(run_start, n, RUN_DATA))
-                    parts.append(bytes(view[off : off + (n << PAGE_SHIFT)]))
+                    parts.append(view[off : off + (n << PAGE_SHIFT)])
             if page < first + count:
                 run_start, run_zero = page, zero
         return parts

@@ -1,0 +1,42 @@
+"""Image activation at the migration hand-over (see DESIGN.md, "Live migration").
+
+Exactly one side may have a machine's images active at any time: the
+source flushes and inactivates them before it sends end-of-stream, and the
+destination activates them (each format driver's ``invalidate_cache``
+re-reads metadata written by the source) only after it loaded everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arctern.errors import ArcternError, MigrationError
+
+log = logging.getLogger(__name__)
+
+
+def _backends(machine: Any) -> list[tuple[str, Any]]:
+    return sorted(getattr(machine, "drives", {}).items())
+
+
+def inactivate_images(machine: Any) -> None:
+    """Flush every drive and make it inactive; MigrationError names the drive that failed."""
+    for name, backend in _backends(machine):
+        try:
+            if backend.active:
+                backend.flush()
+            backend.inactivate()
+        except ArcternError as exc:
+            raise MigrationError(f"cannot inactivate drive '{name}': {exc}") from None
+        log.debug("drive %s inactivated", name)
+
+
+def activate_images(machine: Any) -> None:
+    """Activate every drive (drivers drop and re-read cached metadata, locks are taken)."""
+    for name, backend in _backends(machine):
+        try:
+            backend.activate()
+        except ArcternError as exc:
+            raise MigrationError(f"cannot activate drive '{name}': {exc}") from None
+        log.debug("drive %s activated", name)

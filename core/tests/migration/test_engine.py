@@ -1,0 +1,264 @@
+"""The pre-copy engine and the hand-over, in-process, over real transports and images."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from arctern.errors import MigrationError, TransportError, UsageError
+from arctern.machine.memory import PAGE_SIZE
+from arctern.migration.manager import MigrationManager
+
+RAM_SIZE = 4 << 20
+
+
+def _pair(registry, make_machine, image, uri="tcp:127.0.0.1:0", *, autostart=True, fill=True):
+    source = make_machine(RAM_SIZE, image)
+    if fill:
+        source.ram.data[: RAM_SIZE // 2] = os.urandom(RAM_SIZE // 2)
+    dest = make_machine(RAM_SIZE, image, incoming=True)
+    src_mig = MigrationManager(source, registry)
+    dst_mig = MigrationManager(dest, registry)
+    dst_mig.start_incoming(uri, autostart=autostart)
+    address = dst_mig.incoming.socket_address
+    if address.get("type") == "inet":
+        uri = f"tcp:{address['host']}:{address['port']}"
+    return source, dest, src_mig, dst_mig, uri
+
+
+def _events(manager) -> list:
+    seen = []
+    manager.listeners.append(lambda event, data: seen.append((event, data)))
+    return seen
+
+
+def _done(*managers):
+    return lambda: all(
+        m.query().get("status") in ("completed", "failed", "cancelled") for m in managers
+    )
+
+
+def test_running_guest_moves_over_tcp_and_nothing_differs(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.capabilities["events"] = True
+    events = _events(src_mig)
+    run_until(lambda: source.cpus[0].steps > 5, source)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+
+    info = src_mig.query()
+    assert info["status"] == "completed", info
+    assert dst_mig.query()["status"] == "completed"
+    assert source.runstate == "postmigrate" and dest.runstate == "running"
+    assert dest.ram.data == source.ram.data
+    assert dest.cpus[0].get_state() == source.cpus[0].get_state()
+    assert dest.devices[0].ticks == source.devices[0].ticks
+    assert dest.devices[0].post_loaded == 1
+    assert dest.clock.now == source.clock.now
+    # exactly one side owns the image
+    assert not source.drives["disk0"].active and dest.drives["disk0"].active
+    ram = info["ram"]
+    assert ram["total"] == RAM_SIZE
+    assert ram["normal"] >= RAM_SIZE // 2 // PAGE_SIZE
+    assert ram["duplicate"] > 0 and ram["transferred"] >= RAM_SIZE // 2
+    assert ram["dirty-sync-count"] >= 1
+    assert {"total-time", "downtime", "setup-time"} <= set(info)
+    statuses = [d["status"] for e, d in events if e == "MIGRATION"]
+    assert statuses == ["setup", "active", "device", "completed"]
+    # the guest goes on at the destination; the source does not touch the image any more
+    before = open(image, "rb").read()
+    mtime = os.stat(image).st_mtime_ns
+    for _ in range(5):
+        source.step()
+    assert open(image, "rb").read() == before and os.stat(image).st_mtime_ns == mtime
+    steps = dest.cpus[0].steps
+    dest.step()
+    assert dest.cpus[0].steps == steps + 1
+
+
+def test_busy_guest_needs_several_passes(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    source.dirty_pages = 200
+    src_mig.capabilities["events"] = True
+    src_mig.set_parameters({"downtime-limit": 0})
+    events = _events(src_mig)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert src_mig.query()["status"] == "completed"
+    passes = [d["pass"] for e, d in events if e == "MIGRATION_PASS"]
+    assert passes == list(range(2, len(passes) + 2)) and len(passes) >= 2
+    assert dest.ram.data == source.ram.data
+
+
+def test_unix_transport_and_paused_guest_stays_paused(
+    registry, make_machine, run_until, image, tmp_path
+):
+    source, dest, src_mig, dst_mig, uri = _pair(
+        registry, make_machine, image, f"unix:{tmp_path}/m.sock"
+    )
+    source.pause("paused")
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert src_mig.query()["status"] == "completed"
+    assert dest.runstate == "paused" and dest.drives["disk0"].active
+    assert dest.ram.data == source.ram.data
+
+
+def test_minus_s_keeps_images_inactive_until_cont(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image, autostart=False)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert dest.runstate == "paused"
+    assert not dest.drives["disk0"].active and not source.drives["disk0"].active
+    dst_mig.prepare_cont()
+    assert dest.drives["disk0"].active
+
+
+def test_cont_after_postmigrate_reactivates(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    for drive in dest.drives.values():
+        drive.close()
+    src_mig.prepare_cont()
+    assert source.drives["disk0"].active
+
+
+def test_through_a_file_with_exec(registry, make_machine, run_until, image, tmp_path):
+    state = tmp_path / "guest.state.gz"
+    source = make_machine(RAM_SIZE, image)
+    source.ram.data[:PAGE_SIZE] = os.urandom(PAGE_SIZE)
+    src_mig = MigrationManager(source, registry)
+    src_mig.migrate(f"exec:gzip -c > {state}")
+    run_until(_done(src_mig), source)
+    assert src_mig.query()["status"] == "completed"
+    assert source.runstate == "postmigrate"
+
+    dest = make_machine(RAM_SIZE, image, incoming=True)
+    dst_mig = MigrationManager(dest, registry)
+    dst_mig.start_incoming(f"exec:gzip -dc {state}", autostart=True)
+    run_until(_done(dst_mig), dest)
+    assert dst_mig.query()["status"] == "completed"
+    assert dest.ram.data == source.ram.data and dest.runstate == "running"
+    assert dest.drives["disk0"].active
+
+
+@pytest.mark.parametrize("when", ["setup", "active", "device"])
+def test_cancel_in_each_phase_resumes_the_source(registry, make_machine, run_until, image, when):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.set_parameters({"max-bandwidth": 1 << 20})
+    src_mig.migrate(uri)
+    if when == "active":
+        run_until(lambda: src_mig.query()["status"] == "active", source, dest)
+    elif when == "device":
+        src_mig.set_parameters({"max-bandwidth": 0})
+        run_until(lambda: src_mig.query()["status"] == "device", source, dest)
+    src_mig.cancel()
+    run_until(_done(src_mig), source, dest)
+    status = src_mig.query()["status"]
+    assert status == "cancelled"
+    assert source.runstate == "running" and source.drives["disk0"].active
+    run_until(_done(dst_mig), dest)
+    assert dst_mig.query()["status"] == "failed" and not dest.drives["disk0"].active
+
+
+def test_verify_catches_a_corrupted_page(registry, make_machine, run_until, image, monkeypatch):
+    from arctern.migration import incoming
+
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.capabilities["verify"] = True
+    original = incoming.StateCollector.apply
+
+    def corrupt_then_apply(self, machine):
+        machine.ram.data[5 * PAGE_SIZE + 3] ^= 0x40
+        original(self, machine)
+
+    monkeypatch.setattr(incoming.StateCollector, "apply", corrupt_then_apply)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    info = src_mig.query()
+    assert info["status"] == "failed"
+    assert "verify" in info["error-desc"]
+    assert source.runstate == "running" and source.drives["disk0"].active
+    assert dst_mig.query()["status"] == "failed" and not dest.drives["disk0"].active
+
+
+def test_verify_passes_when_nothing_differs(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.capabilities["verify"] = True
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert src_mig.query()["status"] == "completed" and dest.runstate == "running"
+
+
+def test_destination_dies_mid_stream(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.set_parameters({"max-bandwidth": 1 << 20})
+    src_mig.migrate(uri)
+    run_until(lambda: dst_mig.query()["status"] == "active", source, dest)
+    dst_mig.incoming.loader.close()  # what a killed process does to its socket
+    run_until(_done(src_mig), source)
+    info = src_mig.query()
+    assert info["status"] == "failed" and "error-desc" in info
+    assert source.runstate == "running" and source.drives["disk0"].active
+
+
+def test_source_dies_mid_stream(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    dst_mig.exit_on_incoming_failure = True
+    src_mig.set_parameters({"max-bandwidth": 1 << 20})
+    src_mig.migrate(uri)
+    run_until(lambda: dst_mig.query()["status"] == "active", source, dest)
+    src_mig.outgoing.writer.stream.close()
+    run_until(_done(dst_mig), dest)
+    assert "truncated" in dst_mig.query()["error-desc"]
+    assert dest.exit_status == 1 and not dest.drives["disk0"].active
+
+
+def test_ram_size_mismatch_is_refused(registry, make_machine, run_until, image):
+    source = make_machine(RAM_SIZE, image)
+    dest = make_machine(RAM_SIZE * 2, image, incoming=True)
+    src_mig, dst_mig = MigrationManager(source, registry), MigrationManager(dest, registry)
+    dst_mig.start_incoming("tcp:127.0.0.1:0", autostart=True)
+    port = dst_mig.incoming.socket_address["port"]
+    src_mig.migrate(f"tcp:127.0.0.1:{port}")
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert "use the same -m" in dst_mig.query()["error-desc"]
+    assert src_mig.query()["status"] == "failed" and source.runstate == "running"
+
+
+def test_bad_uris_fail_at_once_and_the_guest_runs(registry, make_machine, run_until, image):
+    source = make_machine(RAM_SIZE, image)
+    manager = MigrationManager(source, registry)
+    with pytest.raises(MigrationError, match="unsupported migration URI 'ftp:x'"):
+        manager.migrate("ftp:x")
+    with pytest.raises(TransportError, match="bad migration URI"):
+        manager.migrate("tcp:nohost")
+    manager.migrate("tcp:127.0.0.1:1")
+    run_until(_done(manager), source)
+    assert "refused" in manager.query()["error-desc"]
+    assert source.runstate == "running" and source.drives["disk0"].active
+
+
+def test_failing_exec_command(registry, make_machine, run_until, image, tmp_path):
+    source = make_machine(RAM_SIZE, image)
+    manager = MigrationManager(source, registry)
+    manager.migrate(f"exec:cat > {tmp_path}/no/such/dir")
+    run_until(_done(manager), source)
+    info = manager.query()
+    assert info["status"] == "failed" and "exit status" in info["error-desc"]
+    assert source.runstate == "running" and source.drives["disk0"].active
+
+
+def test_parameters_and_capabilities_are_checked(registry, make_machine):
+    manager = MigrationManager(make_machine(RAM_SIZE, None), registry)
+    assert manager.parameters == {"max-bandwidth": 134217728, "downtime-limit": 300}
+    with pytest.raises(UsageError):
+        manager.set_parameters({"downtime-limit": -1})
+    with pytest.raises(UsageError):
+        manager.set_parameters({"bogus": 1})
+    with pytest.raises(UsageError):
+        manager.set_capabilities([{"capability": "x-bogus", "state": True}])
+    manager.set_capabilities([{"capability": "verify", "state": True}])
+    assert {"capability": "verify", "state": True} in manager.capability_list()
