@@ -1,0 +1,9 @@
+"""The Arctern conformance kit: test suites a plugin author runs against their own plugin.
+
+* :mod:`arctern.testing.block`: :class:`~arctern.testing.block.BlockDriverConformance`,
+  the block-driver suite;
+* :mod:`arctern.testing.pytest_plugin`: the pytest plugin (loaded automatically
+  through the ``pytest11`` entry point) with ``--arctern-block-driver NAME``.
+
+See docs/plugin-authors/conformance.md.
+"""

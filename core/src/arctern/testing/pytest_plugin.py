@@ -1,1 +1,37 @@
-"""pytest plugin of the Arctern conformance kit (loaded through the pytest11 entry point)."""
+"""pytest plugin of the Arctern conformance kit (loaded through the pytest11 entry point).
+
+``pytest --arctern-block-driver NAME`` (repeatable) runs the block-driver
+conformance suite against the installed driver NAME: alone when no test paths
+are given, next to them otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+OPTION = "--arctern-block-driver"
+SUITE = Path(__file__).with_name("block_suite.py")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("arctern", "Arctern conformance kit")
+    group.addoption(
+        OPTION,
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="arctern_block_drivers",
+        help="run the block-driver conformance suite against the installed driver NAME",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("arctern_block_drivers"):
+        return
+    suite = str(SUITE)
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [suite]  # no paths given: run the suite alone
+    elif suite not in config.args:
+        config.args.append(suite)
