@@ -72,10 +72,10 @@ def io_size(value: float) -> str:
     return (text[:cut] if cut >= 0 else text) + suffix
 
 
-def io_time(seconds: float) -> str:
-    """qemu-io's ``timestr``: ``00.01 sec`` below a second, ``H:MM:SS.ss`` above."""
+def io_time(seconds: float, fixed: bool = False) -> str:
+    """qemu-io's ``timestr``: ``00.01 sec`` below a second, ``H:MM:SS.ss`` above (or if fixed)."""
     whole = int(seconds)
-    if whole == 0:
+    if whole == 0 and not fixed:
         return f"{seconds:05.2f} sec"
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
