@@ -1,0 +1,261 @@
+"""Consistency check and repair, computed the way ``qemu-img check`` does.
+
+Every reference the metadata makes (header, L1 tables, L2 tables, data and
+compressed clusters, refcount table and blocks, snapshot table) is counted
+in memory and compared with the stored refcounts: a stored refcount above
+the references is a leak, below is a corruption. The COPIED flags of the
+active L1 and its L2 tables are checked against the stored refcounts.
+Repair (``fix="leaks"`` or ``"all"``) sets refcounts to the reference counts
+and fixes COPIED flags, then checks again, as ``qemu-img check -r`` does.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from typing import TYPE_CHECKING
+
+from arctern.block.driver import CheckResult
+from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
+
+if TYPE_CHECKING:
+    from arctern_block_qcow2.driver import Qcow2Driver
+
+_ARRAY_CODES = {3: "B", 4: "H", 5: "I", 6: "Q"}
+
+
+class _References:
+    """Reference counts per host cluster; references past the file end kept sparse."""
+
+    def __init__(self, nb_clusters: int) -> None:
+        self.counts = array("Q", bytes(8 * nb_clusters))
+        self.beyond: dict[int, int] = {}
+
+    def add(self, first: int, count: int = 1) -> None:
+        n = len(self.counts)
+        for cluster in range(first, first + count):
+            if cluster < n:
+                self.counts[cluster] += 1
+            else:
+                self.beyond[cluster] = self.beyond.get(cluster, 0) + 1
+
+    def get(self, cluster: int) -> int:
+        if cluster < len(self.counts):
+            return self.counts[cluster]
+        return self.beyond.get(cluster, 0)
+
+
+def _stored_refcounts(drv: Qcow2Driver, nb_clusters: int, res: CheckResult) -> list[int]:
+    """Stored refcounts of clusters [0, nb_clusters), decoded block by block."""
+    rc = drv.refcounts
+    epb, cs = rc.fmt.entries, drv.h.cluster_size
+    file_length = drv.node.file.getlength()
+    out: list[int] = []
+    for rt_index in range(-(-nb_clusters // epb)):
+        entry = rc.reftable[rt_index] if rt_index < len(rc.reftable) else 0
+        offset = entry & L.REFT_OFFSET_MASK
+        block = None
+        if offset % cs:
+            res.corruptions += 1
+            res.messages.append(f"ERROR refcount block {rt_index} is not cluster aligned; "
+                                "refcount table entry corrupted")
+        elif offset and offset + cs > file_length:
+            res.corruptions += 1
+            res.messages.append(f"ERROR refcount block {rt_index} is outside image")
+        elif offset:
+            block = rc.cache.get(offset)
+        out.extend(_decode_block(rc.fmt, block, epb))
+    return out[:nb_clusters]
+
+
+def _decode_block(fmt, block, epb: int) -> list[int]:
+    if block is None:
+        return [0] * epb
+    code = _ARRAY_CODES.get(fmt.bits.bit_length() - 1)
+    if code:
+        values = array(code, bytes(block))
+        if sys.byteorder == "little" and values.itemsize > 1:
+            values.byteswap()
+        return values.tolist()
+    return [fmt.get(block, i) for i in range(epb)]
+
+
+def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active: bool) -> None:
+    cb = drv.h.cluster_bits
+    seen: set[int] = set()
+    next_contiguous = 0
+    for l1_entry in l1:
+        l2_offset = l1_entry & L.L1E_OFFSET_MASK
+        if not l2_offset:
+            continue
+        if l2_offset % drv.h.cluster_size:
+            res.corruptions += 1
+            res.messages.append(f"ERROR l2_offset={l2_offset:x}: Table is not cluster aligned; "
+                                "L1 entry corrupted")
+            continue
+        refs.add(l2_offset >> cb)
+        if l2_offset in seen:
+            res.corruptions += 1
+            res.messages.append(f"ERROR L2 table at 0x{l2_offset:x} is used twice by one L1 table")
+            continue
+        seen.add(l2_offset)
+        if l2_offset + drv.h.cluster_size > drv.node.file.getlength():
+            res.corruptions += 1
+            res.messages.append(f"ERROR l2_offset={l2_offset:x}: L2 table is outside the image")
+            continue
+        for entry in drv.map.cache.get(l2_offset):
+            if not entry:
+                continue
+            kind = entry_kind(entry)
+            held = host_clusters(entry, cb)
+            if kind is Kind.COMPRESSED:
+                if entry & L.OFLAG_COPIED:
+                    res.corruptions += 1
+                    res.messages.append(f"ERROR: coffset=0x{entry & L.L2E_OFFSET_MASK:x}: "
+                                        "copied flag must never be set for compressed clusters")
+                if active:
+                    res.allocated_clusters += 1
+                    res.compressed_clusters += 1
+            elif held:
+                host = entry & L.L2E_OFFSET_MASK
+                if host % drv.h.cluster_size:
+                    res.corruptions += 1
+                    res.messages.append(f"ERROR offset={host:x}: Cluster is not properly "
+                                        "aligned; L2 entry corrupted")
+                    continue
+                if active:
+                    res.allocated_clusters += 1
+                    if next_contiguous and host != next_contiguous:
+                        res.fragmented_clusters += 1
+                    next_contiguous = host + drv.h.cluster_size
+            if held:
+                refs.add(*held)
+
+
+def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> _References:
+    h, cb, cs = drv.h, drv.h.cluster_bits, drv.h.cluster_size
+    refs = _References(nb_clusters)
+    refs.add(0)
+    refs.add(h.l1_table_offset >> cb, -(-h.l1_size * 8 // cs))
+    _count_l1(drv, refs, drv.map.l1, res, active=True)
+    if drv.snapshots:
+        refs.add(h.snapshots_offset >> cb, -(-drv.snapshot_table_bytes // cs))
+    for snap in drv.snapshots:
+        refs.add(snap.l1_table_offset >> cb, -(-snap.l1_size * 8 // cs))
+        _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res,
+                  active=False)
+    refs.add(h.refcount_table_offset >> cb, h.refcount_table_clusters)
+    file_length = drv.node.file.getlength()
+    for entry in drv.refcounts.reftable:
+        offset = entry & L.REFT_OFFSET_MASK
+        if offset and not offset % cs and offset + cs <= file_length:
+            refs.add(offset >> cb)
+    return refs
+
+
+def _scan(drv: Qcow2Driver) -> tuple[CheckResult, list[tuple[int, int, int]], list]:
+    """One pass: the result, (cluster, stored, referenced) mismatches, COPIED flag errors."""
+    cs = drv.h.cluster_size
+    res = CheckResult(corruptions=0, leaks=0, allocated_clusters=0, fragmented_clusters=0,
+                      compressed_clusters=0)
+    res.total_clusters = -(-drv.h.size // cs)
+    nb_clusters = -(-drv.node.file.getlength() // cs)
+    refs = _count_references(drv, res, nb_clusters)
+    stored = _stored_refcounts(drv, nb_clusters, res)
+    mismatches = []
+    highest = 0
+    # References past the end of the file are few (one per bad entry): look them up singly.
+    beyond = [(c, drv.refcounts.get(c), n) for c, n in sorted(refs.beyond.items())]
+    for cluster, have, want in [(c, stored[c], refs.get(c)) for c in range(nb_clusters)] + beyond:
+        if have or want:
+            highest = cluster
+        if have > want:
+            res.leaks += 1
+            res.messages.append(f"Leaked cluster {cluster} refcount={have} reference={want}")
+            mismatches.append((cluster, have, want))
+        elif have < want:
+            res.corruptions += 1
+            res.messages.append(f"ERROR cluster {cluster} refcount={have} reference={want}")
+            mismatches.append((cluster, have, want))
+    res.image_end_offset = (highest + 1) * cs
+    copied = _copied_errors(drv, stored, res)
+    return res, mismatches, copied
+
+
+def _copied_errors(drv: Qcow2Driver, stored: list[int], res: CheckResult) -> list:
+    """Active L1/L2 entries whose COPIED flag disagrees with refcount == 1."""
+    cb = drv.h.cluster_bits
+    errors = []
+
+    def refcount(offset: int) -> int:
+        cluster = offset >> cb
+        return stored[cluster] if cluster < len(stored) else 0
+
+    for l1_index, l1_entry in enumerate(drv.map.l1):
+        l2_offset = l1_entry & L.L1E_OFFSET_MASK
+        if not l2_offset or l2_offset % drv.h.cluster_size or \
+                l2_offset + drv.h.cluster_size > drv.node.file.getlength():
+            continue
+        rc = refcount(l2_offset)
+        if (rc == 1) != bool(l1_entry & L.OFLAG_COPIED):
+            res.corruptions += 1
+            res.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={l1_index} "
+                                f"l1_entry={l1_entry:x} refcount={rc}")
+            errors.append(("l1", l1_index, rc))
+        for i, entry in enumerate(drv.map.cache.get(l2_offset)):
+            if entry_kind(entry) not in (Kind.NORMAL, Kind.ZERO_ALLOC):
+                continue
+            host = entry & L.L2E_OFFSET_MASK
+            if host % drv.h.cluster_size:
+                continue
+            rc = refcount(host)
+            if (rc == 1) != bool(entry & L.OFLAG_COPIED):
+                res.corruptions += 1
+                res.messages.append(f"ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} "
+                                    f"refcount={rc}")
+                errors.append(("l2", l2_offset, i, rc))
+    return errors
+
+
+def _repair(drv: Qcow2Driver, fix: str, mismatches, copied) -> None:
+    rc = drv.refcounts
+    # Never hand out a cluster that something references while refcounts are rewritten.
+    end = max([c for c, _, _ in mismatches] + [-(-drv.node.file.getlength() //
+                                                 drv.h.cluster_size)])
+    rc.free_hint = max(rc.free_hint, end + 1)
+    for cluster, have, want in mismatches:
+        if have > want or fix == "all":
+            rc.set_value(cluster, want)
+    if fix == "all":
+        for item in copied:
+            if item[0] == "l1":
+                _, l1_index, count = item
+                entry = drv.map.l1[l1_index]
+                fixed = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
+                drv.map.set_l1_entry(l1_index, fixed)
+            else:
+                _, l2_offset, i, count = item
+                table = drv.map.cache.get(l2_offset)
+                entry = table[i]
+                table[i] = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
+                drv.map.cache.mark_dirty(l2_offset)
+    rc.flush()
+    drv.node.file.flush()
+    drv.map.cache.flush()
+    drv.node.file.flush()
+
+
+def check_image(drv: Qcow2Driver, fix: str = "") -> CheckResult:
+    """Check (and with ``fix`` = "leaks" or "all", repair) the image behind ``drv``."""
+    res, mismatches, copied = _scan(drv)
+    if not fix or (not mismatches and not copied):
+        return res
+    _repair(drv, fix, mismatches, copied)
+    after, _, _ = _scan(drv)
+    after.leaks_fixed = max(0, res.leaks - after.leaks)
+    after.corruptions_fixed = max(0, res.corruptions - after.corruptions)
+    after.messages = res.messages + [
+        m for m in after.messages if m not in res.messages
+    ]
+    return after

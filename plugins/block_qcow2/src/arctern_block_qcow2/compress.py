@@ -1,0 +1,44 @@
+"""Reading compressed clusters: descriptor decoding and bounded decompression.
+
+Output is capped at one cluster whatever the stream claims, so a hostile
+compressed cluster cannot make us allocate more than the cluster size.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import zstandard
+
+from arctern.errors import ImageFormatError
+from arctern_block_qcow2 import layout as L
+
+
+def compressed_extent(entry: int, cluster_bits: int) -> tuple[int, int]:
+    """(host offset, byte length) of the compressed data an L2 entry describes."""
+    x = 62 - (cluster_bits - 8)
+    offset = entry & ((1 << x) - 1)
+    sectors = ((entry >> x) & ((1 << (cluster_bits - 8)) - 1)) + 1
+    return offset, sectors * L.SECTOR - (offset & (L.SECTOR - 1))
+
+
+def decompress_cluster(data: bytes, cluster_size: int, compression_type: int,
+                       where: str) -> bytes:
+    """Inflate one cluster; raise ImageFormatError unless exactly a cluster comes out."""
+    try:
+        if compression_type == L.COMPRESSION_ZSTD:
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+            out = b""
+            while len(out) < cluster_size:
+                piece = reader.read(cluster_size - len(out))
+                if not piece:
+                    break
+                out += piece
+        else:
+            out = zlib.decompressobj(-12).decompress(data, cluster_size)
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise ImageFormatError(f"{where}: bad compressed cluster ({exc})") from None
+    if len(out) != cluster_size:
+        raise ImageFormatError(f"{where}: compressed cluster decompresses to {len(out)} bytes")
+    return out
