@@ -1,0 +1,214 @@
+"""arctern-img on raw images: options, output layouts, exit codes, data."""
+
+import json
+import os
+
+import pytest
+
+
+def write_at(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def test_create_prints_formatting_line_and_makes_the_image(arctern_img, tmp_path):
+    r = arctern_img("create", "-f", "raw", "a.raw", "1.5M")
+    assert r.rc == 0
+    assert r.out == "Formatting 'a.raw', fmt=raw size=1572864\n"
+    assert os.path.getsize(tmp_path / "a.raw") == 1572864
+
+
+def test_create_quiet_and_default_format_raw(arctern_img, tmp_path):
+    r = arctern_img("create", "-q", "b.img", "64k")
+    assert (r.rc, r.out) == (0, "")
+    assert os.path.getsize(tmp_path / "b.img") == 65536
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "-f", "raw", "x.raw"], "Image creation needs a size parameter"),
+        (["create", "-f", "raw", "x.raw", "1Q"], "Invalid image size specified"),
+        (["create", "-f", "nosuch", "x.raw", "1M"], "Unknown file format 'nosuch'"),
+        (["create", "-f", "raw", "-o", "bogus=1", "x.raw", "1M"], "Invalid parameter 'bogus'"),
+        (["create", "-f", "raw", "-x", "x.raw", "1M"], "unrecognized option '-x'"),
+        (["create", "-f"], "option '-f' requires an argument"),
+        (["nosuch"], "Command not found: nosuch"),
+        (["info", "--output=xml", "x.raw"], "--output must be used with human or json"),
+        (["check", "-r", "some", "x.raw"], "Unknown option value for -r"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_1(arctern_img, args, message):
+    r = arctern_img(*args)
+    assert r.rc == 1
+    assert r.err.count("\n") == 1 and r.err.startswith("arctern-img: ")
+    assert message in r.err
+    assert "Traceback" not in r.err
+
+
+def test_create_option_help_lists_the_drivers_options(arctern_img):
+    r = arctern_img("create", "-f", "raw", "-o", "help")
+    assert r.rc == 0
+    assert r.out.startswith("Supported raw options:\n")
+    assert "  size=<size>            - Virtual disk size\n" in r.out
+    assert "preallocation=<str>" in r.out
+
+
+def test_missing_image_is_could_not_open(arctern_img):
+    for command in (["info"], ["map"], ["check"], ["bench", "-c", "1"], ["resize"]):
+        extra = ["1M"] if command == ["resize"] else []
+        r = arctern_img(*command, "missing.raw", *extra)
+        assert r.rc == 1, command
+        assert r.err == (
+            "arctern-img: Could not open 'missing.raw': No such file or directory\n"
+        ) or r.err.startswith("arctern-img: Could not open 'missing.raw'"), r.err
+
+
+def test_info_human_and_json(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "a.raw", "4M")
+    r = arctern_img("info", "-f", "raw", "a.raw")
+    assert r.out.splitlines()[:3] == [
+        "image: a.raw",
+        "file format: raw",
+        "virtual size: 4 MiB (4194304 bytes)",
+    ]
+    assert r.out.splitlines()[3].startswith("disk size: ")
+    info = json.loads(arctern_img("info", "--output=json", "a.raw").out)
+    assert info["virtual-size"] == 4194304
+    assert info["format"] == "raw" and info["filename"] == "a.raw"
+    assert info["dirty-flag"] is False
+    assert info["actual-size"] == os.stat(tmp_path / "a.raw").st_blocks * 512
+
+
+def test_map_reports_data_and_holes(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "a.raw", "4M")
+    write_at(tmp_path / "a.raw", 1 << 20, b"\x01" * 65536)
+    entries = [json.loads(line.rstrip(",]").lstrip("["))
+               for line in arctern_img("map", "-f", "raw", "--output=json", "a.raw")
+               .out.splitlines()]
+    data = [e for e in entries if e["data"]]
+    assert data == [{"start": 1 << 20, "length": 65536, "depth": 0, "present": True,
+                     "zero": False, "data": True, "offset": 1 << 20}]
+    assert sum(e["length"] for e in entries) == 4 << 20
+    human = arctern_img("map", "-f", "raw", "a.raw").out.splitlines()
+    assert human == ["Offset          Length          Mapped to       File",
+                     "0x100000        0x10000         0x100000        a.raw"]
+
+
+def test_convert_copies_data_and_keeps_zero_runs_sparse(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "src.raw", "8M")
+    payload = os.urandom(100000)
+    write_at(tmp_path / "src.raw", 12345, payload)
+    write_at(tmp_path / "src.raw", 4 << 20, bytes(1 << 20))  # allocated, but zeroes
+    r = arctern_img("convert", "-f", "raw", "-O", "raw", "src.raw", "dst.raw")
+    assert (r.rc, r.out, r.err) == (0, "", "")
+    assert (tmp_path / "dst.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+    assert os.stat(tmp_path / "dst.raw").st_blocks * 512 < 512 * 1024  # zeroes not written
+    full = arctern_img("convert", "-S", "0", "-f", "raw", "-O", "raw", "src.raw", "full.raw")
+    assert full.rc == 0
+    assert os.stat(tmp_path / "full.raw").st_blocks * 512 >= 1 << 20
+
+
+def test_convert_progress_and_existing_target(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "src.raw", "1M")
+    write_at(tmp_path / "src.raw", 0, b"\xaa" * 4096)
+    (tmp_path / "dst.raw").write_bytes(b"\xff" * (1 << 20))
+    r = arctern_img("convert", "-p", "-n", "-f", "raw", "-O", "raw", "src.raw", "dst.raw")
+    assert r.rc == 0
+    assert r.out.startswith("    (0.00/100%)\r") and r.out.endswith("    (100.00/100%)\r\n")
+    assert (tmp_path / "dst.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+
+
+def test_convert_concatenates_sources(arctern_img, tmp_path):
+    (tmp_path / "a.raw").write_bytes(b"a" * 65536)
+    (tmp_path / "b.raw").write_bytes(b"b" * 65536)
+    assert arctern_img("convert", "-f", "raw", "a.raw", "b.raw", "ab.raw").rc == 0
+    assert (tmp_path / "ab.raw").read_bytes() == b"a" * 65536 + b"b" * 65536
+
+
+def test_convert_compressed_refused_for_raw(arctern_img, tmp_path):
+    (tmp_path / "a.raw").write_bytes(b"a" * 65536)
+    r = arctern_img("convert", "-c", "-f", "raw", "-O", "raw", "a.raw", "c.raw")
+    assert r.rc == 1
+    assert r.err == "arctern-img: Compression not supported for this file format\n"
+
+
+def test_compare_exit_codes_and_messages(arctern_img, tmp_path):
+    (tmp_path / "a.raw").write_bytes(bytes(1 << 20))
+    (tmp_path / "b.raw").write_bytes(bytes(1 << 20))
+    same = arctern_img("compare", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert (same.rc, same.out) == (0, "Images are identical.\n")
+    write_at(tmp_path / "b.raw", 1000, b"x")
+    diff = arctern_img("compare", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert (diff.rc, diff.out) == (1, "Content mismatch at offset 512!\n")
+    quiet = arctern_img("compare", "-q", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert (quiet.rc, quiet.out) == (1, "")
+    missing = arctern_img("compare", "a.raw", "missing.raw")
+    assert missing.rc == 2 and "Could not open 'missing.raw'" in missing.err
+
+
+def test_compare_size_mismatch(arctern_img, tmp_path):
+    (tmp_path / "a.raw").write_bytes(bytes(1 << 20))
+    (tmp_path / "b.raw").write_bytes(bytes(2 << 20))
+    r = arctern_img("compare", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert (r.rc, r.out) == (0, "Warning: Image size mismatch!\nImages are identical.\n")
+    strict = arctern_img("compare", "-s", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert (strict.rc, strict.out) == (1, "Strict mode: Image size mismatch!\n")
+    write_at(tmp_path / "b.raw", (1 << 20) + 4096, b"\x01")
+    tail = arctern_img("compare", "-f", "raw", "-F", "raw", "a.raw", "b.raw")
+    assert tail.rc == 1
+    assert tail.out.endswith(f"Content mismatch at offset {(1 << 20) + 4096}!\n")
+
+
+def test_resize_relative_and_shrink(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "a.raw", "1M")
+    r = arctern_img("resize", "-f", "raw", "a.raw", "+1M")
+    assert (r.rc, r.out) == (0, "Image resized.\n")
+    assert os.path.getsize(tmp_path / "a.raw") == 2 << 20
+    refused = arctern_img("resize", "-f", "raw", "a.raw", "-512k")
+    assert refused.rc == 1 and "Use the --shrink option" in refused.err
+    shrunk = arctern_img("resize", "--shrink", "-f", "raw", "a.raw", "-512k")
+    assert shrunk.rc == 0 and "warning: Shrinking" in shrunk.err
+    assert os.path.getsize(tmp_path / "a.raw") == (2 << 20) - (512 << 10)
+    assert arctern_img("resize", "-f", "raw", "a.raw", "3M").rc == 0
+    assert os.path.getsize(tmp_path / "a.raw") == 3 << 20
+
+
+def test_bench_output_and_writes(arctern_img, tmp_path):
+    arctern_img("create", "-f", "raw", "a.raw", "1M")
+    r = arctern_img("bench", "-w", "-c", "100", "-s", "4k", "-S", "8k", "-o", "4k", "-d", "1",
+                    "--pattern=5", "--flush-interval=10", "-f", "raw", "a.raw")
+    lines = r.out.splitlines()
+    assert r.rc == 0
+    assert lines[0] == ("Sending 100 write requests, 4096 bytes each, 1 in parallel "
+                        "(starting at offset 4096, step size 8192)")
+    assert lines[1] == "Sending flush every 10 requests"
+    assert lines[2].startswith("Run completed in ") and lines[2].endswith(" seconds.")
+    data = (tmp_path / "a.raw").read_bytes()
+    assert data[4096:8192] == b"\x05" * 4096 and data[8192:12288] == bytes(4096)
+    reads = arctern_img("bench", "-c", "10", "-f", "raw", "a.raw").out.splitlines()[0]
+    assert reads == ("Sending 10 read requests, 4096 bytes each, 64 in parallel "
+                     "(starting at offset 0, step size 4096)")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-c", "0"], "Invalid request count specified"),
+        (["--flush-interval=4"], "--flush-interval is only available in write tests"),
+        (["--pattern=300", "-w"], "Invalid pattern byte specified"),
+        (["-s", "xyz"], "Invalid buffer size specified"),
+    ],
+)
+def test_bench_refuses_bad_parameters(arctern_img, tmp_path, args, message):
+    arctern_img("create", "-f", "raw", "a.raw", "1M")
+    r = arctern_img("bench", *args, "-f", "raw", "a.raw")
+    assert r.rc == 1 and r.err == f"arctern-img: {message}\n"
+
+
+def test_check_of_raw_is_63(arctern_img):
+    arctern_img("create", "-f", "raw", "a.raw", "1M")
+    r = arctern_img("check", "-f", "raw", "a.raw")
+    assert r.rc == 63
+    assert r.err == "arctern-img: This image format does not support checks\n"
