@@ -84,16 +84,28 @@ def test_info_human_and_json(arctern_img, tmp_path):
 def test_map_reports_data_and_holes(arctern_img, tmp_path):
     arctern_img("create", "-f", "raw", "a.raw", "4M")
     write_at(tmp_path / "a.raw", 1 << 20, b"\x01" * 65536)
-    entries = [json.loads(line.rstrip(",]").lstrip("["))
-               for line in arctern_img("map", "-f", "raw", "--output=json", "a.raw")
-               .out.splitlines()]
+    entries = [
+        json.loads(line.rstrip(",]").lstrip("["))
+        for line in arctern_img("map", "-f", "raw", "--output=json", "a.raw").out.splitlines()
+    ]
     data = [e for e in entries if e["data"]]
-    assert data == [{"start": 1 << 20, "length": 65536, "depth": 0, "present": True,
-                     "zero": False, "data": True, "offset": 1 << 20}]
+    assert data == [
+        {
+            "start": 1 << 20,
+            "length": 65536,
+            "depth": 0,
+            "present": True,
+            "zero": False,
+            "data": True,
+            "offset": 1 << 20,
+        }
+    ]
     assert sum(e["length"] for e in entries) == 4 << 20
     human = arctern_img("map", "-f", "raw", "a.raw").out.splitlines()
-    assert human == ["Offset          Length          Mapped to       File",
-                     "0x100000        0x10000         0x100000        a.raw"]
+    assert human == [
+        "Offset          Length          Mapped to       File",
+        "0x100000        0x10000         0x100000        a.raw",
+    ]
 
 
 def test_convert_copies_data_and_keeps_zero_runs_sparse(arctern_img, tmp_path):
@@ -177,19 +189,40 @@ def test_resize_relative_and_shrink(arctern_img, tmp_path):
 
 def test_bench_output_and_writes(arctern_img, tmp_path):
     arctern_img("create", "-f", "raw", "a.raw", "1M")
-    r = arctern_img("bench", "-w", "-c", "100", "-s", "4k", "-S", "8k", "-o", "4k", "-d", "1",
-                    "--pattern=5", "--flush-interval=10", "-f", "raw", "a.raw")
+    r = arctern_img(
+        "bench",
+        "-w",
+        "-c",
+        "100",
+        "-s",
+        "4k",
+        "-S",
+        "8k",
+        "-o",
+        "4k",
+        "-d",
+        "1",
+        "--pattern=5",
+        "--flush-interval=10",
+        "-f",
+        "raw",
+        "a.raw",
+    )
     lines = r.out.splitlines()
     assert r.rc == 0
-    assert lines[0] == ("Sending 100 write requests, 4096 bytes each, 1 in parallel "
-                        "(starting at offset 4096, step size 8192)")
+    assert lines[0] == (
+        "Sending 100 write requests, 4096 bytes each, 1 in parallel "
+        "(starting at offset 4096, step size 8192)"
+    )
     assert lines[1] == "Sending flush every 10 requests"
     assert lines[2].startswith("Run completed in ") and lines[2].endswith(" seconds.")
     data = (tmp_path / "a.raw").read_bytes()
     assert data[4096:8192] == b"\x05" * 4096 and data[8192:12288] == bytes(4096)
     reads = arctern_img("bench", "-c", "10", "-f", "raw", "a.raw").out.splitlines()[0]
-    assert reads == ("Sending 10 read requests, 4096 bytes each, 64 in parallel "
-                     "(starting at offset 0, step size 4096)")
+    assert reads == (
+        "Sending 10 read requests, 4096 bytes each, 64 in parallel "
+        "(starting at offset 0, step size 4096)"
+    )
 
 
 @pytest.mark.parametrize(

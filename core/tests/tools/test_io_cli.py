@@ -38,8 +38,9 @@ def test_pattern_mismatch_is_reported_and_fails(arctern_io, image):
 
 
 def test_default_write_pattern_zero_writes_and_hexdump(arctern_io, tmp_path, image):
-    r = arctern_io("-f", "raw", "-c", "write 0 20", "-c", "write -z 4 4", "-c", "read -v 0 20",
-                   image)
+    r = arctern_io(
+        "-f", "raw", "-c", "write 0 20", "-c", "write -z 4 4", "-c", "read -v 0 20", image
+    )
     assert r.rc == 0
     dump = r.out.splitlines()[4:6]
     assert dump == [
@@ -65,8 +66,9 @@ def test_quiet_and_parsable_output(arctern_io, image):
 
 
 def test_discard_flush_map(arctern_io, image):
-    r = arctern_io("-f", "raw", "-c", "discard 0 64k", "-c", "flush", "-c", "aio_flush",
-                   "-c", "map", image)
+    r = arctern_io(
+        "-f", "raw", "-c", "discard 0 64k", "-c", "flush", "-c", "aio_flush", "-c", "map", image
+    )
     lines = r.out.splitlines()
     assert r.rc == 0
     assert lines[0] == "discard 65536/65536 bytes at offset 0"
@@ -74,16 +76,30 @@ def test_discard_flush_map(arctern_io, image):
 
 
 def test_errors_and_exit_status(arctern_io, image):
-    r = arctern_io("-f", "raw", "-c", "bogus", "-c", "read 0", "-c", "read abc 4k",
-                   "-c", "read -P 300 0 4k", "-c", "read 2M 4k", image)
+    r = arctern_io(
+        "-f",
+        "raw",
+        "-c",
+        "bogus",
+        "-c",
+        "read 0",
+        "-c",
+        "read abc 4k",
+        "-c",
+        "read -P 300 0 4k",
+        "-c",
+        "read 2M 4k",
+        image,
+    )
     assert r.rc == 1
     assert r.err.splitlines() == [
         'command "bogus" not found',
         "bad argument count 1 to read, expected at least 2 arguments",
     ]
     out = r.out.splitlines()
-    assert out[0] == ("Parsing error: non-numeric argument, or extraneous/unrecognized "
-                      "suffix -- abc")
+    assert out[0] == (
+        "Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- abc"
+    )
     assert out[1] == "300 is not a valid pattern byte"
     assert out[2].startswith("read failed: ")
 
@@ -91,8 +107,9 @@ def test_errors_and_exit_status(arctern_io, image):
 def test_read_only_and_open_close(arctern_io, image):
     r = arctern_io("-r", "-f", "raw", "-c", "write 0 512", image)
     assert r.rc == 1 and r.out.startswith("write failed: ")
-    r = arctern_io("-c", f"open -r -f raw {image}", "-c", "read 0 512", "-c", "close",
-                   "-c", "read 0 512")
+    r = arctern_io(
+        "-c", f"open -r -f raw {image}", "-c", "read 0 512", "-c", "close", "-c", "read 0 512"
+    )
     assert r.rc == 1
     assert r.out.startswith("read 512/512 bytes at offset 0\n")
     assert r.err == "no file open, try 'help open'\n"

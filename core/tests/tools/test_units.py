@@ -50,8 +50,14 @@ def test_human_size_is_qemus_size_to_str(value, text):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0, "0 bytes"), (32, "32 bytes"), (65536, "64 KiB"), (1572864, "1.500 MiB"),
-     (1 << 30, "1 GiB"), (28.063 * (1 << 20), "28.063 MiB")],
+    [
+        (0, "0 bytes"),
+        (32, "32 bytes"),
+        (65536, "64 KiB"),
+        (1572864, "1.500 MiB"),
+        (1 << 30, "1 GiB"),
+        (28.063 * (1 << 20), "28.063 MiB"),
+    ],
 )
 def test_io_size_is_qemu_io_cvtstr(value, text):
     assert io_size(value) == text
@@ -67,16 +73,47 @@ def test_io_time_formats():
 
 def test_json_keys_follow_qdict_order():
     # Orders observed in qemu-img 7.2's `info --output=json` and `check --output=json`.
-    info = {"virtual-size": 1, "filename": "a", "cluster-size": 2, "format": "qcow2",
-            "actual-size": 3, "dirty-flag": False, "backing-filename": "b",
-            "full-backing-filename": "b", "backing-filename-format": "raw"}
+    info = {
+        "virtual-size": 1,
+        "filename": "a",
+        "cluster-size": 2,
+        "format": "qcow2",
+        "actual-size": 3,
+        "dirty-flag": False,
+        "backing-filename": "b",
+        "full-backing-filename": "b",
+        "backing-filename-format": "raw",
+    }
     keys = [line.split('"')[1] for line in dumps(info).splitlines()[1:-1]]
-    assert keys == ["backing-filename-format", "virtual-size", "filename", "cluster-size",
-                    "format", "actual-size", "full-backing-filename", "backing-filename",
-                    "dirty-flag"]
-    check = {"filename": "a", "format": "qcow2", "check-errors": 0, "image-end-offset": 1,
-             "leaks": 1, "total-clusters": 2, "allocated-clusters": 1,
-             "compressed-clusters": 1}
+    assert keys == [
+        "backing-filename-format",
+        "virtual-size",
+        "filename",
+        "cluster-size",
+        "format",
+        "actual-size",
+        "full-backing-filename",
+        "backing-filename",
+        "dirty-flag",
+    ]
+    check = {
+        "filename": "a",
+        "format": "qcow2",
+        "check-errors": 0,
+        "image-end-offset": 1,
+        "leaks": 1,
+        "total-clusters": 2,
+        "allocated-clusters": 1,
+        "compressed-clusters": 1,
+    }
     keys = [line.split('"')[1] for line in dumps(check).splitlines()[1:-1]]
-    assert keys == ["image-end-offset", "compressed-clusters", "total-clusters",
-                    "check-errors", "leaks", "allocated-clusters", "filename", "format"]
+    assert keys == [
+        "image-end-offset",
+        "compressed-clusters",
+        "total-clusters",
+        "check-errors",
+        "leaks",
+        "allocated-clusters",
+        "filename",
+        "format",
+    ]
