@@ -180,10 +180,10 @@ class BlockNode:
         If any step fails the node stays inactive (children activated by this
         call are inactivated again) and the call can be retried.
         """
-        if self.active:
-            return
         if self.closed:
             raise BlockError(f"'{self.filename}' is closed")
+        if self.active:
+            return
         activated: list[BlockNode] = []
         try:
             for child in self.children():
@@ -211,10 +211,10 @@ class BlockNode:
             self.driver.inactivate()
         self.active = False
         self.driver.set_permissions(permissions.NONE, permissions.ALL)
-        for child in self.children():
-            child.inactivate()
         log.debug("inactivated %r", self)
         self._notify("arctern_image_inactivated")
+        for child in self.children():
+            child.inactivate()
 
     def _notify(self, event: str) -> None:
         if self.registry is not None:
