@@ -1,0 +1,266 @@
+"""The transport-independent half of a virtio device (QEMU's VirtIODevice).
+
+A :class:`VirtioDevice` plugs onto a bus of type "virtio-bus" offered by a
+transport (virtio-mmio here; a PCI transport later would offer the same bus).
+It owns what the virtio spec puts in the device: status, negotiated features,
+the interrupt status (ISR), the config generation and the virtqueues. The
+transport owns its register file and calls the methods below; the device calls
+``transport.update_irq()`` when the ISR changes.
+
+A driver that breaks the ring protocol gets the device marked broken (and
+DEVICE_NEEDS_RESET once VERSION_1 is negotiated), as QEMU's ``virtio_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Protocol
+
+from arctern.machine.device import Device
+from arctern.machine.vmstate import VMState, boolean, struct_list, u8, u16, u32, u64
+from arctern_devices.virtqueue import RingError, SplitVirtqueue
+
+log = logging.getLogger(__name__)
+
+# Device status bits (virtio 1.x 2.1).
+STATUS_ACKNOWLEDGE = 1
+STATUS_DRIVER = 2
+STATUS_DRIVER_OK = 4
+STATUS_FEATURES_OK = 8
+STATUS_NEEDS_RESET = 0x40
+STATUS_FAILED = 0x80
+
+# Interrupt status bits.
+ISR_QUEUE = 1
+ISR_CONFIG = 2
+
+# Transport feature bits every device offers (QEMU's common virtio properties).
+F_NOTIFY_ON_EMPTY = 24
+F_ANY_LAYOUT = 27
+F_RING_INDIRECT_DESC = 28
+F_RING_EVENT_IDX = 29
+F_VERSION_1 = 32
+F_RING_RESET = 40
+
+#: Features only a legacy driver can see (QEMU's VIRTIO_LEGACY_FEATURES).
+LEGACY_ONLY_FEATURES = (1 << F_NOTIFY_ON_EMPTY) | (1 << F_ANY_LAYOUT) | (1 << 30)
+COMMON_FEATURES = (
+    (1 << F_NOTIFY_ON_EMPTY)
+    | (1 << F_RING_INDIRECT_DESC)
+    | (1 << F_RING_EVENT_IDX)
+    | (1 << F_RING_RESET)
+)
+
+
+def bit(n: int) -> int:
+    return 1 << n
+
+
+class Transport(Protocol):
+    """What a virtio device needs from the transport it is plugged into."""
+
+    legacy: bool
+
+    def update_irq(self) -> None: ...
+
+
+QUEUE_VMSTATE = VMState(
+    "virtqueue",
+    1,
+    [
+        u16("num"),
+        u32("align"),
+        u64("desc"),
+        u64("avail"),
+        u64("used"),
+        u16("last_avail_idx"),
+        u16("used_idx"),
+        u16("signalled_used"),
+    ],
+)
+
+#: Fields every virtio device saves; a device's own VMState starts with these.
+VIRTIO_FIELDS = [
+    u8("status"),
+    u8("isr"),
+    u64("guest_features"),
+    u16("queue_sel"),
+    u8("config_generation"),
+    boolean("broken"),
+    struct_list("queues", QUEUE_VMSTATE, None),
+]
+
+
+class VirtioDevice(Device):
+    """Base class of virtio devices: subclass, set ``device_id``, implement
+    :meth:`queue_config`, :meth:`device_features`, :meth:`get_config` and :meth:`handle_queue`."""
+
+    bus_type: ClassVar[str | None] = "virtio-bus"
+    #: The virtio device ID (2 = block).
+    device_id: ClassVar[int] = 0
+
+    def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
+        super().__init__(machine, id=id, **props)
+        self.transport: Transport | None = None
+        ram = machine.address_space.ram
+        self.queues = [
+            SplitVirtqueue(i, size, machine.address_space, (ram.base, ram.end))
+            for i, size in enumerate(self.queue_config())
+        ]
+        self.host_features = 0
+        self._reset_virtio_state()
+
+    # --- what a concrete device provides ------------------------------------
+
+    def queue_config(self) -> tuple[int, ...]:
+        """Default size of each virtqueue (its QueueNum until the driver sets one)."""
+        return ()
+
+    def device_features(self) -> int:
+        """Device-specific feature bits (the transport adds the common ones)."""
+        return 0
+
+    def get_config(self) -> bytes:
+        """The device configuration space as the driver reads it (little-endian)."""
+        return b""
+
+    def set_config(self, config: bytes) -> None:
+        """The driver wrote the configuration space (``config`` is the whole new image)."""
+
+    def handle_queue(self, vq: SplitVirtqueue) -> None:
+        """The driver notified ``vq``: pop and serve requests (raise RingError on abuse)."""
+
+    def features_changed(self) -> None:
+        """The negotiated features changed (also after migration); re-derive caches."""
+
+    def status_changed(self, old: int) -> None:
+        """The driver wrote the status register."""
+
+    def vm_state_changed(self, running: bool) -> None:
+        """The machine started or stopped running (e.g. resume after an I/O error)."""
+
+    # --- plugging ------------------------------------------------------------
+
+    def plugged(self, transport: Transport) -> None:
+        """Called by the transport: compute the features it offers for this device."""
+        self.transport = transport
+        features = self.device_features() | COMMON_FEATURES
+        if transport.legacy:
+            features &= ~bit(F_VERSION_1)
+        else:
+            features |= bit(F_VERSION_1) | bit(F_ANY_LAYOUT)
+        self.host_features = features
+
+    def unplugged(self) -> None:
+        self.transport = None
+
+    # --- state -----------------------------------------------------------------
+
+    def _reset_virtio_state(self) -> None:
+        self.status = 0
+        self.isr = 0
+        self.guest_features = 0
+        self.queue_sel = 0
+        self.config_generation = 0
+        self.broken = False
+        for vq in self.queues:
+            vq.reset()
+        self._derive_queue_flags()
+
+    def reset(self) -> None:
+        self._reset_virtio_state()
+        self.update_irq()
+
+    def post_load(self) -> None:
+        for vq in self.queues:
+            vq.post_load()
+        self._derive_queue_flags()
+        self.features_changed()
+        self.update_irq()
+
+    def has_feature(self, n: int) -> bool:
+        return bool(self.guest_features >> n & 1)
+
+    def _derive_queue_flags(self) -> None:
+        for vq in self.queues:
+            vq.event_idx = self.has_feature(F_RING_EVENT_IDX)
+            vq.notify_on_empty = self.has_feature(F_NOTIFY_ON_EMPTY)
+
+    # --- the driver's side (called by the transport) ------------------------
+
+    def set_features(self, value: int) -> bool:
+        """Accept the driver's features; refused once FEATURES_OK is set."""
+        if self.status & STATUS_FEATURES_OK:
+            return False
+        bad = value & ~self.host_features
+        if bad:
+            log.warning("%s: driver acked unoffered features %#x", self.name, bad)
+        self.guest_features = value & self.host_features
+        self._derive_queue_flags()
+        self.features_changed()
+        return not bad
+
+    def set_status(self, value: int) -> None:
+        old = self.status
+        self.status = value & 0xFF
+        self.status_changed(old)
+
+    def queue(self, index: int) -> SplitVirtqueue | None:
+        if 0 <= index < len(self.queues) and self.queues[index].exists:
+            return self.queues[index]
+        return None
+
+    def notify_queue(self, index: int) -> None:
+        """QueueNotify: serve the queue unless the device is broken or the queue not set up."""
+        vq = self.queue(index)
+        if vq is None or not vq.ready or self.broken:
+            return
+        try:
+            self.handle_queue(vq)
+        except RingError as exc:
+            self.virtio_error(str(exc))
+
+    def ack_interrupt(self, mask: int) -> None:
+        self.isr &= ~mask
+        self.update_irq()
+
+    def config_read(self, offset: int, size: int) -> int:
+        config = self.get_config()
+        if offset < 0 or offset + size > len(config):
+            return (1 << (8 * size)) - 1
+        return int.from_bytes(config[offset : offset + size], "little")
+
+    def config_write(self, offset: int, size: int, value: int) -> None:
+        config = bytearray(self.get_config())
+        if offset < 0 or offset + size > len(config):
+            return
+        config[offset : offset + size] = value.to_bytes(size, "little")
+        self.set_config(bytes(config))
+
+    # --- the device's side -------------------------------------------------------
+
+    def update_irq(self) -> None:
+        if self.transport is not None:
+            self.transport.update_irq()
+
+    def notify(self, vq: SplitVirtqueue) -> None:
+        """Interrupt the driver for ``vq`` if it wants one (event-idx / NO_INTERRUPT)."""
+        if vq.should_notify():
+            self.isr |= ISR_QUEUE
+            self.update_irq()
+
+    def notify_config(self) -> None:
+        if not self.status & STATUS_DRIVER_OK:
+            return
+        self.isr |= ISR_CONFIG
+        self.config_generation = (self.config_generation + 1) & 0xFF
+        self.update_irq()
+
+    def virtio_error(self, message: str) -> None:
+        """The driver broke the protocol: stop serving queues until it resets the device."""
+        log.warning("%s: %s; device needs reset", self.name, message)
+        self.broken = True
+        if self.has_feature(F_VERSION_1):
+            self.status |= STATUS_NEEDS_RESET
+            self.notify_config()
+

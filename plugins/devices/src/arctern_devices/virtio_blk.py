@@ -1,0 +1,430 @@
+"""virtio-blk (virtio 1.x section 5.2) served by an arctern.block BlockBackend.
+
+Requests are served synchronously when the driver notifies the queue. A
+request whose I/O fails is completed with IOERR, ignored, or (``werror=stop``
+/ ``rerror=stop``, or ``enospc`` on a full disk) kept *in flight* while the
+machine pauses with reason "io-error", as QEMU does. In-flight requests are
+part of the device state: after a migration (or ``cont``) they are replayed
+from their descriptor chains.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from arctern.errors import ArcternError, MachineError
+from arctern.machine.device import prop_bool, prop_int, prop_str
+from arctern.machine.vmstate import VMState, struct_list, u8, u16
+from arctern_devices.virtio import (
+    STATUS_DRIVER_OK,
+    VIRTIO_FIELDS,
+    VirtioDevice,
+    bit,
+)
+from arctern_devices.virtqueue import (
+    RingError,
+    SplitVirtqueue,
+    VirtqElement,
+    sg_read,
+    sg_slice,
+    sg_write,
+)
+
+log = logging.getLogger(__name__)
+
+SECTOR = 512
+#: Largest request in sectors (QEMU's BDRV_REQUEST_MAX_SECTORS).
+REQUEST_MAX_SECTORS = 4194303
+ID_BYTES = 20
+
+# Feature bits.
+F_SIZE_MAX = 1
+F_SEG_MAX = 2
+F_GEOMETRY = 4
+F_RO = 5
+F_BLK_SIZE = 6
+F_SCSI = 7
+F_FLUSH = 9
+F_TOPOLOGY = 10
+F_CONFIG_WCE = 11
+F_DISCARD = 13
+F_WRITE_ZEROES = 14
+
+# Request types and status.
+T_IN = 0
+T_OUT = 1
+T_FLUSH = 4
+T_GET_ID = 8
+T_DISCARD = 11
+T_WRITE_ZEROES = 13
+T_BARRIER = 0x80000000
+S_OK = 0
+S_IOERR = 1
+S_UNSUPP = 2
+WRITE_ZEROES_FLAG_UNMAP = 1
+
+_OUTHDR = struct.Struct("<IIQ")  # type, ioprio, sector
+_DWZ = struct.Struct("<QII")  # sector, num_sectors, flags
+# struct virtio_blk_config up to write_zeroes_may_unmap (57 bytes).
+_CONFIG = struct.Struct("<QIIHBBIBBHIBBHIIIIIB")
+#: Config size as QEMU computes it from the offered features.
+_CONFIG_MIN, _CONFIG_DISCARD, _CONFIG_WRITE_ZEROES = 36, 48, 57
+
+ERROR_ACTIONS = ("report", "ignore", "stop", "enospc")
+
+
+@dataclass
+class InflightRequest:
+    """A request popped from a queue whose completion is still owed to the driver."""
+
+    queue: int = 0
+    head: int = 0
+
+
+INFLIGHT_VMSTATE = VMState("virtio-blk-request", 1, [u16("queue"), u16("head")])
+
+
+class _Stop(Exception):
+    """An I/O error whose policy is "stop": keep the request and pause the machine."""
+
+
+def _guess_geometry(sectors: int) -> tuple[int, int, int]:
+    """QEMU's guess_chs_for_size: 16 heads, 63 sectors, 2..16383 cylinders."""
+    return max(2, min(16383, sectors // (16 * 63))), 16, 63
+
+
+def _is_enospc(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _parse_error_action(device: str, prop: str, value: str) -> str:
+    if value not in ERROR_ACTIONS:
+        raise MachineError(
+            f"Property '{device}.{prop}' doesn't take value '{value}' "
+            f"(expected one of: {', '.join(ERROR_ACTIONS)})"
+        )
+    return value
+
+
+class VirtioBlk(VirtioDevice):
+    """A virtio block device on a virtio bus (``-device virtio-blk-device,drive=ID``)."""
+
+    name: ClassVar[str] = "virtio-blk-device"
+    description: ClassVar[str] = "virtio block device"
+    device_id: ClassVar[int] = 2
+    properties = {
+        "drive": prop_str(""),
+        "serial": prop_str(""),
+        "werror": prop_str("enospc"),
+        "rerror": prop_str("report"),
+        "config-wce": prop_bool(True),
+        "discard": prop_bool(True),
+        "write-zeroes": prop_bool(True),
+        "max-discard-sectors": prop_int(REQUEST_MAX_SECTORS),
+        "max-write-zeroes-sectors": prop_int(REQUEST_MAX_SECTORS),
+        "queue-size": prop_int(256),
+        "logical_block_size": prop_int(SECTOR),
+        "physical_block_size": prop_int(SECTOR),
+        "cyls": prop_int(0),
+        "heads": prop_int(0),
+        "secs": prop_int(0),
+    }
+    vmstate = VMState(
+        "virtio-blk",
+        1,
+        [*VIRTIO_FIELDS, u8("wce"), struct_list("inflight", INFLIGHT_VMSTATE, InflightRequest)],
+    )
+
+    def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
+        super().__init__(machine, id=id, **props)
+        self._check_props()
+        self.backend = None
+        self.geometry = (0, 0, 0)
+        self.original_wce = True
+        self.wce = 1
+        self.inflight: list[InflightRequest] = []
+
+    def queue_config(self) -> tuple[int, ...]:
+        return (self.props["queue-size"],)
+
+    def _check_props(self) -> None:
+        p = self.props
+        size = p["queue-size"]
+        if size < 2 or size > 1024 or size & (size - 1):
+            raise MachineError(
+                f"invalid queue-size property ({size}), must be a power of 2 between 2 and 1024"
+            )
+        for prop in ("werror", "rerror"):
+            _parse_error_action(self.name, prop, p[prop])
+        lbs, pbs = p["logical_block_size"], p["physical_block_size"]
+        for prop, value in (("logical_block_size", lbs), ("physical_block_size", pbs)):
+            if value < SECTOR or value > 32768 or value & (value - 1):
+                raise MachineError(
+                    f"Property {self.name}.{prop} must be a power of 2 between 512 and 32768"
+                )
+        if pbs < lbs:
+            raise MachineError("physical_block_size must be at least logical_block_size")
+        for prop in ("max-discard-sectors", "max-write-zeroes-sectors"):
+            if not 0 < p[prop] <= REQUEST_MAX_SECTORS:
+                raise MachineError(
+                    f"invalid {prop} property ({p[prop]}), must be between 1 and "
+                    f"{REQUEST_MAX_SECTORS}"
+                )
+
+    def realize(self) -> None:
+        drive = self.props["drive"]
+        if not drive:
+            raise MachineError(f"{self.name}: drive property not set")
+        backend = self.machine.drives.get(drive)
+        if backend is None:
+            raise MachineError(f"Property '{self.name}.drive' can't find value '{drive}'")
+        self.backend = backend
+        self.original_wce = self._backend_writeback()
+        self.wce = int(self.original_wce)
+        sectors = backend.length // SECTOR
+        cyls, heads, secs = _guess_geometry(sectors)
+        self.geometry = (
+            self.props["cyls"] or cyls,
+            self.props["heads"] or heads,
+            self.props["secs"] or secs,
+        )
+
+    def _backend_writeback(self) -> bool:
+        cache = getattr(self.backend.node, "cache", None)
+        return bool(getattr(cache, "writeback", True))
+
+    def reset(self) -> None:
+        self.inflight = []
+        self.wce = int(self.original_wce)
+        super().reset()
+
+    # --- features and config ---------------------------------------------------
+
+    def device_features(self) -> int:
+        p = self.props
+        features = bit(F_SEG_MAX) | bit(F_GEOMETRY) | bit(F_TOPOLOGY) | bit(F_BLK_SIZE)
+        if p["config-wce"]:
+            features |= bit(F_CONFIG_WCE)
+        if p["discard"]:
+            features |= bit(F_DISCARD)
+        if p["write-zeroes"]:
+            features |= bit(F_WRITE_ZEROES)
+        if self.transport is not None and self.transport.legacy:
+            features |= bit(F_SCSI)
+        if self.original_wce:
+            features |= bit(F_FLUSH)
+        if self.backend is not None and self.backend.read_only:
+            features |= bit(F_RO)
+        return features
+
+    def _config_size(self) -> int:
+        if self.props["write-zeroes"]:
+            return _CONFIG_WRITE_ZEROES
+        if self.props["discard"]:
+            return _CONFIG_DISCARD
+        return _CONFIG_MIN
+
+    def get_config(self) -> bytes:
+        p = self.props
+        lbs = p["logical_block_size"]
+        cyls, heads, secs = self.geometry
+        length = self.backend.length
+        if length // heads // secs % lbs:
+            secs &= ~(lbs // SECTOR - 1)
+        exp = (p["physical_block_size"] // lbs).bit_length() - 1
+        discard = p["discard"]
+        zeroes = p["write-zeroes"]
+        config = _CONFIG.pack(
+            length // SECTOR,  # capacity
+            0,  # size_max
+            self.queues[0].num_default - 2,  # seg_max
+            cyls,
+            heads,
+            secs,
+            lbs,
+            exp,  # physical_block_exp
+            0,  # alignment_offset
+            0,  # min_io_size
+            0,  # opt_io_size
+            self.wce,
+            0,
+            1,  # num_queues
+            p["max-discard-sectors"] if discard else 0,
+            1 if discard else 0,  # max_discard_seg
+            lbs // SECTOR if discard else 0,  # discard_sector_alignment
+            p["max-write-zeroes-sectors"] if zeroes else 0,
+            1 if zeroes else 0,  # max_write_zeroes_seg
+            1 if zeroes else 0,  # write_zeroes_may_unmap
+        )
+        return config[: self._config_size()]
+
+    def set_config(self, config: bytes) -> None:
+        self.wce = 1 if config[32] else 0
+
+    def status_changed(self, old: int) -> None:
+        # Without CONFIG_WCE the cache mode follows whether the driver acked FLUSH.
+        if self.status & STATUS_DRIVER_OK and not self.has_feature(F_CONFIG_WCE):
+            self.wce = int(self.has_feature(F_FLUSH))
+
+    # --- requests ----------------------------------------------------------------
+
+    def handle_queue(self, vq: SplitVirtqueue) -> None:
+        if self.inflight:
+            return  # stopped on an I/O error: requests wait until the machine resumes
+        while True:
+            vq.set_notification(False)
+            while True:
+                elem = vq.pop()
+                if elem is None:
+                    break
+                self.inflight.append(InflightRequest(vq.index, elem.head))
+                if not self._serve(vq, elem):
+                    return
+            vq.set_notification(True)
+            if vq.is_empty():
+                break
+
+    def _serve(self, vq: SplitVirtqueue, elem: VirtqElement) -> bool:
+        """Serve one request; False when it stays in flight (machine stopped)."""
+        try:
+            status = self._execute(elem)
+        except _Stop:
+            self.machine.pause("io-error")
+            return False
+        except RingError:
+            self.inflight.pop()
+            raise
+        self.inflight.pop()
+        last_addr, last_len = elem.in_sg[-1]
+        self.machine.address_space.write_bytes(last_addr + last_len - 1, bytes((status,)))
+        vq.push(elem, elem.in_len)
+        self.notify(vq)
+        return True
+
+    def _execute(self, elem: VirtqElement) -> int:
+        """Run the request and return its status byte (raise _Stop or RingError)."""
+        if not elem.out_sg or not elem.in_sg:
+            raise RingError("virtio-blk missing headers")
+        mem = self.machine.address_space
+        out_len = elem.out_len
+        if out_len < _OUTHDR.size:
+            raise RingError("virtio-blk request outhdr too short")
+        rtype, _ioprio, sector = _OUTHDR.unpack(sg_read(mem, sg_slice(elem.out_sg, 0, 16)))
+        data_out = sg_slice(elem.out_sg, 16, out_len - 16)
+        data_in = sg_slice(elem.in_sg, 0, elem.in_len - 1)
+        kind = rtype & ~(T_OUT | T_BARRIER)
+        if kind == T_IN:
+            if rtype & T_OUT:
+                return self._write(sector, data_out)
+            return self._read(sector, data_in)
+        if kind == T_FLUSH:
+            return self._io(lambda: self.backend.flush(), is_read=False)
+        if kind == T_GET_ID:
+            serial = self.props["serial"].encode()
+            size = min(len(serial) + 1, elem.in_len - 1, ID_BYTES)
+            sg_write(mem, data_in, (serial + b"\0")[:size])
+            return S_OK
+        if kind in (T_DISCARD & ~T_OUT, T_WRITE_ZEROES & ~T_OUT):
+            dwz_len = out_len - 16
+            if not rtype & T_OUT or dwz_len > _DWZ.size:
+                return S_UNSUPP
+            if dwz_len < _DWZ.size:
+                raise RingError("virtio-blk discard/write_zeroes header too short")
+            header = _DWZ.unpack(sg_read(mem, data_out))
+            return self._discard_or_zeroes(header, (rtype & ~T_BARRIER) == T_WRITE_ZEROES)
+        return S_UNSUPP
+
+    def _range_ok(self, sector: int, size: int) -> bool:
+        lbs = self.props["logical_block_size"]
+        nb_sectors = size // SECTOR
+        total = self.backend.length // SECTOR
+        return (
+            nb_sectors <= REQUEST_MAX_SECTORS
+            and not sector & (lbs // SECTOR - 1)
+            and not size % lbs
+            and sector <= total
+            and nb_sectors <= total - sector
+        )
+
+    def _read(self, sector: int, sg: list[tuple[int, int]]) -> int:
+        size = sum(length for _addr, length in sg)
+        if not self._range_ok(sector, size):
+            return S_IOERR
+
+        def read() -> None:
+            data = self.backend.pread(sector * SECTOR, size)
+            sg_write(self.machine.address_space, sg, data)
+
+        return self._io(read, is_read=True)
+
+    def _write(self, sector: int, sg: list[tuple[int, int]]) -> int:
+        size = sum(length for _addr, length in sg)
+        if not self._range_ok(sector, size):
+            return S_IOERR
+
+        def write() -> None:
+            self.backend.pwrite(sector * SECTOR, sg_read(self.machine.address_space, sg))
+            if not self.wce:
+                self.backend.flush()
+
+        return self._io(write, is_read=False)
+
+    def _discard_or_zeroes(self, header: tuple[int, int, int], zeroes: bool) -> int:
+        sector, num_sectors, flags = header
+        limit = self.props["max-write-zeroes-sectors" if zeroes else "max-discard-sectors"]
+        if num_sectors > limit or not self._range_ok(sector, num_sectors * SECTOR):
+            return S_IOERR
+        if flags & ~WRITE_ZEROES_FLAG_UNMAP:
+            return S_UNSUPP
+        offset, length = sector * SECTOR, num_sectors * SECTOR
+        if zeroes:
+            unmap = bool(flags & WRITE_ZEROES_FLAG_UNMAP)
+            return self._io(
+                lambda: self.backend.pwrite_zeroes(offset, length, may_unmap=unmap), is_read=False
+            )
+        if flags & WRITE_ZEROES_FLAG_UNMAP:
+            return S_UNSUPP
+        return self._io(lambda: self.backend.pdiscard(offset, length), is_read=False)
+
+    def _io(self, operation, *, is_read: bool) -> int:
+        """Run a backend operation and apply the rerror/werror policy to a failure."""
+        try:
+            operation()
+        except ArcternError as exc:
+            action = self.props["rerror" if is_read else "werror"]
+            if action == "enospc":
+                action = "stop" if _is_enospc(exc) else "report"
+            log.warning("%s: I/O error (%s): %s", self.name, action, exc)
+            if action == "stop":
+                raise _Stop from exc
+            return S_OK if action == "ignore" else S_IOERR
+        return S_OK
+
+    # --- in-flight requests ---------------------------------------------------------
+
+    def vm_state_changed(self, running: bool) -> None:
+        """The machine resumed: replay the requests that stopped it, then the queues."""
+        if not running or not self.inflight or self.broken:
+            return
+        pending, self.inflight = self.inflight, []
+        try:
+            for i, request in enumerate(pending):
+                vq = self.queues[request.queue]
+                elem = vq.read_chain(request.head)
+                self.inflight.append(request)
+                if not self._serve(vq, elem):
+                    self.inflight.extend(pending[i + 1 :])
+                    return
+            for vq in self.queues:
+                if vq.ready:
+                    self.handle_queue(vq)
+        except RingError as exc:
+            self.virtio_error(str(exc))
