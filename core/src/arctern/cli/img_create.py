@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
+from arctern.block.image import backing_path
 from arctern.errors import ArcternError, UsageError
 
 from .img_common import (
@@ -65,6 +65,9 @@ def formatting_line(filename: str, fmt: str, size: int, options: dict[str, str])
     """The line qemu-img prints before creating an image."""
     order, defaults = FORMATTING.get(fmt, (("size",), {}))
     values = {**defaults, **options, "size": str(size)}
+    for key, value in values.items():
+        if OPTION_TYPES.get(key) == "size":
+            values[key] = str(option_size(key, value))
     keys = [k for k in order if k in values] + [k for k in values if k not in order]
     return f"Formatting '{filename}', fmt={fmt} " + " ".join(f"{k}={values[k]}" for k in keys)
 
@@ -85,13 +88,23 @@ def options_help(fmt: str, cls: type) -> str:
     return "\n".join(lines)
 
 
+def option_size(key: str, value: str) -> int:
+    """A size-valued create option, in bytes."""
+    try:
+        return parse_size(value)
+    except UsageError:
+        raise UsageError(
+            f"Parameter '{key}' expects a size (bytes, or with a suffix k, M, G, T, P or E)"
+        ) from None
+
+
 def typed_options(options: dict[str, str]) -> dict[str, Any]:
     """Create options with sizes, numbers and booleans converted from their text form."""
     typed: dict[str, Any] = {}
     for key, value in options.items():
         kind = OPTION_TYPES.get(key, "str")
         if kind == "size":
-            typed[key] = parse_size(value)
+            typed[key] = option_size(key, value)
         elif kind == "num":
             if not value.isdigit():
                 raise UsageError(f"Parameter '{key}' expects a number")
@@ -120,10 +133,9 @@ def collect_options(texts: list[str], cls: type) -> dict[str, str]:
 
 def backing_size(filename: str, backing: str, backing_fmt: str | None) -> int:
     """Virtual size of the backing file, found relative to the new image's directory."""
-    path = backing
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(filename) or ".", backing)
-    backend = open_image(path, fmt=backing_fmt, read_only=True, force_share=True)
+    backend = open_image(
+        backing_path(filename, backing), fmt=backing_fmt, read_only=True, force_share=True
+    )
     try:
         return backend.length
     finally:

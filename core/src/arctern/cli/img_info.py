@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from arctern.block.image import backing_path
 from arctern.errors import ImageFormatError, UsageError
 
 from .img_common import HELP_HINT, image_opts, open_image, output_format, parse_args
@@ -13,24 +14,10 @@ from .img_json import dumps, qdict_order
 from .img_units import human_size
 
 
-def full_backing_path(image: str, backing: str) -> str:
-    """QEMU's ``path_combine``: a relative backing name is relative to the image's directory."""
-    if os.path.isabs(backing):
-        return backing
-    head = os.path.dirname(image)
-    return os.path.join(head, backing) if head else backing
-
-
 def actual_size(node: Any) -> int | None:
-    """Bytes the image occupies on the host: the driver's answer, else the file's blocks."""
-    current = node
-    while current is not None:
-        size = current.driver.actual_size()
-        if size is not None:
-            return size
-        current = getattr(current, "file", None)
+    """Bytes the image occupies on the host (the file's allocated blocks)."""
     try:
-        return os.stat(node.filename).st_blocks * 512
+        return node.actual_size()
     except OSError:
         return None
 
@@ -51,7 +38,7 @@ def image_info(filename: str, backend: Any) -> dict[str, Any]:
         info["format-specific"] = facts.format_specific
     if facts.backing_filename:
         info["backing-filename"] = facts.backing_filename
-        info["full-backing-filename"] = full_backing_path(filename, facts.backing_filename)
+        info["full-backing-filename"] = backing_path(filename, facts.backing_filename)
         if facts.backing_format:
             info["backing-filename-format"] = facts.backing_format
     if facts.snapshots:
