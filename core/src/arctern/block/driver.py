@@ -139,6 +139,7 @@ class BlockDriver:
         at all when inactive). A format with a backing file sets
         ``self.backing_filename`` (as stored in the image) and
         ``self.backing_format`` here; the layer then opens the backing chain.
+        If ``open`` raises, ``close`` is not called: release what was acquired.
         """
 
     @required
