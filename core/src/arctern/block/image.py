@@ -75,17 +75,24 @@ def protocol_driver(filename: str, registry: Registry) -> tuple[type[BlockDriver
 
 
 def _open_driver(node: BlockNode, options: dict[str, Any]) -> None:
-    """Run the driver's open(), then take its locks if the node is active."""
+    """Run the driver's open(), then take its locks if the node is active.
+
+    A driver whose open() fails is not closed (it cleans up after itself, as
+    in QEMU); the node's children are.
+    """
     try:
         node.driver.open(options)
-        if node.active:
-            node.driver.set_permissions(node.perm, node.shared)
-    except OSError as exc:
-        node.close()
-        raise BlockError(f"Could not open '{node.filename}': {exc.strerror or exc}") from exc
-    except BaseException:
-        node.close()
+    except BaseException as exc:
+        node.close_children()
+        if isinstance(exc, OSError):
+            raise BlockError(f"Could not open '{node.filename}': {exc.strerror or exc}") from exc
         raise
+    if node.active:
+        try:
+            node.driver.set_permissions(node.perm, node.shared)
+        except BaseException:
+            node.close()
+            raise
 
 
 def probe_format(header: bytes, filename: str, registry: Registry) -> type[BlockDriver]:

@@ -230,5 +230,10 @@ class BlockNode:
         try:
             self.driver.close()
         finally:
-            for child in self.children():
-                child.close()
+            self.close_children()
+
+    def close_children(self) -> None:
+        """Close the children only (the layer's clean-up after a failed driver open)."""
+        self.closed = True
+        for child in self.children():
+            child.close()

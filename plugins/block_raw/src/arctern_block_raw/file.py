@@ -81,13 +81,17 @@ class FileDriver(BlockDriver):
             flags |= os.O_DIRECT
         self.fd = os.open(node.filename, flags, 0o644)
         self._closer = weakref.finalize(self, os.close, self.fd)
-        st = os.fstat(self.fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise BlockError(f"Could not open '{node.filename}': Is a directory")
-        self.regular = stat.S_ISREG(st.st_mode)
-        if node.cache.direct:
-            self.request_alignment = _probe_direct_alignment(self.fd)
-        self.lock = self._make_lock(locking)
+        try:
+            st = os.fstat(self.fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise BlockError(f"Could not open '{node.filename}': Is a directory")
+            self.regular = stat.S_ISREG(st.st_mode)
+            if node.cache.direct:
+                self.request_alignment = _probe_direct_alignment(self.fd)
+            self.lock = self._make_lock(locking)
+        except BaseException:
+            self.close()
+            raise
 
     def _make_lock(self, mode: str) -> ImageLock | None:
         if mode == "off":
