@@ -1,0 +1,143 @@
+"""Images created and written by Arctern pass ``qemu-img check`` and compare equal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arctern.block import create_image, open_image
+
+KiB, MiB = 1 << 10, 1 << 20
+
+MATRIX = [
+    ("1.1", 512, 16),
+    ("1.1", 4 * KiB, 1),
+    ("1.1", 64 * KiB, 16),
+    ("1.1", 2 * MiB, 64),
+    ("0.10", 512, 16),
+    ("0.10", 64 * KiB, 16),
+    ("1.1", 4 * KiB, 8),
+]
+
+
+def _ids(params):
+    compat, cluster, bits = params
+    return f"compat{compat}-c{cluster}-r{bits}"
+
+
+@pytest.mark.parametrize("params", MATRIX, ids=_ids)
+def test_random_io_passes_qemu_check_and_compare(tools, random_io, params):
+    compat, cluster, bits = params
+    size = max(4 * MiB, 6 * cluster) + 1536
+    path = tools.path("ours.qcow2")
+    create_image(path, "qcow2", size,
+                 {"compat": compat, "cluster_size": cluster, "refcount_bits": bits})
+    expected = bytearray(size)
+    with open_image(path, fmt="qcow2", discard="unmap") as image:
+        random_io(image, expected, seed=cluster + bits, count=60, cluster_size=cluster)
+        assert image.pread(0, size) == expected
+    tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, bytes(expected))
+    # Reopened (cold caches) it reads the same, and qemu-io can keep writing into it.
+    assert tools.read_all(path) == expected
+    tools.qemu_io(path, "write -P 0x5c 100 5000")
+    expected[100:5100] = b"\x5c" * 5000
+    assert tools.read_all(path) == expected
+
+
+def test_small_caches_many_tables(tools, random_io):
+    """Two-entry caches over 512-byte clusters: every request evicts dirty tables."""
+    size = 6 * MiB
+    path = tools.path("evict.qcow2")
+    create_image(path, "qcow2", size, {"cluster_size": 512, "refcount_bits": 64})
+    expected = bytearray(size)
+    options = {"l2-cache-size": 1024, "refcount-cache-size": 1024}
+    with open_image(path, fmt="qcow2", discard="unmap", options=options) as image:
+        random_io(image, expected, seed=7, count=80, cluster_size=512)
+    tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, bytes(expected))
+
+
+def test_refcount_table_growth(tools):
+    """512-byte clusters and 64-bit refcounts: 6 MiB of data needs several table moves."""
+    size = 8 * MiB
+    path = tools.path("grow.qcow2")
+    create_image(path, "qcow2", size, {"cluster_size": 512, "refcount_bits": 64})
+    data = bytes(range(256)) * (6 * MiB // 256)
+    with open_image(path, fmt="qcow2") as image:
+        for offset in range(0, len(data), 256 * KiB):
+            image.pwrite(offset, data[offset : offset + 256 * KiB])
+    info = json.loads(tools.qemu_img("check", "--output=json", path).stdout)
+    assert info["allocated-clusters"] == len(data) // 512
+    tools.assert_qemu_compare(path, data + bytes(size - len(data)))
+
+
+@pytest.mark.parametrize("base_fmt", ["qcow2", "raw"])
+def test_backing_chain_writes(tools, base_fmt):
+    """COW of partial clusters from the backing file; zeroes and discards hide it."""
+    base = tools.path(f"base.{base_fmt}")
+    tools.qemu_img("create", "-q", "-f", base_fmt, base, "2M")
+    tools.qemu_io(base, "write -P 0x33 0 2M", fmt=base_fmt)
+    top = tools.path("top.qcow2")
+    create_image(top, "qcow2", 3 * MiB, {"backing_file": f"base.{base_fmt}",
+                                          "backing_fmt": base_fmt, "cluster_size": 4096})
+    expected = bytearray(b"\x33" * (2 * MiB) + bytes(MiB))
+    with open_image(top, fmt="qcow2", discard="unmap") as image:
+        image.pwrite(5000, b"\xaa" * 100)
+        expected[5000:5100] = b"\xaa" * 100
+        image.pwrite(2 * MiB - 10, b"\xbb" * 20)
+        expected[2 * MiB - 10 : 2 * MiB + 10] = b"\xbb" * 20
+        image.pwrite_zeroes(8192, 8192)
+        expected[8192:16384] = bytes(8192)
+        image.pdiscard(65536, 4096)
+        expected[65536 : 65536 + 4096] = bytes(4096)
+        assert image.pread(0, 3 * MiB) == expected
+    tools.assert_qemu_check_clean(top)
+    assert tools.raw_by_qemu(top) == expected
+    info = json.loads(tools.qemu_img("info", "--output=json", top).stdout)
+    assert info["backing-filename"] == f"base.{base_fmt}"
+    assert info["backing-filename-format"] == base_fmt
+
+
+def test_writes_into_image_with_snapshot(tools):
+    """Writing over clusters and L2 tables shared with an internal snapshot copies them."""
+    path = tools.path("snap.qcow2")
+    tools.qemu_img("create", "-q", "-f", "qcow2", path, "4M")
+    tools.qemu_io(path, "write -P 0x21 0 2M")
+    tools.qemu_img("snapshot", "-c", "s1", path)
+    with open_image(path, fmt="qcow2", discard="unmap") as image:
+        image.pwrite(1000, b"\x99" * 70000)
+        image.pdiscard(1 << 20, 65536)
+    tools.assert_qemu_check_clean(path)
+    expected = bytearray(b"\x21" * (2 * MiB) + bytes(2 * MiB))
+    expected[1000:71000] = b"\x99" * 70000
+    expected[MiB : MiB + 65536] = bytes(65536)
+    assert tools.raw_by_qemu(path) == expected
+    tools.qemu_img("snapshot", "-a", "s1", path)
+    assert tools.raw_by_qemu(path) == b"\x21" * (2 * MiB) + bytes(2 * MiB)
+
+
+@pytest.mark.parametrize("mode", ["metadata", "falloc", "full"])
+def test_preallocation_matches_qemu(tools, mode):
+    ours, theirs = tools.path("ours.qcow2"), tools.path("theirs.qcow2")
+    create_image(ours, "qcow2", 3 * MiB, {"preallocation": mode})
+    tools.qemu_img("create", "-q", "-f", "qcow2", "-o", f"preallocation={mode}", theirs, "3M")
+    tools.assert_qemu_check_clean(ours)
+    ours_map = json.loads(tools.qemu_img("map", "--output=json", ours).stdout)
+    theirs_map = json.loads(tools.qemu_img("map", "--output=json", theirs).stdout)
+    assert ours_map == theirs_map
+
+
+def test_resize_grows_l1_and_keeps_data(tools):
+    path = tools.path("resize.qcow2")
+    create_image(path, "qcow2", MiB, {"cluster_size": 512})
+    with open_image(path, fmt="qcow2") as image:
+        image.pwrite(MiB - 100, b"\x42" * 100)
+        image.truncate(40 * MiB)
+        image.pwrite(39 * MiB, b"\x43" * 4096)
+    tools.assert_qemu_check_clean(path)
+    expected = bytearray(40 * MiB)
+    expected[MiB - 100 : MiB] = b"\x42" * 100
+    expected[39 * MiB : 39 * MiB + 4096] = b"\x43" * 4096
+    tools.assert_qemu_compare(path, bytes(expected))
