@@ -1,0 +1,158 @@
+"""The monitor of one machine: runs commands, broadcasts events, serves QMP and HMP.
+
+``arctern-system`` creates one :class:`Monitor` per machine, adds a QMP
+server per ``-qmp`` option and an HMP console for ``-monitor stdio``; the
+monitor polls them from the machine's main loop, so every command runs on
+the main thread between CPU slices, like QEMU's under its big lock.
+
+Events reach every negotiated QMP client with QEMU's timestamp. STOP,
+RESUME, SHUTDOWN and RESET come from the ``arctern_guest_state_changed``
+hook, MIGRATION and MIGRATION_PASS from the migration manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from arctern.errors import ArcternError
+from arctern.hookspecs import hookimpl
+from arctern.migration.manager import MigrationManager
+from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def event_message(event: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    now = time.time()
+    message: dict[str, Any] = {
+        "event": event,
+        "timestamp": {"seconds": int(now), "microseconds": int(now * 1e6) % 1000000},
+    }
+    if data:
+        message["data"] = data
+    return message
+
+
+class _GuestStateObserver:
+    """A pluggy plugin turning run-state changes of our machine into QMP events."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    @hookimpl
+    def arctern_guest_state_changed(self, machine: Any, running: bool, reason: str) -> None:
+        monitor = self.monitor
+        if machine is not monitor.machine:
+            return
+        if reason == "reset":
+            host = monitor.pending_reset
+            monitor.pending_reset = False
+            monitor.emit(
+                "RESET",
+                {"guest": not host, "reason": "host-qmp-system-reset" if host else "guest-reset"},
+            )
+        elif reason == "shutdown":
+            if not monitor.quitting:
+                monitor.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        elif running:
+            monitor.emit("RESUME")
+        else:
+            monitor.emit("STOP")
+
+
+class Monitor:
+    """Commands, events and the QMP/HMP front ends of one machine."""
+
+    def __init__(
+        self,
+        machine: Any,
+        migration: MigrationManager | None = None,
+        *,
+        registry: Any = None,
+        name: str | None = None,
+        autostart: bool = True,
+    ) -> None:
+        self.machine = machine
+        self.registry = registry if registry is not None else machine.registry
+        self.migration = migration or MigrationManager(machine, self.registry)
+        self.name = name
+        self.autostart = autostart
+        self.quitting = False
+        self.pending_reset = False
+        self.sinks: list[EventSink] = []
+        self.front_ends: list[Any] = []
+        self.migration.listeners.append(self.emit)
+        self._observer = _GuestStateObserver(self)
+        self.registry.pm.register(self._observer, name=f"monitor-{id(self):x}")
+        machine.add_poll_hook(self.poll)
+
+    # --- commands ---------------------------------------------------------------
+
+    def execute(self, name: str, args: dict[str, Any] | None = None) -> Any:
+        """Run a QMP command; QMPError (with its QEMU error class) on failure."""
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            raise CommandNotFound(f"The command {name} has not been found")
+        args = args or {}
+        cmd.check(args)
+        try:
+            result = cmd.func(self, args)
+        except QMPError:
+            raise
+        except ArcternError as exc:
+            raise QMPError(str(exc)) from None
+        return {} if result is None else result
+
+    def hmp(self, line: str) -> str:
+        from arctern.monitor.hmp import run_hmp
+
+        return run_hmp(self, line)
+
+    # --- events ------------------------------------------------------------------
+
+    def emit(self, event: str, data: dict[str, Any] | None = None) -> None:
+        message = event_message(event, data)
+        log.debug("event %s", message)
+        for sink in list(self.sinks):
+            sink(message)
+
+    # --- front ends -------------------------------------------------------------
+
+    def add_qmp(self, spec: str) -> Any:
+        """Serve QMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
+        from arctern.monitor.server import QMPServer
+
+        server = QMPServer(self, spec)
+        self.front_ends.append(server)
+        return server
+
+    def add_hmp(self, reader: Any, writer: Any) -> Any:
+        """An HMP console reading lines from ``reader`` (a file with fileno) to ``writer``."""
+        from arctern.monitor.hmp import HMPConsole
+
+        console = HMPConsole(self, reader, writer)
+        self.front_ends.append(console)
+        return console
+
+    def poll(self) -> None:
+        """Serve every front end without blocking (a main-loop poll hook)."""
+        for front_end in list(self.front_ends):
+            front_end.poll()
+
+    def quit(self, reason: str) -> None:
+        """``quit``: stop migrations, tell clients, let the main loop exit with status 0."""
+        self.quitting = True
+        self.migration.shutdown()
+        self.emit("SHUTDOWN", {"guest": False, "reason": reason})
+        self.machine.request_exit(0)
+
+    def close(self) -> None:
+        for front_end in self.front_ends:
+            front_end.close()
+        self.front_ends.clear()
+        self.registry.pm.unregister(self._observer)

@@ -1,0 +1,214 @@
+"""The QMP server with the qemu.qmp client library, and a raw socket for hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+from qemu.qmp import ExecuteError
+
+from arctern.errors import UsageError
+from arctern.monitor.server import parse_socket_spec
+
+
+async def _next_event(client, name: str) -> dict:
+    while True:
+        event = await asyncio.wait_for(client.events.get(), 5)
+        if event["event"] == name:
+            return event
+
+
+def test_greeting_negotiation_and_queries(served, qmp):
+    machine, _monitor, path = served
+
+    async def body(client):
+        assert client.greeting.QMP.capabilities == []
+        version = await client.execute("query-version")
+        status = await client.execute("query-status")
+        name = await client.execute("query-name")
+        commands = {c["name"] for c in await client.execute("query-commands")}
+        block = await client.execute("query-block")
+        stats = await client.execute("query-blockstats")
+        cpus = await client.execute("query-cpus-fast")
+        return version, status, name, commands, block, stats, cpus
+
+    version, status, name, commands, block, stats, cpus = qmp(path, body)
+    assert version["package"].startswith("Arctern ")
+    assert status == {"status": "running", "singlestep": False, "running": True}
+    assert name == {"name": "guest-a"}
+    assert {"migrate", "query-migrate", "migrate-incoming", "human-monitor-command"} <= commands
+    assert block[0]["device"] == "disk0" and block[0]["inserted"]["drv"] == "raw"
+    assert block[0]["inserted"]["file"] == machine.drives["disk0"].filename
+    assert stats[0]["device"] == "disk0" and "wr_bytes" in stats[0]["stats"]
+    assert cpus[0]["cpu-index"] == 0 and cpus[0]["target"] == "i386"
+
+
+def test_stop_cont_reset_emit_events_with_timestamps(served, qmp):
+    machine, _monitor, path = served
+
+    async def body(client):
+        await client.execute("stop")
+        stop = await _next_event(client, "STOP")
+        paused = await client.execute("query-status")
+        await client.execute("cont")
+        resume = await _next_event(client, "RESUME")
+        await client.execute("system_reset")
+        reset = await _next_event(client, "RESET")
+        return stop, paused, resume, reset
+
+    stop, paused, resume, reset = qmp(path, body)
+    assert paused["status"] == "paused" and not paused["running"]
+    assert stop["timestamp"]["seconds"] > 1e9 and 0 <= stop["timestamp"]["microseconds"] < 1e6
+    assert resume["event"] == "RESUME"
+    assert reset["data"] == {"guest": False, "reason": "host-qmp-system-reset"}
+    assert machine.runstate == "running" and machine.resets == 1
+
+
+def test_error_classes(served, qmp):
+    _machine, _monitor, path = served
+
+    async def body(client):
+        errors = []
+        for cmd, args in [
+            ("no-such-command", None),
+            ("migrate", {}),
+            ("migrate", {"uri": 5}),
+            ("query-status", {"bogus": 1}),
+            ("migrate", {"uri": "ftp:somewhere"}),
+            ("qmp_capabilities", None),
+        ]:
+            try:
+                await client.execute(cmd, args)
+            except ExecuteError as exc:
+                errors.append((exc.error_class, str(exc)))
+        return errors
+
+    assert qmp(path, body) == [
+        ("CommandNotFound", "The command no-such-command has not been found"),
+        ("GenericError", "Parameter 'uri' is missing"),
+        ("GenericError", "Invalid parameter type for 'uri', expected: string"),
+        ("GenericError", "Parameter 'bogus' is unexpected"),
+        (
+            "GenericError",
+            "unsupported migration URI 'ftp:somewhere': unknown migration transport 'ftp' "
+            "(available: exec, tcp, unix)",
+        ),
+        ("CommandNotFound", "Capabilities negotiation is already complete, command ignored"),
+    ]
+
+
+def _raw_session(path: str):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(5)
+    sock.connect(path)
+    reader = sock.makefile("rb")
+    greeting = json.loads(reader.readline())
+    assert "QMP" in greeting
+    return sock, reader
+
+
+def test_hostile_input_gets_error_replies_and_the_server_goes_on(served):
+    _machine, _monitor, path = served
+    sock, reader = _raw_session(path)
+
+    def reply():
+        return json.loads(reader.readline())
+
+    sock.sendall(b'{"execute": "query-status"}\n')
+    assert reply()["error"]["desc"].startswith("Expecting capabilities negotiation")
+    sock.sendall(b'{"execute": "qmp_capabilities", "id": 1}')
+    assert reply() == {"return": {}, "id": 1}
+    sock.sendall(b"this is not json\n")
+    assert reply()["error"]["class"] == "GenericError"
+    sock.sendall(b'["a list"]')
+    assert reply()["error"]["desc"] == "QMP input must be a JSON object"
+    sock.sendall(b'{"execute": "query-status", "foo": 1}')
+    assert reply()["error"]["desc"] == "QMP input member 'foo' is unexpected"
+    sock.sendall(b'{"execute": "query-name", "arguments": {"x": "' + b"A" * (2 << 20) + b'"}}')
+    assert "larger than" in reply()["error"]["desc"]
+    # the tail of the oversized message may cost an error reply; then all is well again
+    sock.sendall(b'\n{"execute": "query-status", "id": "after"}')
+    while (answer := reply()).get("id") != "after":
+        assert "error" in answer
+    assert answer["return"]["running"] is True
+    sock.sendall(b"[" * 5000 + b"\n")
+    assert "nesting" in reply()["error"]["desc"]
+    # two messages in one write, one message split across writes, an escaped quote
+    sock.sendall(b'{"execute": "query-name", "id": "a\\"}"}{"execute": "query-st')
+    time.sleep(0.05)
+    sock.sendall(b'atus", "id": 2}')
+    assert reply()["id"] == 'a"}'
+    assert reply()["id"] == 2
+    sock.close()
+
+
+def test_tcp_and_unix_servers_at_once(served, qmp):
+    _machine, monitor, path = served
+    server = monitor.add_qmp("tcp:127.0.0.1:0,server=on,wait=off")
+    host, port = server.address()[:2]
+
+    async def stop_and_watch(client):
+        await client.execute("stop")
+        return await _next_event(client, "STOP")
+
+    async def other(client):
+        return await client.execute("query-status")
+
+    assert qmp(path, stop_and_watch)["event"] == "STOP"
+    assert qmp((host, port), other)["status"] == "paused"
+
+
+@pytest.mark.parametrize(
+    "spec", ["unix:", "tcp:localhost", "udp:1.2.3.4:5", "unix:/x,server=maybe", "unix:/x,bogus"]
+)
+def test_bad_socket_specs(spec):
+    with pytest.raises(UsageError, match="-qmp"):
+        parse_socket_spec(spec)
+
+
+def test_quit_shuts_down(served, qmp):
+    machine, _monitor, path = served
+
+    async def body(client):
+        await client.execute("quit")
+        return await _next_event(client, "SHUTDOWN")
+
+    assert qmp(path, body)["data"] == {"guest": False, "reason": "host-qmp-quit"}
+    assert machine.exit_status == 0
+
+
+def test_human_monitor_command(served, qmp):
+    machine, _monitor, path = served
+    machine.ram.data[0x1000:0x1008] = bytes([0x41, 0x42, 0x43, 0x0A, 0x78, 0x56, 0x34, 0x12])
+
+    async def body(client):
+        out = []
+        for line in [
+            "info status",
+            "xp /2xw 0x1000",
+            "x /4c 0x1000",
+            "xp /1xg 0x1000",
+            "xp /2db 0x1004",
+            "info block",
+            "migrate_set_parameter max-bandwidth 64",
+            "info migrate_parameters",
+            "bogus",
+            "stop",
+            "info status",
+        ]:
+            out.append(await client.execute("human-monitor-command", {"command-line": line}))
+        return out
+
+    out = qmp(path, body)
+    assert out[0] == "VM status: running\n"
+    assert out[1] == "0000000000001000: 0x0a434241 0x12345678\n"
+    assert out[2] == "00001000: 'A' 'B' 'C' '\\n' 'x' 'V' '4' '\\x12'" + " '\\x00'" * 8 + "\n"
+    assert out[3] == "0000000000001000: 0x123456780a434241\n"
+    assert out[4] == "0000000000001004: 120  86\n"
+    assert out[5].startswith(f"disk0: {machine.drives['disk0'].filename} (raw)")
+    assert out[7] == "max-bandwidth: 67108864 bytes/second\ndowntime-limit: 300 ms\n"
+    assert out[8] == "unknown command: 'bogus'\n"
+    assert out[10] == "VM status: paused\n"
