@@ -110,7 +110,7 @@ def image(tmp_path, registry) -> str:
 
 @pytest.fixture
 def served(tmp_path, registry, image):
-    """A running IdleMachine with a monitor on a unix QMP socket; yields (machine, monitor, path)."""
+    """A running IdleMachine with a monitor on a unix QMP socket: (machine, monitor, path)."""
     machine = IdleMachine(registry, image)
     monitor = Monitor(machine, registry=registry, name="guest-a")
     path = str(tmp_path / "qmp.sock")
