@@ -22,10 +22,13 @@ _sequence = itertools.count()
 
 
 def _is_zero(data: memoryview) -> bool:
-    """Whether ``data`` is all zero bytes, compared a chunk at a time in C."""
+    """Whether ``data`` is all zero bytes, compared a chunk at a time by memcmp.
+
+    (Comparing a memoryview to bytes goes item by item; bytes to bytes does not.)
+    """
     step = len(_ZERO_CHUNK)
     for start in range(0, len(data), step):
-        chunk = data[start : start + step]
+        chunk = data[start : start + step].tobytes()
         if chunk != _ZERO_CHUNK[: len(chunk)]:
             return False
     return True

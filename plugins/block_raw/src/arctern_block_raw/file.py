@@ -63,6 +63,10 @@ class FileDriver(BlockDriver):
 
     fd = -1
     lock: ImageLock | None = None
+    #: The file size, cached as QEMU caches a node's length: this node is the only one
+    #: that may resize the file (others cannot share the resize permission) until
+    #: invalidate_cache, which forgets it.
+    _size: int | None = None
 
     # --- opening -------------------------------------------------------------
 
@@ -122,12 +126,15 @@ class FileDriver(BlockDriver):
         return BlockError(f"Could not {what} '{self.node.filename}': {exc.strerror or exc}")
 
     def getlength(self) -> int:
-        try:
-            if self.regular:
-                return os.fstat(self.fd).st_size
-            return os.lseek(self.fd, 0, os.SEEK_END)
-        except OSError as exc:
-            raise self._error("get the size of", exc) from exc
+        if self._size is None:
+            try:
+                if self.regular:
+                    self._size = os.fstat(self.fd).st_size
+                else:
+                    self._size = os.lseek(self.fd, 0, os.SEEK_END)
+            except OSError as exc:
+                raise self._error("get the size of", exc) from exc
+        return self._size
 
     def pread(self, offset: int, buf: memoryview) -> None:
         """Read ``buf`` at ``offset``; the part past the end of the file reads as zeroes."""
@@ -149,7 +156,10 @@ class FileDriver(BlockDriver):
             while done < len(data):
                 done += os.pwritev(self.fd, [data[done:]], offset + done)
         except OSError as exc:
+            self._size = None
             raise self._error(f"write {len(data)} bytes at offset {offset} of", exc) from exc
+        if self._size is not None and offset + done > self._size:
+            self._size = offset + done
 
     def flush(self) -> None:
         try:
@@ -165,6 +175,7 @@ class FileDriver(BlockDriver):
         where the cache is not coherent. Flush first: fadvise leaves dirty
         pages in place.
         """
+        self._size = None
         if self.node.cache.direct:
             return
         try:
@@ -186,6 +197,8 @@ class FileDriver(BlockDriver):
                 os.ftruncate(self.fd, size)
         except OSError as exc:
             raise self._error(f"resize to {size} bytes", exc) from exc
+        finally:
+            self._size = None
 
     def _write_zeroes(self, offset: int, length: int) -> None:
         """Write zero buffers through the node, which aligns them for O_DIRECT."""
@@ -210,6 +223,7 @@ class FileDriver(BlockDriver):
         try:
             if end > old:
                 os.ftruncate(self.fd, end)  # the new tail reads as zeroes
+                self._size = end
                 length = max(0, old - offset)
             if length == 0:
                 return
