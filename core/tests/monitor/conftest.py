@@ -109,6 +109,11 @@ def image(tmp_path, registry) -> str:
 
 
 @pytest.fixture
+def idle_machine(registry) -> Callable[..., IdleMachine]:
+    return lambda image, incoming=False: IdleMachine(registry, image, incoming=incoming)
+
+
+@pytest.fixture
 def served(tmp_path, registry, image):
     """A running IdleMachine with a monitor on a unix QMP socket: (machine, monitor, path)."""
     machine = IdleMachine(registry, image)

@@ -1,0 +1,55 @@
+"""The interactive HMP console (-monitor stdio) over a pipe, as a user's terminal feeds it."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+from arctern.monitor.hmp import BANNER, PROMPT
+from arctern.monitor.monitor import Monitor
+
+
+def _console(registry, machine):
+    monitor = Monitor(machine, registry=registry)
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    output = io.StringIO()
+    monitor.add_hmp(reader, output)
+    return monitor, write_fd, output, reader
+
+
+def _poll(machine, times=20):
+    for _ in range(times):
+        for hook in machine.hooks:
+            hook()
+
+
+def test_console_session(registry, image, tmp_path, idle_machine):
+    machine = idle_machine(image)
+    monitor, write_fd, output, reader = _console(registry, machine)
+    assert output.getvalue() == f"{BANNER}\n{PROMPT}"
+    os.write(write_fd, b"info status\nstop\ninfo status\nbogus\n")
+    _poll(machine)
+    assert output.getvalue().endswith(
+        "VM status: running\n(qemu) (qemu) VM status: paused\n(qemu) unknown command: 'bogus'\n"
+        "(qemu) "
+    )
+    # migrate without -d holds the prompt until the migration ends
+    state = tmp_path / "state"
+    before = output.getvalue()
+    os.write(write_fd, f"migrate exec:cat>{state}\ninfo status\n".encode())
+    _poll(machine, 1)
+    assert output.getvalue() == before
+    deadline = time.monotonic() + 10
+    while "postmigrate" not in output.getvalue() and time.monotonic() < deadline:
+        _poll(machine, 1)
+        time.sleep(0.001)
+    assert output.getvalue().endswith("(qemu) VM status: paused (postmigrate)\n(qemu) ")
+    assert 0 < state.stat().st_size < 4096  # an all-zero RAM travels as flags
+    os.write(write_fd, b"q\n")
+    _poll(machine)
+    assert machine.exit_status == 0
+    os.close(write_fd)
+    reader.close()
+    monitor.close()
