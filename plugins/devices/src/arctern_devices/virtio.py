@@ -263,4 +263,3 @@ class VirtioDevice(Device):
         if self.has_feature(F_VERSION_1):
             self.status |= STATUS_NEEDS_RESET
             self.notify_config()
-

@@ -1,0 +1,27 @@
+"""Registration of the devices of arctern-devices (entry point ``arctern.devices: common``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arctern.hookspecs import hookimpl
+from arctern_devices.debug_exit import ISADebugExit
+from arctern_devices.i8254 import I8254
+from arctern_devices.i8259 import I8259, PICPair
+from arctern_devices.serial import Serial16550
+from arctern_devices.virtio import VirtioDevice
+from arctern_devices.virtio_blk import VirtioBlk
+from arctern_devices.virtio_mmio import VirtioMMIO
+
+
+@hookimpl
+def arctern_devices() -> list[type]:
+    return [Serial16550, I8259, PICPair, I8254, ISADebugExit, VirtioMMIO, VirtioBlk]
+
+
+@hookimpl
+def arctern_guest_state_changed(machine: Any, running: bool, reason: str) -> None:
+    """Virtio devices replay requests that an I/O error (or a migration) left in flight."""
+    for device in getattr(machine, "devices", ()):
+        if isinstance(device, VirtioDevice):
+            device.vm_state_changed(running)
