@@ -129,6 +129,7 @@ class RamEncoder:
     def __init__(self, ram: RAM, chunk_pages: int = 256) -> None:
         self.ram = ram
         self.chunk_pages = chunk_pages
+        self._zeroes = memoryview(bytes(chunk_pages << PAGE_SHIFT))
         self.duplicate = 0
         self.normal = 0
 
@@ -149,7 +150,7 @@ class RamEncoder:
         view = self.ram.view
         base = first << PAGE_SHIFT
         length = count << PAGE_SHIFT
-        if view[base : base + length] == bytes(length):
+        if view[base : base + length] == self._zeroes[:length]:
             self.duplicate += count
             return [RUN.pack(first, count, RUN_ZERO)]
         parts: list = []
