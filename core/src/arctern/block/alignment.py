@@ -1,13 +1,16 @@
 """Requests of any alignment on drivers that need aligned ones (O_DIRECT files).
 
 A driver that declares ``request_alignment > 1`` only ever sees offsets,
-lengths and buffer addresses that are multiples of it: requests go through a
-page-aligned bounce buffer (an anonymous mmap), and writes that do not cover
-whole blocks read the partial head and tail blocks first (read-modify-write).
+lengths and buffer addresses that are multiples of it. Requests that already
+are aligned (e.g. into mmap'ed memory) go straight through; the others go
+through a page-aligned bounce buffer (an anonymous mmap), and writes that do
+not cover whole blocks read the partial head and tail blocks first
+(read-modify-write).
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,35 +26,75 @@ def _bounds(offset: int, length: int, align: int) -> tuple[int, int]:
     return start, end
 
 
-@contextmanager
-def _bounce(size: int) -> Iterator[memoryview]:
-    area = mmap.mmap(-1, max(size, 1))
-    view = memoryview(area)[:size]
-    try:
-        yield view
-    finally:
-        view.release()
-        area.close()
+class BounceBuffers:
+    """Page-aligned scratch memory, kept between requests (faulting pages in costs more
+    than the copy); a request larger than ``keep`` bytes gets memory of its own."""
+
+    def __init__(self, keep: int = 4 << 20) -> None:
+        self.keep = keep
+        self._area: mmap.mmap | None = None
+
+    @contextmanager
+    def get(self, size: int) -> Iterator[memoryview]:
+        if size > self.keep:
+            area = mmap.mmap(-1, size)
+            try:
+                with memoryview(area) as view:
+                    yield view
+            finally:
+                area.close()
+            return
+        if self._area is None or len(self._area) < size:
+            if self._area is not None:
+                self._area.close()
+            self._area = mmap.mmap(-1, max(size, 1))
+        with memoryview(self._area) as whole, whole[:size] as view:
+            yield view
+
+    def close(self) -> None:
+        if self._area is not None:
+            self._area.close()
+            self._area = None
 
 
-def aligned_pread(driver: BlockDriver, offset: int, buf: memoryview, align: int) -> None:
+def _is_aligned(offset: int, buf: memoryview, align: int) -> bool:
+    """Whether the request can go to the driver as it is: offset, length and address aligned."""
+    if not len(buf):
+        return True
+    if offset % align or len(buf) % align or buf.readonly or not buf.contiguous:
+        return False
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    return address % align == 0
+
+
+def aligned_pread(
+    driver: BlockDriver, offset: int, buf: memoryview, align: int, bounces: BounceBuffers
+) -> None:
     """``driver.pread`` of ``buf`` at ``offset`` through aligned requests."""
+    if _is_aligned(offset, buf, align):
+        driver.pread(offset, buf)
+        return
     start, end = _bounds(offset, len(buf), align)
-    with _bounce(end - start) as bounce:
+    with bounces.get(end - start) as bounce:
         driver.pread(start, bounce)
         buf[:] = bounce[offset - start : offset - start + len(buf)]
 
 
-def aligned_pwrite(driver: BlockDriver, offset: int, data: memoryview, align: int) -> None:
+def aligned_pwrite(
+    driver: BlockDriver, offset: int, data: memoryview, align: int, bounces: BounceBuffers
+) -> None:
     """``driver.pwrite`` of ``data`` at ``offset`` with read-modify-write of partial blocks.
 
     When the last block sticks out past the end of a protocol node, the
     padding would grow the file; it is cut back to where the data ends.
     """
+    if _is_aligned(offset, data, align):
+        driver.pwrite(offset, data)
+        return
     length = len(data)
     start, end = _bounds(offset, length, align)
     old_length = driver.getlength() if driver.protocol else None
-    with _bounce(end - start) as bounce:
+    with bounces.get(end - start) as bounce:
         if offset != start:
             driver.pread(start, bounce[:align])
         if (offset + length) % align and (end - align >= start + align or offset == start):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from arctern.block import permissions
-from arctern.block.alignment import aligned_pread, aligned_pwrite
+from arctern.block.alignment import BounceBuffers, aligned_pread, aligned_pwrite
 from arctern.block.driver import BlockDriver, BlockStatus
 from arctern.block.options import CACHE_MODES, CacheMode
 from arctern.errors import ArcternError, BlockError, InactiveError, ReadOnlyError, UsageError
@@ -72,6 +72,7 @@ class BlockNode:
         #: True when the format was guessed by probing (raw then guards block 0).
         self.probed = False
         self.closed = False
+        self._bounces = BounceBuffers()
         self.driver = driver_class(self)
 
     def __repr__(self) -> str:
@@ -113,7 +114,7 @@ class BlockNode:
         buf = as_byte_view(buf)
         align = self._alignment
         if align > 1:
-            aligned_pread(self.driver, offset, buf, align)
+            aligned_pread(self.driver, offset, buf, align, self._bounces)
         else:
             self.driver.pread(offset, buf)
 
@@ -123,7 +124,7 @@ class BlockNode:
         data = as_byte_view(data)
         align = self._alignment
         if align > 1:
-            aligned_pwrite(self.driver, offset, data, align)
+            aligned_pwrite(self.driver, offset, data, align, self._bounces)
         else:
             self.driver.pwrite(offset, data)
 
@@ -230,6 +231,7 @@ class BlockNode:
         try:
             self.driver.close()
         finally:
+            self._bounces.close()
             self.close_children()
 
     def close_children(self) -> None:
