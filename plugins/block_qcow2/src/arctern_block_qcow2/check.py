@@ -115,8 +115,10 @@ def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active:
                     res.messages.append(f"ERROR: coffset=0x{entry & L.L2E_OFFSET_MASK:x}: "
                                         "copied flag must never be set for compressed clusters")
                 if active:
+                    # Compressed clusters count as fragmented, as in qemu-img check.
                     res.allocated_clusters += 1
                     res.compressed_clusters += 1
+                    res.fragmented_clusters += 1
             elif held:
                 host = entry & L.L2E_OFFSET_MASK
                 if host % drv.h.cluster_size:

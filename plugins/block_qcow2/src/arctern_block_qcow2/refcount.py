@@ -124,10 +124,11 @@ class Refcounts:
         entry = self.reftable[rt_index]
         offset = entry & L.REFT_OFFSET_MASK
         if entry & ~L.REFT_OFFSET_MASK or offset % self.cs:
-            raise ImageFormatError(
-                f"qcow2 image '{self.filename}': refcount table entry {rt_index} "
-                f"(0x{entry:x}) is not cluster aligned"
-            )
+            raise self._corrupt(f"refcount table entry {rt_index} (0x{entry:x}) is not "
+                                "cluster aligned")
+        if offset and self._reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
+            raise self._corrupt(f"refcount block {rt_index} at 0x{offset:x} overlaps the "
+                                "header, the L1 table or the refcount table")
         return offset
 
     def get(self, cluster: int) -> int:
