@@ -1,0 +1,358 @@
+"""The i386 CPU model: state, the run loop, translation of blocks, migration state."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+from arctern.cpu import trace
+from arctern.cpu.base import CPU
+from arctern.cpu.softmmu import TLB, PhysicalMemory
+from arctern.cpu.tbcache import BlockCache, TranslatedBlock
+from arctern.cpu.translate import CodeModified, compile_block, fault_index
+from arctern.errors import MachineError
+
+from . import helpers
+from .codegen import TERMINATORS, BlockCompiler, Mode
+from .decoder import CS, DS, ES, FS, GS, SS, NeedBytes, decode
+from .disasm import insn_text
+from .faults import Fault
+from .flags import ARITH, FLAGS, IF, PARITY, TF
+from .mmu import CR0_PE, CR0_PG, LinearMemory
+from .strings import StringMixin
+from .system import FLAT_CODE, FLAT_DATA, SystemMixin
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCK_INSNS = 64
+_SLOW = 1 << 5
+_SINGLE = 1 << 6
+_U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
+
+
+class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
+    """A 32-bit x86 (i686 integer instruction set) translating Python code per guest block."""
+
+    name = "qemu32"
+    arch = "i386"
+    description = "QEMU Virtual CPU (i686 integer core, no x87/SSE)"
+    model_id = "QEMU Virtual CPU version 2.5+"
+
+    def __init__(self, machine) -> None:
+        super().__init__(machine)
+        self.ram = machine.ram
+        self.cache = BlockCache(self.ram)
+        self.phys = PhysicalMemory(machine.address_space, self.cache)
+        self.tlb = TLB()
+        self.r = [0] * 8
+        self.fl: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.sel = [0] * 6
+        self.segbase = [0] * 6
+        self.seglimit = [0] * 6
+        self.segflags = [0] * 6
+        self.cr = [0] * 5
+        self.dr = [0] * 8
+        #: Interrupt controller callback returning the vector of the interrupt being taken.
+        self.irq_ack = None
+        self.irq_level = False
+        #: When True, run() executes one instruction per block (debugging, tests).
+        self.single_step = False
+        self.loopn = 0
+        self._fast_ram = self.ram.base == 0
+        self._namespace = self._make_namespace()
+        self.reset()
+
+    def _make_namespace(self) -> dict[str, Any]:
+        ram = self.ram
+        io = self.machine.io
+        return {
+            "cpu": self, "R": self.r, "data": ram.data, "dirty": ram.dirty, "code": ram.code,
+            "U16": _U16.unpack_from, "U32": _U32.unpack_from,
+            "P16": _U16.pack_into, "P32": _U32.pack_into,
+            "WT": self.phys.stored, "RD": self.read_lin, "WR": self.write_lin,
+            "FL": FLAGS, "PARITY": PARITY, "Fault": Fault, "CodeModified": CodeModified,
+            "SB": self.segbase, "H": helpers, "IO_R": io.read, "IO_W": io.write,
+        }
+
+    # --- architectural state -------------------------------------------------------
+
+    def reset(self) -> None:
+        """Power-on state: real mode at F000:FFF0 (run() needs protected mode)."""
+        self.r[:] = [0, 0, 0x663, 0, 0, 0, 0, 0]
+        self.eip = 0xFFF0
+        self.eflags = 2
+        self.fl = (0, 0, 0, 0)
+        self.cr[:] = [0x60000010, 0, 0, 0, 0]
+        self.dr[:] = [0] * 6 + [0xFFFF0FF0, 0x400]
+        self.cpl = 0
+        self.gdt = [0, 0xFFFF]
+        self.idt = [0, 0xFFFF]
+        self.ldtr = [0, 0, 0xFFFF, 0x8200]
+        self.tr = [0, 0, 0xFFFF, 0x8B00]
+        for seg in range(6):
+            self.sel[seg], self.segbase[seg] = 0, 0
+            self.seglimit[seg], self.segflags[seg] = 0xFFFF, 0x9300
+        self.sel[CS], self.segbase[CS], self.segflags[CS] = 0xF000, 0xFFFF0000, 0x9B00
+        self.msr = {"sysenter_cs": 0, "sysenter_esp": 0, "sysenter_eip": 0, "apic_base": 0xFEE00900}
+        self.tsc_offset = 0
+        self.halted = False
+        self.shutdown = False
+        self.inhibit = False
+        self.icount = 0
+        self.tlb.flush()
+        self.cache.flush()
+        self.update_mode()
+
+    def enter_flat_protected_mode(self, eip: int, eax: int, ebx: int) -> None:
+        """The state a Multiboot loader leaves: flat 4 GiB segments, PE=1, paging off, IF=0."""
+        self.cr[0] = (self.cr[0] | CR0_PE) & ~CR0_PG & 0xFFFFFFFF
+        self.cpl = 0
+        for seg in (ES, SS, DS, FS, GS):
+            self.set_segment(seg, 0x18, 0, 0xFFFFFFFF, FLAT_DATA)
+        self.set_segment(CS, 0x10, 0, 0xFFFFFFFF, FLAT_CODE)
+        self.set_eflags(2)
+        self.r[0], self.r[3] = eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF
+        self.eip = eip & 0xFFFFFFFF
+        self.halted = False
+        self.tlb.flush()
+        self.update_mode()
+
+    def update_mode(self) -> None:
+        """Recompute the mode flags that select (and key) translated code."""
+        base = self.segbase
+        flat = not (base[ES] or base[CS] or base[SS] or base[DS])
+        mode = Mode(
+            paging=bool(self.cr[0] & CR0_PG),
+            flat=flat,
+            code32=bool(self.segflags[CS] & 0x400000) or not self.cr[0] & CR0_PE,
+            cpl=self.cpl,
+            slow=not self._fast_ram,
+            single=bool(self.single_step or self.eflags & TF),
+        )
+        self.mode = mode
+        self.mode_key = mode.bits << 32
+        self._key_is_eip = flat and not mode.paging
+
+    def set_irq(self, level: bool) -> None:
+        self.irq_level = bool(level)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "regs": list(self.r),
+            "eip": self.eip,
+            "eflags": self.get_eflags(),
+            "segs": [
+                [self.sel[s], self.segbase[s], self.seglimit[s], self.segflags[s]]
+                for s in range(6)
+            ],
+            "cpl": self.cpl,
+            "gdt": list(self.gdt),
+            "idt": list(self.idt),
+            "ldtr": list(self.ldtr),
+            "tr": list(self.tr),
+            "cr": list(self.cr),
+            "dr": list(self.dr),
+            "msr": dict(self.msr),
+            "tsc_offset": self.tsc_offset,
+            "halted": self.halted,
+            "inhibit": self.inhibit,
+            "irq_level": self.irq_level,
+            "icount": self.icount,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.r[:] = [int(v) & 0xFFFFFFFF for v in state["regs"]]
+            if len(self.r) != 8:
+                raise ValueError("8 registers expected")
+            for s, (sel, base, limit, flags) in enumerate(state["segs"]):
+                self.sel[s], self.segbase[s] = sel, base
+                self.seglimit[s], self.segflags[s] = limit, flags
+            self.eip = int(state["eip"])
+            self.cpl = int(state["cpl"])
+            self.gdt, self.idt = list(state["gdt"]), list(state["idt"])
+            self.ldtr, self.tr = list(state["ldtr"]), list(state["tr"])
+            self.cr[:] = list(state["cr"])
+            self.dr[:] = list(state["dr"])
+            self.msr = dict(state["msr"])
+            self.tsc_offset = int(state["tsc_offset"])
+            self.halted = bool(state["halted"])
+            self.inhibit = bool(state["inhibit"])
+            self.irq_level = bool(state["irq_level"])
+            self.icount = int(state["icount"])
+            eflags = int(state["eflags"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MachineError(f"i386 CPU state is malformed: {exc}") from None
+        self.eflags = (eflags & ~ARITH) | 2
+        self.fl = (0, eflags & ARITH, 0, 0)
+        self.tlb.flush()
+        self.cache.flush()
+        self.update_mode()
+
+    # --- execution -------------------------------------------------------------------
+
+    def run(self, budget: int) -> int:
+        """Execute up to ``budget`` instructions; see :meth:`arctern.cpu.base.CPU.run`."""
+        if not self.cr[0] & CR0_PE:
+            raise MachineError(
+                "the i386 CPU emulates protected mode only: boot a Multiboot kernel (-kernel)"
+            )
+        machine = self.machine
+        blocks = self.cache.blocks
+        trace_cpu = trace.cpu.isEnabledFor(logging.DEBUG)
+        done = 0
+        blk: TranslatedBlock | None = None
+        while done < budget:
+            try:
+                while done < budget:
+                    if machine.exit_request:
+                        budget = done
+                        break
+                    if self.irq_level and self.eflags & IF:
+                        if self.inhibit:
+                            self.inhibit = False
+                        else:
+                            self._external_interrupt()
+                    if self.halted:
+                        budget = done
+                        break
+                    if trace_cpu:
+                        trace.cpu.debug("%s", self.dump_state())
+                    blk = None
+                    if self._key_is_eip:
+                        blk = blocks.get(self.eip | self.mode_key)
+                    else:
+                        blk = self._lookup_translated(blocks)
+                    left = budget - done
+                    if blk is None or blk.count > left:
+                        blk = None
+                        blk = self._translate(left)
+                    traced = self.mode.single and self.eflags & TF
+                    self.eip = blk.fn(left)
+                    done += blk.count
+                    if blk.loops:
+                        done += self.loopn
+                    if traced:
+                        self.raise_interrupt(1, None, self.eip)
+            except Fault as exc:
+                done += self._rewind(exc, blk)
+                self.raise_interrupt(exc.vector, exc.code, self.eip)
+            except CodeModified as exc:
+                done += self._rewind(exc, blk) + 1
+                self.eip = blk.next_pcs[fault_index(exc, blk)]
+            except (struct.error, IndexError) as exc:
+                if blk is None:
+                    raise
+                done += self._rewind(exc, blk)
+                done += self._step_slow()
+        self.icount += done
+        return done
+
+    def _rewind(self, exc: BaseException, blk: TranslatedBlock | None) -> int:
+        """Set EIP to the instruction that raised ``exc``; return instructions retired before it."""
+        if blk is None:
+            return 0
+        idx = fault_index(exc, blk)
+        self.eip = blk.pc if idx == 0 else blk.next_pcs[idx - 1]
+        return idx + (self.loopn if blk.loops else 0)
+
+    def _step_slow(self) -> int:
+        """Run one instruction with every memory access through the softmmu helpers."""
+        blk = self._translate(1, extra=_SLOW | _SINGLE)
+        try:
+            self.eip = blk.fn(1)
+        except Fault as exc:
+            self.raise_interrupt(exc.vector, exc.code, self.eip)
+            return 0
+        except CodeModified:
+            self.eip = blk.next_pcs[0]
+        return 1
+
+    def _external_interrupt(self) -> None:
+        ack = self.irq_ack
+        if ack is None:
+            return
+        vector = ack()
+        if vector is None:
+            return
+        self.halted = False
+        self.raise_interrupt(vector, None, self.eip, ext=True)
+
+    def _lookup_translated(self, blocks: dict[int, TranslatedBlock]) -> TranslatedBlock | None:
+        """Block lookup when code addresses are not plain EIPs (segment bases, paging)."""
+        lin = (self.eip + self.segbase[CS]) & 0xFFFFFFFF
+        try:
+            key = self.fetch_page(lin)
+        except Fault:
+            return None
+        blk = blocks.get(key | self.mode_key)
+        if blk is not None and blk.pc != self.eip:
+            return None
+        return blk
+
+    # --- translation -----------------------------------------------------------------
+
+    def _translate(self, limit: int, extra: int = 0) -> TranslatedBlock:
+        """Translate the block at EIP (at most ``limit`` instructions) and cache it."""
+        mode_bits = self.mode.bits | extra
+        if limit < MAX_BLOCK_INSNS:
+            mode_bits |= _SINGLE
+        mode = Mode.from_bits(mode_bits)
+        pc = self.eip
+        lin = (pc + self.segbase[CS]) & 0xFFFFFFFF
+        phys = self.fetch_page(lin)
+        key = (pc if self._key_is_eip else phys) | mode_bits << 32
+        blk = self.cache.blocks.get(key)
+        if blk is not None and blk.pc == pc:
+            return blk
+        buf = self.phys.read_bytes(phys, 0x1000 - (lin & 0xFFF))
+        ranges = [(phys, phys + len(buf))]
+        insns = []
+        pos = 0
+        cap = 1 if mode.single else MAX_BLOCK_INSNS
+        while len(insns) < cap and pos < len(buf):
+            try:
+                insn = decode(buf, pos, (pc + pos) & 0xFFFFFFFF, mode.code32)
+            except NeedBytes:
+                try:
+                    nxt = self.fetch_page((lin + len(buf)) & 0xFFFFFFFF)
+                except Fault:
+                    if insns:
+                        break
+                    raise
+                more = self.phys.read_bytes(nxt, 16)
+                ranges.append((nxt, nxt + 16))
+                insn = decode(buf + more, pos, (pc + pos) & 0xFFFFFFFF, mode.code32)
+            insns.append(insn)
+            pos += insn.length
+            if insn.op in TERMINATORS:
+                break
+        compiler = BlockCompiler(insns, mode, pc)
+        source, lines, loops = compiler.compile()
+        fn = compile_block(source, f"<i386 block {pc:#x}>", self._namespace)
+        blk = TranslatedBlock(
+            key, fn, pc, len(insns), ranges, lines, [i.next for i in insns], loops, source
+        )
+        self.cache.insert(blk)
+        if trace.in_asm.isEnabledFor(logging.DEBUG):
+            trace.in_asm.debug(
+                "IN:\n%s\n", "\n".join(insn_text(i) for i in insns)
+            )
+        return blk
+
+    def dump_state(self) -> str:
+        """Registers in the layout of QEMU's ``-d cpu``."""
+        r = self.r
+        names = ("EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP")
+        order = (0, 3, 1, 2, 6, 7, 5, 4)
+        regs = " ".join(f"{n}={r[i]:08x}" for n, i in zip(names, order, strict=True))
+        segs = " ".join(
+            f"{n}={self.sel[s]:04x} {self.segbase[s]:08x}"
+            for n, s in (("ES", ES), ("CS", CS), ("SS", SS), ("DS", DS), ("FS", FS), ("GS", GS))
+        )
+        return (
+            f"{regs}\nEIP={self.eip:08x} EFL={self.get_eflags():08x} CPL={self.cpl} "
+            f"HLT={int(self.halted)}\n{segs}\nCR0={self.cr[0]:08x} CR2={self.cr[2]:08x} "
+            f"CR3={self.cr[3]:08x} CR4={self.cr[4]:08x}"
+        )
