@@ -155,6 +155,11 @@ def registry() -> Registry:
     return make_registry()
 
 
+@pytest.fixture
+def cowtest_class() -> type[CowTest]:
+    return CowTest
+
+
 @pytest.fixture(name="make_registry")
 def make_registry_fixture():
     return make_registry

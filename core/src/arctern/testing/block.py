@@ -51,20 +51,14 @@ class BlockDriverConformance:
     #: Whether the driver can grow an image (exercised by the invalidate_cache test).
     supports_resize: ClassVar[bool] = True
 
-    # --- helpers (override make_registry to test with a hand-built registry) ------
-
-    def make_registry(self):
-        """The registry the suite opens images with (default: the process-wide one)."""
-        from arctern.plugins import default_registry
-
-        return default_registry()
+    # --- helpers ----------------------------------------------------------------
 
     @pytest.fixture(autouse=True)
-    def _arctern_image(self, tmp_path: Path) -> None:
+    def _arctern_image(self, tmp_path: Path, arctern_block_registry) -> None:
         if not self.driver_name:
             pytest.fail(f"{type(self).__name__} must set driver_name")
         self.path = str(tmp_path / f"image.{self.driver_name}")
-        self.registry = self.make_registry()
+        self.registry = arctern_block_registry
 
     def create(self, size: int | None = None, path: str | None = None) -> str:
         path = path or self.path

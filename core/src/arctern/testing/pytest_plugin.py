@@ -35,3 +35,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args[:] = [suite]  # no paths given: run the suite alone
     elif suite not in config.args:
         config.args.append(suite)
+
+
+@pytest.fixture
+def arctern_block_registry():
+    """The plugin registry the block conformance suite opens images with.
+
+    Default: the process-wide registry (every installed, enabled plugin).
+    Override this fixture in your conftest.py to test with a hand-built one.
+    """
+    from arctern.plugins import default_registry
+
+    return default_registry()
