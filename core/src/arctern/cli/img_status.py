@@ -61,17 +61,14 @@ def _layer_status(node: Any, offset: int, length: int) -> tuple[int, int, int | 
     if flags & (STATUS_DATA | STATUS_ZERO):
         flags |= STATUS_ALLOCATED
     file = getattr(node, "file", None)
+    # RECURSE (QEMU: qcow2 with preallocated metadata): data mapped into a hole of the file
+    # reads as zeroes, so the run is reported as ZERO as well as DATA.
     wants_detail = STATUS_RECURSE | STATUS_DATA | STATUS_OFFSET_VALID
     if (flags & wants_detail) == wants_detail and not flags & STATUS_ZERO and file is not None:
         inner = file.driver.block_status(status.offset, count)
-        inner_len = max(1, min(inner.length, count))
-        count = inner_len
+        count = max(1, min(inner.length, count))
         if inner.flags & STATUS_ZERO:
             flags |= STATUS_ZERO
-            if status.offset == offset:
-                # a pass-through format (raw): the file's hole is the guest's hole, as
-                # QEMU's BDRV_BLOCK_RAW reports it; a mapping format keeps DATA|ZERO
-                flags &= ~STATUS_DATA
     return flags, count, status.offset if flags & STATUS_OFFSET_VALID else None
 
 
@@ -88,9 +85,7 @@ def chain_entry(top: Any, offset: int, length: int) -> MapEntry:
             flags |= STATUS_ZERO  # nothing below: unallocated reads as zeroes
             break
         if offset >= backing.getlength():
-            flags = STATUS_ZERO  # past the end of a shorter backing file
-            count = length
-            host = None
+            flags, host = STATUS_ZERO, None  # past the end of a shorter backing file
             break
         length = min(count, backing.getlength() - offset)
         node, depth = backing, depth + 1
