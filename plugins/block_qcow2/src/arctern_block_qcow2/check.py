@@ -84,9 +84,11 @@ def _decode_block(fmt, block, epb: int) -> list[int]:
 def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active: bool) -> None:
     cb = drv.h.cluster_bits
     seen: set[int] = set()
-    next_contiguous = 0
     for l1_entry in l1:
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
+        if l1_entry & L.L1E_RESERVED_MASK:
+            res.corruptions += 1
+            res.messages.append(f"ERROR found L1 entry with reserved bits set: {l1_entry:x}")
         if not l2_offset:
             continue
         if l2_offset % drv.h.cluster_size:
@@ -104,10 +106,14 @@ def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active:
             res.corruptions += 1
             res.messages.append(f"ERROR l2_offset={l2_offset:x}: L2 table is outside the image")
             continue
+        next_contiguous = 0  # fragmentation is counted within one L2 table, as QEMU does
         for entry in drv.map.cache.get(l2_offset):
             if not entry:
                 continue
             kind = entry_kind(entry)
+            if kind is not Kind.COMPRESSED and entry & L.L2E_STD_RESERVED_MASK:
+                res.corruptions += 1
+                res.messages.append(f"ERROR found l2 entry with reserved bits set: {entry:x}")
             held = host_clusters(entry, cb)
             if kind is Kind.COMPRESSED:
                 if entry & L.OFLAG_COPIED:
@@ -220,8 +226,10 @@ def _copied_errors(drv: Qcow2Driver, stored: list[int], res: CheckResult) -> lis
     return errors
 
 
-def _repair(drv: Qcow2Driver, fix: str, mismatches, copied) -> None:
+def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
+    """Apply the fixes ``fix`` allows; return qemu-img's "Repairing ..." lines."""
     rc = drv.refcounts
+    messages = []
     # Never hand out a cluster that something references while refcounts are rewritten.
     end = max([c for c, _, _ in mismatches] + [-(-drv.node.file.getlength() //
                                                  drv.h.cluster_size)])
@@ -229,35 +237,47 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches, copied) -> None:
     for cluster, have, want in mismatches:
         if have > want or fix == "all":
             rc.set_value(cluster, want)
+            messages.append(f"Repairing cluster {cluster} refcount={have} reference={want}")
     if fix == "all":
-        for item in copied:
+        # COPIED flags follow the refcounts as they are after the repair above.
+        rc.flush()
+        nb_clusters = -(-drv.node.file.getlength() // drv.h.cluster_size)
+        stored = _stored_refcounts(drv, nb_clusters, CheckResult())
+        for item in _copied_errors(drv, stored, CheckResult()):
             if item[0] == "l1":
                 _, l1_index, count = item
                 entry = drv.map.l1[l1_index]
                 fixed = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
                 drv.map.set_l1_entry(l1_index, fixed)
+                messages.append(f"Repairing OFLAG_COPIED L2 cluster: l1_index={l1_index} "
+                                f"l1_entry={entry:x} refcount={count}")
             else:
                 _, l2_offset, i, count = item
                 table = drv.map.cache.get(l2_offset)
                 entry = table[i]
                 table[i] = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
                 drv.map.cache.mark_dirty(l2_offset)
+                messages.append(f"Repairing OFLAG_COPIED data cluster: l2_entry={entry:x} "
+                                f"refcount={count}")
     rc.flush()
     drv.node.file.flush()
     drv.map.cache.flush()
     drv.node.file.flush()
+    return messages
 
 
 def check_image(drv: Qcow2Driver, fix: str = "") -> CheckResult:
-    """Check (and with ``fix`` = "leaks" or "all", repair) the image behind ``drv``."""
+    """Check (and with ``fix`` = "leaks" or "all", repair) the image behind ``drv``.
+
+    After a repair the image is checked again: the counts are what remains,
+    with ``leaks_fixed``/``corruptions_fixed`` saying what was repaired.
+    """
     res, mismatches, copied = _scan(drv)
     if not fix or (not mismatches and not copied):
         return res
-    _repair(drv, fix, mismatches, copied)
+    repaired = _repair(drv, fix, mismatches)
     after, _, _ = _scan(drv)
     after.leaks_fixed = max(0, res.leaks - after.leaks)
     after.corruptions_fixed = max(0, res.corruptions - after.corruptions)
-    after.messages = res.messages + [
-        m for m in after.messages if m not in res.messages
-    ]
+    after.messages = repaired + after.messages
     return after

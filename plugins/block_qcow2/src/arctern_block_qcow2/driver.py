@@ -528,9 +528,11 @@ class Qcow2Driver(BlockDriver):
         if fix and not self._can_write():
             raise BlockError(f"'{self._name}': repairing needs an active, writable image")
         if self._can_write():
-            self._write_ready = True
             self._writeback_tables()
-        return check_image(self, fix)
+        result = check_image(self, fix)
+        if fix == "all" and self.h.dirty and not result.corruptions:
+            self._set_incompatible(self.h.incompatible_features & ~L.INCOMPAT_DIRTY)
+        return result
 
     def _writeback_tables(self) -> None:
         self.map.cache.flush()
