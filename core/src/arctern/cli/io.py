@@ -65,7 +65,8 @@ def body(argv: Sequence[str]) -> int:
         return 0
     if len(rest) > 1:
         raise UsageError(f"too many arguments: {' '.join(rest[1:])}")
-    state = IOState(open_defaults=open_settings(flags))
+    # qemu-io opens images with discard=unmap (BDRV_O_UNMAP) unless -d says otherwise
+    state = IOState(open_defaults={"discard": "unmap", **open_settings(flags)})
     if rest and not open_device(state, rest[0], state.open_defaults):
         return 1
     failed = False
