@@ -1,0 +1,233 @@
+/*
+ * A bare-metal virtio-blk driver for -M microvm,acpi=off: finds the virtio-mmio
+ * transports holding block devices, drives legacy (Version 1) or modern (Version 2)
+ * registers, and reads, writes, flushes and identifies each disk, waiting for
+ * completions by polling the used ring or by sleeping until the PIC interrupts
+ * ("-append irq"). Everything it learns goes to COM1; it exits through
+ * isa-debug-exit at 0xf4 (status 1 = success, 3 = failure).
+ */
+#include <stdint.h>
+
+#define MMIO_BASE 0xFEB00000u
+#define MMIO_SLOTS 8
+#define QSIZE 8
+
+enum {
+    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
+    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
+    GUEST_PAGE_SIZE = 0x028, QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038,
+    QUEUE_ALIGN = 0x03C, QUEUE_PFN = 0x040, QUEUE_READY = 0x044, QUEUE_NOTIFY = 0x050,
+    INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
+    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_AVAIL_LOW = 0x090,
+    QUEUE_AVAIL_HIGH = 0x094, QUEUE_USED_LOW = 0x0A0, QUEUE_USED_HIGH = 0x0A4, CONFIG = 0x100,
+};
+enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8 };
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8 };
+enum { D_NEXT = 1, D_WRITE = 2 };
+#define F_FLUSH (1u << 9)
+
+struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; } __attribute__((packed));
+struct avail { uint16_t flags, idx, ring[QSIZE], used_event; } __attribute__((packed));
+struct used_elem { uint32_t id, len; } __attribute__((packed));
+struct used { uint16_t flags, idx; struct used_elem ring[QSIZE]; uint16_t avail_event; }
+    __attribute__((packed));
+struct req_hdr { uint32_t type, ioprio; uint64_t sector; } __attribute__((packed));
+
+struct disk {
+    uint32_t base;
+    int slot, version, irq;
+    uint32_t features;
+    uint16_t avail_idx, last_used;
+    volatile struct desc *desc;
+    volatile struct avail *avail;
+    volatile struct used *used;
+    volatile struct req_hdr hdr;
+    volatile uint8_t status;
+};
+
+static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
+static uint8_t buf[4096] __attribute__((aligned(16)));
+static struct disk disks[MMIO_SLOTS];
+static int ndisks, use_irq;
+static volatile int irq_count;
+
+struct idt_entry { uint16_t off_lo, sel; uint8_t zero, type; uint16_t off_hi; } __attribute__((packed));
+static struct idt_entry idt[0x30];
+extern void irq_stub(void);
+
+static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline uint32_t rd(struct disk *d, uint32_t off) { return *(volatile uint32_t *)(d->base + off); }
+static inline void wr(struct disk *d, uint32_t off, uint32_t v) { *(volatile uint32_t *)(d->base + off) = v; }
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+static void putc(char c) { while (!(inb(0x3FD) & 0x20)) {} outb(0x3F8, (uint8_t)c); }
+static void puts(const char *s) { while (*s) putc(*s++); }
+static void puthex(uint32_t v, int digits) { while (digits--) putc("0123456789abcdef"[(v >> (4 * digits)) & 15]); }
+static void putdec(uint32_t v) { char b[11]; int i = 0; do { b[i++] = '0' + v % 10; v /= 10; } while (v); while (i) putc(b[--i]); }
+static void exit_qemu(int code) { outb(0xF4, (uint8_t)code); for (;;) __asm__ volatile("cli; hlt"); }
+static void fail(struct disk *d, const char *what) { puts("disk"); putdec(d - disks); puts(": FAIL "); puts(what); puts("\n"); exit_qemu(1); }
+
+void irq_entry(void)
+{
+    for (int i = 0; i < ndisks; i++) {
+        uint32_t isr = rd(&disks[i], INTERRUPT_STATUS);
+        if (isr) { wr(&disks[i], INTERRUPT_ACK, isr); irq_count++; }
+    }
+    outb(0xA0, 0x20);
+    outb(0x20, 0x20);
+}
+
+static void setup_interrupts(void)
+{
+    uint32_t handler = (uint32_t)irq_stub;
+    for (int v = 0x20; v < 0x30; v++)
+        idt[v] = (struct idt_entry){handler & 0xFFFF, 0x08, 0, 0x8E, handler >> 16};
+    struct { uint16_t limit; uint32_t base; } __attribute__((packed)) idtr = {sizeof(idt) - 1, (uint32_t)idt};
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+    static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
+    for (int chip = 0; chip < 2; chip++) {
+        uint16_t port = chip ? 0xA0 : 0x20;
+        outb(port, init[chip][0]);
+        for (int i = 1; i < 4; i++) outb(port + 1, init[chip][i]);
+    }
+    /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
+     * through it as ExtINT (a machine without a local APIC ignores these two stores). */
+    *(volatile uint32_t *)0xFEE000F0u = 0x1FF; /* SPIV: APIC enabled, spurious vector 0xff */
+    *(volatile uint32_t *)0xFEE00350u = 0x700; /* LVT LINT0: ExtINT, unmasked */
+    uint16_t mask = 0xFFFF & ~(1u << 2);
+    for (int i = 0; i < ndisks; i++) mask &= ~(1u << disks[i].irq);
+    outb(0x21, mask & 0xFF);
+    outb(0xA1, mask >> 8);
+}
+
+static void init_disk(struct disk *d)
+{
+    uint8_t *mem = rings[d->slot];
+    wr(d, STATUS, 0);
+    wr(d, STATUS, S_ACK);
+    wr(d, STATUS, S_ACK | S_DRIVER);
+    wr(d, DEVICE_FEATURES_SEL, 0);
+    d->features = rd(d, DEVICE_FEATURES);
+    uint32_t status = S_ACK | S_DRIVER;
+    wr(d, DRIVER_FEATURES_SEL, 0);
+    wr(d, DRIVER_FEATURES, d->features & F_FLUSH);
+    if (d->version == 1) {
+        wr(d, GUEST_PAGE_SIZE, 4096);
+    } else {
+        wr(d, DRIVER_FEATURES_SEL, 1);
+        wr(d, DRIVER_FEATURES, 1); /* VIRTIO_F_VERSION_1 */
+        status |= S_FEATURES_OK;
+        wr(d, STATUS, status);
+        if (!(rd(d, STATUS) & S_FEATURES_OK)) fail(d, "features");
+    }
+    wr(d, QUEUE_SEL, 0);
+    if (rd(d, QUEUE_NUM_MAX) < QSIZE) fail(d, "queue size");
+    wr(d, QUEUE_NUM, QSIZE);
+    d->desc = (volatile struct desc *)mem;
+    d->avail = (volatile struct avail *)(mem + QSIZE * sizeof(struct desc));
+    d->used = (volatile struct used *)(mem + 4096);
+    if (d->version == 1) {
+        wr(d, QUEUE_ALIGN, 4096);
+        wr(d, QUEUE_PFN, (uint32_t)mem >> 12);
+    } else {
+        wr(d, QUEUE_DESC_LOW, (uint32_t)d->desc); wr(d, QUEUE_DESC_HIGH, 0);
+        wr(d, QUEUE_AVAIL_LOW, (uint32_t)d->avail); wr(d, QUEUE_AVAIL_HIGH, 0);
+        wr(d, QUEUE_USED_LOW, (uint32_t)d->used); wr(d, QUEUE_USED_HIGH, 0);
+        wr(d, QUEUE_READY, 1);
+    }
+    wr(d, STATUS, status | S_DRIVER_OK);
+}
+
+static int request(struct disk *d, uint32_t type, uint32_t sector, void *data, uint32_t len)
+{
+    d->hdr.type = type; d->hdr.ioprio = 0; d->hdr.sector = sector;
+    d->status = 0xFF;
+    d->desc[0] = (struct desc){(uint32_t)&d->hdr, sizeof(struct req_hdr), D_NEXT, 1};
+    int n = 1;
+    if (len) {
+        d->desc[1] = (struct desc){(uint32_t)data, len, D_NEXT | (type == T_OUT ? 0 : D_WRITE), 2};
+        n = 2;
+    }
+    d->desc[n] = (struct desc){(uint32_t)&d->status, 1, D_WRITE, 0};
+    d->avail->ring[d->avail_idx % QSIZE] = 0;
+    barrier();
+    d->avail->idx = ++d->avail_idx;
+    barrier();
+    int seen = irq_count;
+    wr(d, QUEUE_NOTIFY, 0);
+    if (use_irq) {
+        /* Every completion must also interrupt: sleep until both happened. */
+        while (d->used->idx == d->last_used || irq_count == seen)
+            __asm__ volatile("sti; hlt; cli" ::: "memory");
+    } else {
+        while (d->used->idx == d->last_used) barrier();
+        wr(d, INTERRUPT_ACK, rd(d, INTERRUPT_STATUS));
+    }
+    d->last_used++;
+    return d->status;
+}
+
+static void fill(uint8_t *p, uint32_t n, uint8_t seed)
+{
+    for (uint32_t i = 0; i < n; i++) p[i] = (uint8_t)(seed + i * 7);
+}
+
+static void exercise(struct disk *d, int n)
+{
+    puts("disk"); putdec(n); puts(": slot "); putdec(d->slot); puts(" irq "); putdec(d->irq);
+    puts(" version "); putdec(d->version); puts(" features "); puthex(d->features, 8);
+    uint32_t cap_lo = rd(d, CONFIG), cap_hi = rd(d, CONFIG + 4);
+    puts(" capacity "); putdec(cap_lo); if (cap_hi) puts("+hi"); puts("\n");
+
+    if (request(d, T_GET_ID, 0, buf, 20)) fail(d, "get-id");
+    buf[20] = 0;
+    puts("disk"); putdec(n); puts(": id '"); puts((char *)buf); puts("'\n");
+
+    if (request(d, T_IN, 0, buf, 512)) fail(d, "read sector 0");
+    buf[32] = 0;
+    puts("disk"); putdec(n); puts(": sector 0 '"); puts((char *)buf); puts("'\n");
+
+    fill(buf, 4096, (uint8_t)(0x40 + n));
+    if (request(d, T_OUT, 8, buf, 4096)) fail(d, "write");
+    const char msg[] = "written by the guest";
+    for (uint32_t i = 0; i < 512; i++) buf[i] = i < sizeof(msg) ? (uint8_t)msg[i] : 0;
+    buf[sizeof(msg)] = '0' + n;
+    if (request(d, T_OUT, cap_lo - 1, buf, 512)) fail(d, "write last sector");
+    if (request(d, T_OUT, cap_lo, buf, 512) != 1) fail(d, "write past the end");
+    if ((d->features & F_FLUSH) && request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush");
+
+    for (uint32_t i = 0; i < 4096; i++) buf[i] = 0;
+    if (request(d, T_IN, 8, buf, 4096)) fail(d, "read back");
+    uint8_t expect[4096];
+    fill(expect, 4096, (uint8_t)(0x40 + n));
+    for (uint32_t i = 0; i < 4096; i++)
+        if (buf[i] != expect[i]) fail(d, "verify");
+    puts("disk"); putdec(n); puts(": write, flush, read back ok\n");
+}
+
+int main(uint32_t *mbi)
+{
+    const char *cmdline = (mbi[0] & 4) ? (const char *)mbi[4] : "";
+    for (const char *p = cmdline; *p; p++)
+        if (p[0] == 'i' && p[1] == 'r' && p[2] == 'q') use_irq = 1;
+    puts(use_irq ? "virtio-blk guest: interrupts\n" : "virtio-blk guest: polling\n");
+
+    for (int slot = MMIO_SLOTS - 1; slot >= 0; slot--) {
+        struct disk *d = &disks[ndisks];
+        d->base = MMIO_BASE + 0x200u * slot;
+        if (rd(d, MAGIC) != 0x74726976 || rd(d, DEVICE_ID) != 2) continue;
+        d->slot = slot;
+        d->irq = 5 + slot;
+        d->version = (int)rd(d, VERSION);
+        ndisks++;
+    }
+    if (!ndisks) { puts("no virtio-blk device\n"); exit_qemu(1); }
+    if (use_irq) setup_interrupts();
+    for (int i = 0; i < ndisks; i++) init_disk(&disks[i]);
+    for (int i = 0; i < ndisks; i++) exercise(&disks[i], i);
+    if (use_irq) { puts("interrupts: "); putdec(irq_count); puts("\n"); }
+    puts("done\n");
+    exit_qemu(0);
+    return 0;
+}
