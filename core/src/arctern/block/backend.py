@@ -86,8 +86,8 @@ class BlockBackend:
             )
 
     def pread(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length) if length >= 0 else bytearray()
-        self._check_range("read", offset, length)
+        self._check_range("read", offset, length)  # before allocating anything
+        buf = bytearray(length)
         self.node.pread(offset, memoryview(buf))
         return bytes(buf)
 

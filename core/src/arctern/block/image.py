@@ -116,7 +116,46 @@ def probe_format(header: bytes, filename: str, registry: Registry) -> type[Block
 def _probe(file: BlockNode, registry: Registry) -> type[BlockDriver]:
     header = bytearray(min(PROBE_SIZE, file.getlength()))
     file.pread(0, memoryview(header))
-    return probe_format(bytes(header), file.filename, registry)
+    format_class = probe_format(bytes(header), file.filename, registry)
+    if format_class.name == "raw":
+        log.warning(
+            "Image format was not specified for '%s' and probing guessed raw. "
+            "Automatically detecting the format is dangerous for raw images, write "
+            "operations on block 0 will be restricted. Specify the 'raw' format "
+            "explicitly to remove the restrictions.",
+            file.filename,
+        )
+    return format_class
+
+
+def _new_node(
+    driver_class: type[BlockDriver],
+    path: str,
+    options: dict[str, Any],
+    *,
+    read_only: bool,
+    settings: _Settings,
+    file: BlockNode | None = None,
+    probed: bool = False,
+) -> BlockNode:
+    """Build a node and open its driver (which takes its locks if the node is active)."""
+    perm, shared = permissions.for_open(read_only=read_only, force_share=settings.force_share)
+    node = BlockNode(
+        driver_class,
+        path,
+        read_only=read_only,
+        active=settings.active,
+        cache=settings.cache,
+        discard=settings.discard,
+        options=options,
+        file=file,
+        perm=perm,
+        shared=shared,
+        registry=settings.registry,
+    )
+    node.probed = probed
+    _open_driver(node, options)
+    return node
 
 
 def _open_node(
@@ -129,44 +168,29 @@ def _open_node(
     settings: _Settings,
     chain: list[tuple[int, int] | str],
 ) -> BlockNode:
+    """Open ``filename`` as ``fmt`` (probed if None) over its protocol node, and its chain."""
     registry = settings.registry
     own_options, file_options, backing_options = _split_options(options)
-    perm, shared = permissions.for_open(read_only=read_only, force_share=settings.force_share)
     protocol_class, path = protocol_driver(filename, registry)
-    common = dict(
-        read_only=read_only,
-        active=settings.active,
-        cache=settings.cache,
-        discard=settings.discard,
-        registry=registry,
-    )
-    if fmt is not None:
-        format_class = registry.block_driver(fmt)
-        if format_class.protocol:
-            node = BlockNode(
-                format_class, path, options=own_options, perm=perm, shared=shared, **common
-            )
-            _open_driver(node, own_options)
-            return node
-    file = BlockNode(protocol_class, path, options=file_options, perm=perm, shared=shared, **common)
-    _open_driver(file, file_options)
+    format_class = registry.block_driver(fmt) if fmt is not None else None
+    if format_class is not None and format_class.protocol:  # e.g. fmt="file": no format node
+        return _new_node(format_class, path, own_options, read_only=read_only, settings=settings)
+    file = _new_node(protocol_class, path, file_options, read_only=read_only, settings=settings)
     try:
-        probed = fmt is None
-        format_class = _probe(file, registry) if probed else registry.block_driver(fmt)
-        if probed and format_class.name == "raw":
-            log.warning(
-                "Image format was not specified for '%s' and probing guessed raw. "
-                "Automatically detecting the format is dangerous for raw images, write "
-                "operations on block 0 will be restricted. Specify the 'raw' format "
-                "explicitly to remove the restrictions.",
-                path,
-            )
+        probed = format_class is None
+        format_class = format_class or _probe(file, registry)
+        node = _new_node(
+            format_class,
+            path,
+            own_options,
+            read_only=read_only,
+            settings=settings,
+            file=file,
+            probed=probed,
+        )
     except BaseException:
         file.close()
         raise
-    node = BlockNode(format_class, path, options=own_options, file=file, **common)
-    node.probed = probed
-    _open_driver(node, own_options)
     try:
         if follow_backing and node.driver.backing_filename:
             node.backing = _open_backing(node, backing_options, settings, chain)
@@ -186,7 +210,7 @@ def backing_path(image_filename: str, backing_filename: str) -> str:
 def _identity(path: str) -> tuple[int, int] | str:
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # missing, or a name with a NUL byte: open() will say
         return os.path.abspath(path)
     return (st.st_dev, st.st_ino)
 

@@ -105,14 +105,10 @@ class BlockNode:
                 "no writes until it is activated"
             )
 
-    @property
-    def _alignment(self) -> int:
-        return self.driver.request_alignment
-
     def pread(self, offset: int, buf: memoryview) -> None:
         """Fill ``buf`` from ``offset``. A protocol node reads zeroes past its end."""
         buf = as_byte_view(buf)
-        align = self._alignment
+        align = self.driver.request_alignment
         if align > 1:
             aligned_pread(self.driver, offset, buf, align, self._bounces)
         else:
@@ -122,7 +118,7 @@ class BlockNode:
         """Write ``data`` at ``offset``; refused on a read-only or inactive node."""
         self._check_writable()
         data = as_byte_view(data)
-        align = self._alignment
+        align = self.driver.request_alignment
         if align > 1:
             aligned_pwrite(self.driver, offset, data, align, self._bounces)
         else:

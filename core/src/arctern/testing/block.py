@@ -100,6 +100,17 @@ class BlockDriverConformance:
                 f"(read {actual[first]:#x}, expected {expected[first]:#x})"
             )
 
+    def assert_every_write_refused(self, backend: BlockBackend, error: type[Exception]) -> None:
+        """Writes, write-zeroes, discards and resizes all raise ``error``."""
+        for call in (
+            lambda: backend.pwrite(0, b"x"),
+            lambda: backend.pwrite_zeroes(0, 512),
+            lambda: backend.pdiscard(0, 512),
+            lambda: backend.truncate(self.image_size * 2),
+        ):
+            with pytest.raises(error):
+                call()
+
     def file_state(self) -> tuple[bytes, int, int]:
         st = os.stat(self.path)
         return Path(self.path).read_bytes(), st.st_size, st.st_mtime_ns
@@ -219,14 +230,7 @@ class BlockDriverConformance:
         self.create()
         before = self.file_state()[0]
         with self.open(read_only=True) as image:
-            for call in (
-                lambda: image.pwrite(0, b"x"),
-                lambda: image.pwrite_zeroes(0, 512),
-                lambda: image.pdiscard(0, 512),
-                lambda: image.truncate(self.image_size * 2),
-            ):
-                with pytest.raises(ReadOnlyError):
-                    call()
+            self.assert_every_write_refused(image, ReadOnlyError)
             image.flush()
         assert self.file_state()[0] == before
 
@@ -241,14 +245,7 @@ class BlockDriverConformance:
         image = self.open(active=False)
         assert not image.active
         self.assert_content(image, expected)
-        for call in (
-            lambda: image.pwrite(0, b"x"),
-            lambda: image.pwrite_zeroes(0, 512),
-            lambda: image.pdiscard(0, 512),
-            lambda: image.truncate(self.image_size * 2),
-        ):
-            with pytest.raises(InactiveError):
-                call()
+        self.assert_every_write_refused(image, InactiveError)
         image.flush()
         image.inactivate()
         image.close()

@@ -83,6 +83,8 @@ class FileDriver(BlockDriver):
             flags |= os.O_CREAT
         if node.cache.direct:
             flags |= os.O_DIRECT
+        if "\0" in node.filename:
+            raise BlockError(f"Could not open {node.filename!r}: the name contains a NUL byte")
         self.fd = os.open(node.filename, flags, 0o644)
         self._closer = weakref.finalize(self, os.close, self.fd)
         try:
