@@ -10,33 +10,11 @@ from __future__ import annotations
 
 import struct
 
+from arctern_devices import virtio_mmio as reg
+
 DESC = struct.Struct("<QIHH")
 F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
 
-MAGIC = 0x000
-VERSION = 0x004
-DEVICE_ID = 0x008
-VENDOR_ID = 0x00C
-DEVICE_FEATURES = 0x010
-DEVICE_FEATURES_SEL = 0x014
-DRIVER_FEATURES = 0x020
-DRIVER_FEATURES_SEL = 0x024
-GUEST_PAGE_SIZE = 0x028
-QUEUE_SEL = 0x030
-QUEUE_NUM_MAX = 0x034
-QUEUE_NUM = 0x038
-QUEUE_ALIGN = 0x03C
-QUEUE_PFN = 0x040
-QUEUE_READY = 0x044
-QUEUE_NOTIFY = 0x050
-INTERRUPT_STATUS = 0x060
-INTERRUPT_ACK = 0x064
-STATUS = 0x070
-QUEUE_DESC_LOW = 0x080
-QUEUE_AVAIL_LOW = 0x090
-QUEUE_USED_LOW = 0x0A0
-CONFIG_GENERATION = 0x0FC
-CONFIG = 0x100
 
 ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, NEEDS_RESET = 1, 2, 4, 8, 0x40
 
@@ -159,53 +137,53 @@ class MMIODriver:
         self.mem.write(self.base + reg, size, value)
 
     def device_features(self) -> int:
-        self.write(DEVICE_FEATURES_SEL, 0)
-        low = self.read(DEVICE_FEATURES)
-        self.write(DEVICE_FEATURES_SEL, 1)
-        return self.read(DEVICE_FEATURES) << 32 | low
+        self.write(reg.DEVICE_FEATURES_SEL, 0)
+        low = self.read(reg.DEVICE_FEATURES)
+        self.write(reg.DEVICE_FEATURES_SEL, 1)
+        return self.read(reg.DEVICE_FEATURES) << 32 | low
 
     def init(self, features: int, num: int, ring_base: int) -> Ring:
         """The initialisation sequence of virtio 1.x 3.1 (legacy variant for Version 1)."""
-        legacy = self.read(VERSION) == 1
-        self.write(STATUS, 0)
-        self.write(STATUS, ACKNOWLEDGE)
-        self.write(STATUS, ACKNOWLEDGE | DRIVER)
+        legacy = self.read(reg.VERSION) == 1
+        self.write(reg.STATUS, 0)
+        self.write(reg.STATUS, ACKNOWLEDGE)
+        self.write(reg.STATUS, ACKNOWLEDGE | DRIVER)
         status = ACKNOWLEDGE | DRIVER
         if legacy:
-            self.write(DRIVER_FEATURES_SEL, 0)
-            self.write(DRIVER_FEATURES, features & 0xFFFFFFFF)
-            self.write(GUEST_PAGE_SIZE, 4096)
+            self.write(reg.DRIVER_FEATURES_SEL, 0)
+            self.write(reg.DRIVER_FEATURES, features & 0xFFFFFFFF)
+            self.write(reg.GUEST_PAGE_SIZE, 4096)
         else:
             for sel in (0, 1):
-                self.write(DRIVER_FEATURES_SEL, sel)
-                self.write(DRIVER_FEATURES, features >> (32 * sel) & 0xFFFFFFFF)
+                self.write(reg.DRIVER_FEATURES_SEL, sel)
+                self.write(reg.DRIVER_FEATURES, features >> (32 * sel) & 0xFFFFFFFF)
             status |= FEATURES_OK
-            self.write(STATUS, status)
-            assert self.read(STATUS) & FEATURES_OK
-        self.write(QUEUE_SEL, 0)
-        assert num <= self.read(QUEUE_NUM_MAX)
-        self.write(QUEUE_NUM, num)
+            self.write(reg.STATUS, status)
+            assert self.read(reg.STATUS) & FEATURES_OK
+        self.write(reg.QUEUE_SEL, 0)
+        assert num <= self.read(reg.QUEUE_NUM_MAX)
+        self.write(reg.QUEUE_NUM, num)
         if legacy:
             ring = Ring.legacy(self.mem, num, ring_base)
-            self.write(QUEUE_ALIGN, 4096)
-            self.write(QUEUE_PFN, ring_base >> 12)
+            self.write(reg.QUEUE_ALIGN, 4096)
+            self.write(reg.QUEUE_PFN, ring_base >> 12)
         else:
             ring = Ring.modern(self.mem, num, ring_base)
-            for reg, addr in (
-                (QUEUE_DESC_LOW, ring.desc),
-                (QUEUE_AVAIL_LOW, ring.avail),
-                (QUEUE_USED_LOW, ring.used),
+            for offset, addr in (
+                (reg.QUEUE_DESC_LOW, ring.desc),
+                (reg.QUEUE_AVAIL_LOW, ring.avail),
+                (reg.QUEUE_USED_LOW, ring.used),
             ):
-                self.write(reg, addr & 0xFFFFFFFF)
-                self.write(reg + 4, addr >> 32)
-            self.write(QUEUE_READY, 1)
-        self.write(STATUS, status | DRIVER_OK)
+                self.write(offset, addr & 0xFFFFFFFF)
+                self.write(offset + 4, addr >> 32)
+            self.write(reg.QUEUE_READY, 1)
+        self.write(reg.STATUS, status | DRIVER_OK)
         return ring
 
     def kick(self, queue: int = 0) -> None:
-        self.write(QUEUE_NOTIFY, queue)
+        self.write(reg.QUEUE_NOTIFY, queue)
 
     def ack(self) -> int:
-        isr = self.read(INTERRUPT_STATUS)
-        self.write(INTERRUPT_ACK, isr)
+        isr = self.read(reg.INTERRUPT_STATUS)
+        self.write(reg.INTERRUPT_ACK, isr)
         return isr

@@ -6,8 +6,9 @@ import struct
 import subprocess
 
 import pytest
+from arctern_devices.virtio_mmio import CONFIG
 from conftest import open_drive, save_load
-from ring_driver import CONFIG, MMIODriver
+from ring_driver import MMIODriver
 
 from arctern.errors import BlockError
 

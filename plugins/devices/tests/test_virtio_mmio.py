@@ -1,15 +1,11 @@
 """virtio-mmio in both versions, driven register by register by a scripted driver."""
 
 import pytest
-from conftest import save_load
-from ring_driver import (
+from arctern_devices.virtio_mmio import (
     CONFIG,
     CONFIG_GENERATION,
     DEVICE_ID,
-    DRIVER_OK,
     INTERRUPT_STATUS,
-    MAGIC,
-    NEEDS_RESET,
     QUEUE_NUM_MAX,
     QUEUE_PFN,
     QUEUE_READY,
@@ -17,8 +13,10 @@ from ring_driver import (
     STATUS,
     VENDOR_ID,
     VERSION,
-    MMIODriver,
 )
+from arctern_devices.virtio_mmio import MAGIC_VALUE as MAGIC
+from conftest import save_load
+from ring_driver import DRIVER_OK, NEEDS_RESET, MMIODriver
 
 BASE = 0xFEB00000
 RING = 0x100000
