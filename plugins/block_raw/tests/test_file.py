@@ -147,3 +147,11 @@ def test_io_errors_name_the_file(raw, registry):
             driver.fd = real_fd
             os.close(read_end)
             os.close(write_end)
+
+
+def test_only_regular_files_and_block_devices(tmp_path, registry):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(BlockError, match="not a regular file or block device"):
+            open_image(path, fmt="raw", read_only=True, registry=registry)

@@ -85,12 +85,18 @@ class FileDriver(BlockDriver):
             flags |= os.O_DIRECT
         if "\0" in node.filename:
             raise BlockError(f"Could not open {node.filename!r}: the name contains a NUL byte")
-        self.fd = os.open(node.filename, flags, 0o644)
+        # O_NONBLOCK: a FIFO named by a hostile image as its backing file must not hang us.
+        self.fd = os.open(node.filename, flags | os.O_NONBLOCK, 0o644)
         self._closer = weakref.finalize(self, os.close, self.fd)
         try:
             st = os.fstat(self.fd)
             if stat.S_ISDIR(st.st_mode):
                 raise BlockError(f"Could not open '{node.filename}': Is a directory")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+                raise BlockError(
+                    f"Could not open '{node.filename}': not a regular file or block device"
+                )
+            os.set_blocking(self.fd, True)
             self.regular = stat.S_ISREG(st.st_mode)
             if node.cache.direct:
                 self.request_alignment = _probe_direct_alignment(self.fd)
