@@ -9,6 +9,7 @@ qcow2 image, and the bytes the guest wrote read back with qemu-io.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,13 @@ def disks(tmp_path) -> dict[str, Path]:
         path = images[fmt]
         subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), size], check=True)
         qemu_io(path, fmt, f"write -P 0x55 {SECTOR} {SECTOR}")  # data the guest must keep
+    # An MBR whose partition ends on a 4-head, 32-sector cylinder: QEMU derives the
+    # geometry the guest sees in the config space from it.
+    mbr = bytearray(SECTOR)
+    mbr[0x1BE : 0x1BE + 16] = struct.pack("<8BII", 0x80, 0, 1, 0, 0x83, 3, 32, 31, 32, 4064)
+    mbr[510:512] = b"\x55\xaa"
+    with open(images["raw"], "r+b") as f:
+        f.write(mbr)
     # A signature the guest reads from sector 0, one byte-pattern write per character.
     qemu_io(
         images["qcow2"], "qcow2", *(f"write -P {ord(c)} {i} 1" for i, c in enumerate(SIGNATURE))
@@ -118,8 +126,14 @@ def test_guest_driver_reads_and_writes_both_disks(kernel, disks, emulator, mode,
     version = 1 if legacy else 2
     features = "31006ed4" if legacy else "30006e54"  # the low feature word QEMU 7.2 offers
     # The first -device lands on the highest transport (slot 7, ISA IRQ 12).
-    assert f"disk0: slot 7 irq 12 version {version} features {features} capacity 8192" in lines
-    assert f"disk1: slot 6 irq 11 version {version} features {features} capacity 4096" in lines
+    assert (
+        f"disk0: slot 7 irq 12 version {version} features {features} capacity 8192 chs 8/16/63"
+        in lines
+    )
+    assert (
+        f"disk1: slot 6 irq 11 version {version} features {features} capacity 4096 chs 32/4/32"
+        in lines
+    )
     assert "disk0: id 'DISK-QCOW2'" in lines and "disk1: id 'DISK-RAW'" in lines
     assert f"disk0: sector 0 '{SIGNATURE}'" in lines
     assert "disk0: write, flush, read back ok" in lines

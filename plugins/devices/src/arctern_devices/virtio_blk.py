@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from arctern.errors import ArcternError, MachineError
 from arctern.machine.device import prop_bool, prop_int, prop_str
 from arctern.machine.vmstate import VMState, struct_list, u8, u16
+from arctern_devices.disk_geometry import guess_geometry
 from arctern_devices.virtio import (
     STATUS_DRIVER_OK,
     VIRTIO_FIELDS,
@@ -90,11 +91,6 @@ INFLIGHT_VMSTATE = VMState("virtio-blk-request", 1, [u16("queue"), u16("head")])
 
 class _Stop(Exception):
     """An I/O error whose policy is "stop": keep the request and pause the machine."""
-
-
-def _guess_geometry(sectors: int) -> tuple[int, int, int]:
-    """QEMU's guess_chs_for_size: 16 heads, 63 sectors, 2..16383 cylinders."""
-    return max(2, min(16383, sectors // (16 * 63))), 16, 63
 
 
 def _is_enospc(exc: BaseException) -> bool:
@@ -190,7 +186,7 @@ class VirtioBlk(VirtioDevice):
         self.original_wce = self._backend_writeback()
         self.wce = int(self.original_wce)
         sectors = backend.length // SECTOR
-        cyls, heads, secs = _guess_geometry(sectors)
+        cyls, heads, secs = guess_geometry(lambda: backend.pread(0, SECTOR), sectors)
         self.geometry = (
             self.props["cyls"] or cyls,
             self.props["heads"] or heads,

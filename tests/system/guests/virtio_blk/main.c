@@ -178,7 +178,10 @@ static void exercise(struct disk *d, int n)
     puts("disk"); putdec(n); puts(": slot "); putdec(d->slot); puts(" irq "); putdec(d->irq);
     puts(" version "); putdec(d->version); puts(" features "); puthex(d->features, 8);
     uint32_t cap_lo = rd(d, CONFIG), cap_hi = rd(d, CONFIG + 4);
-    puts(" capacity "); putdec(cap_lo); if (cap_hi) puts("+hi"); puts("\n");
+    puts(" capacity "); putdec(cap_lo); if (cap_hi) puts("+hi");
+    uint32_t geometry = rd(d, CONFIG + 16);
+    puts(" chs "); putdec(geometry & 0xFFFF); putc('/'); putdec((geometry >> 16) & 0xFF);
+    putc('/'); putdec(geometry >> 24); puts("\n");
 
     if (request(d, T_GET_ID, 0, buf, 20)) fail(d, "get-id");
     buf[20] = 0;
