@@ -26,7 +26,9 @@ def test_partition_table_gives_the_logical_geometry():
 
 
 def test_lba_translated_or_missing_tables_fall_back_to_size():
-    assert guess_geometry(lambda: mbr(254, 63), 4096) == (2, 16, 63)  # > 16 heads
+    sectors = 255 * 63 * 10
+    assert mbr_geometry(mbr(254, 63), sectors) == (10, 255, 63)
+    assert guess_geometry(lambda: mbr(254, 63), sectors) == (159, 16, 63)  # LBA-translated
     assert guess_geometry(lambda: bytes(512), 8192) == (8, 16, 63)  # no 55aa
     assert mbr_geometry(mbr(3, 0), 4096) is None  # sector 0 is not a geometry
     assert mbr_geometry(mbr(3, 32, nr_sects=0), 4096) is None  # empty entry
