@@ -78,8 +78,7 @@ class Header:
         """The header cluster's meaningful bytes: fields, extensions, backing file name.
 
         Extensions follow QEMU's order (backing format, feature table, unknown
-        ones, end marker); the backing file name follows the end marker. The
-        feature table is dropped when it would not fit in the first cluster.
+        ones, end marker); the backing file name follows the end marker.
         """
         fields = self._pack_fields()
         tail = b""
@@ -88,14 +87,13 @@ class Header:
         exts = []
         if self.backing_format:
             exts.append(_ext(L.EXT_BACKING_FORMAT, self.backing_format.encode()))
-        table = _ext(L.EXT_FEATURE_TABLE, _feature_table()) if self.version >= 3 else b""
         rest = [_ext(magic, data) for magic, data in self.unknown_extensions]
         end = _ext(L.EXT_END, b"")
         fixed = len(fields) + sum(map(len, exts)) + sum(map(len, rest)) + len(end) + len(tail)
-        if fixed + len(table) <= self.cluster_size:
-            exts.append(table)
-        elif fixed > self.cluster_size:
+        if fixed > self.cluster_size:
             raise ImageFormatError("qcow2 header extensions do not fit in the first cluster")
+        if self.version >= 3 and self.cluster_size >= L.MIN_FEATURE_TABLE_CLUSTER:
+            exts.append(_ext(L.EXT_FEATURE_TABLE, _feature_table()))
         body = fields + b"".join(exts) + b"".join(rest) + end
         if self.backing_file is not None:
             self.backing_file_offset = len(body)

@@ -48,6 +48,8 @@ FEATURE_NAMES: tuple[tuple[int, int, str], ...] = (
     (FEATURE_AUTOCLEAR, 1, "raw external data"),
 )
 FEATURE_NAME_LEN = 46
+#: qemu-img 7.2 writes the feature-name table only into images with clusters this large.
+MIN_FEATURE_TABLE_CLUSTER = 8192
 
 # Header extension magics.
 EXT_END = 0x00000000

@@ -227,14 +227,15 @@ class Refcounts:
         epb = self.fmt.entries
         while True:
             first = self.find_free(count)
+            # Like QEMU's free_cluster_index, the hint moves past the run before any
+            # missing refcount block is created, so the blocks land after the run.
+            # Holes too small for this run stay skipped until something below is freed.
+            self.free_hint = first + count
             for rt_index in range(first // epb, (first + count - 1) // epb + 1):
                 self.ensure_block(rt_index)
             if self.find_free_at(first, count):
                 break
         self.update(first, count, 1)
-        # Like QEMU's free_cluster_index: holes too small for this run are skipped
-        # until something is freed below the hint.
-        self.free_hint = first + count
         return first * self.cs
 
     def find_free_at(self, first: int, count: int) -> bool:
