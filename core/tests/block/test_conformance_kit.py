@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from arctern.errors import InactiveError
-from arctern.testing.block import BlockDriverConformance
+from arctern.testing.block import BackingChainConformance, BlockDriverConformance
 
 #: How a test of the suite fails: a plain assert, or pytest.fail with a clearer message.
 KIT_FAILURE = (AssertionError, pytest.fail.Exception)
@@ -19,7 +19,7 @@ def arctern_block_registry(make_registry):
     return make_registry()
 
 
-class TestCowtestConformance(BlockDriverConformance):
+class TestCowtestConformance(BackingChainConformance):
     """A format with cached metadata and a header passes the whole suite."""
 
     driver_name = "cowtest"

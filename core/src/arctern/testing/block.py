@@ -302,3 +302,45 @@ class BlockDriverConformance:
         image.close()  # harmless
         with self.open(read_only=True) as image:
             self.assert_content(image, expected)
+
+
+class BackingChainConformance(BlockDriverConformance):
+    """The suite plus backing-file tests, for formats with backing files (like qcow2).
+
+    The driver must accept the create options ``backing_file`` and ``backing_fmt``.
+    """
+
+    def make_overlay(self) -> tuple[str, bytes]:
+        """A raw base image with data and an overlay of it; returns (base path, base data)."""
+        base = str(Path(self.path).with_name("base.raw"))
+        create_image(base, "raw", self.image_size, registry=self.registry)
+        data = pattern(20, self.image_size)
+        with open_image(base, fmt="raw", registry=self.registry) as backend:
+            backend.pwrite(0, data)
+        options = {**self.create_options, "backing_file": "base.raw", "backing_fmt": "raw"}
+        create_image(self.path, self.driver_name, self.image_size, options, registry=self.registry)
+        return base, data
+
+    def test_overlay_reads_through_and_copies_on_write(self):
+        base, data = self.make_overlay()
+        expected = bytearray(data)
+        with self.open() as overlay:
+            assert overlay.node.backing is not None and overlay.node.backing.read_only
+            self.assert_content(overlay, expected)
+            self.write_some(overlay, seed=21, expected=expected)
+            self.assert_content(overlay, expected)
+        with self.open(read_only=True) as overlay:
+            self.assert_content(overlay, expected)
+        assert Path(base).read_bytes() == data, "writing the overlay changed its backing file"
+
+    def test_inactive_overlay_writes_nothing_to_either_file(self):
+        base, data = self.make_overlay()
+        for path in (base, self.path):
+            os.utime(path, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+        before = [(Path(p).read_bytes(), os.stat(p).st_mtime_ns) for p in (base, self.path)]
+        overlay = self.open(active=False)
+        self.assert_content(overlay, data)
+        self.assert_every_write_refused(overlay, InactiveError)
+        overlay.close()
+        after = [(Path(p).read_bytes(), os.stat(p).st_mtime_ns) for p in (base, self.path)]
+        assert after == before, "an inactive overlay changed a file"

@@ -1,24 +1,26 @@
-"""The block-driver suite run by ``pytest --arctern-block-driver NAME`` (one class per NAME)."""
+"""The block-driver suite run by ``pytest --arctern-block-driver NAME``: one class per NAME.
+
+A driver whose create options include ``backing_file`` gets the backing-chain
+tests too.
+"""
 
 from __future__ import annotations
 
-import pytest
-
-from arctern.testing.block import BlockDriverConformance
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "arctern_block_driver" in metafunc.fixturenames:
-        names = metafunc.config.getoption("arctern_block_drivers")
-        metafunc.parametrize("arctern_block_driver", names, scope="class")
+from arctern.errors import ArcternError
+from arctern.testing.block import BackingChainConformance, BlockDriverConformance
+from arctern.testing.pytest_plugin import requested_block_drivers
 
 
-class TestBlockDriver(BlockDriverConformance):
-    """The suite, with ``driver_name`` taken from the command line."""
+def _suite_for(name: str) -> type[BlockDriverConformance]:
+    from arctern.plugins import default_registry
 
-    driver_name = "(from --arctern-block-driver)"
+    try:
+        options = default_registry().block_driver(name).create_options
+    except ArcternError:
+        options = {}  # unknown driver: every test will say so
+    return BackingChainConformance if "backing_file" in options else BlockDriverConformance
 
-    @pytest.fixture(autouse=True)
-    def _named_driver(self, arctern_block_driver: str, tmp_path) -> None:
-        self.driver_name = arctern_block_driver
-        self.path = str(tmp_path / f"image.{arctern_block_driver}")
+
+for _name in requested_block_drivers():
+    _class_name = "Test_" + "".join(c if c.isalnum() else "_" for c in _name)
+    globals()[_class_name] = type(_class_name, (_suite_for(_name),), {"driver_name": _name})

@@ -27,8 +27,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_requested: list[str] = []
+
+
+def requested_block_drivers() -> list[str]:
+    """The driver names given with --arctern-block-driver in this pytest run."""
+    return list(_requested)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("arctern_block_drivers"):
+    _requested[:] = config.getoption("arctern_block_drivers")
+    if not _requested:
         return
     suite = str(SUITE)
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
