@@ -1,0 +1,121 @@
+"""Header features: dirty and corrupt bits, lazy refcounts, autoclear bits, unknown extensions."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from arctern.block import create_image, open_image
+from arctern.errors import ImageFormatError
+
+MiB = 1 << 20
+
+
+def _incompatible(path: str) -> int:
+    with open(path, "rb") as f:
+        f.seek(72)
+        return struct.unpack(">Q", f.read(8))[0]
+
+
+def test_lazy_refcounts_dirty_bit_set_on_write_cleared_on_flush_and_close(tools):
+    path = tools.path("lazy.qcow2")
+    create_image(path, "qcow2", 4 * MiB, {"lazy_refcounts": "on"})
+    with open_image(path, fmt="qcow2") as image:
+        assert _incompatible(path) & 1 == 0
+        image.pwrite(0, b"a" * 70000)
+        assert _incompatible(path) & 1  # on disk before any refcount is postponed
+        image.flush()
+        assert _incompatible(path) & 1 == 0
+        image.pwrite(3 * MiB, b"b" * 5000)
+        assert _incompatible(path) & 1
+    assert _incompatible(path) & 1 == 0
+    info = json.loads(tools.qemu_img("info", "--output=json", path).stdout)
+    assert info["dirty-flag"] is False
+    assert info["format-specific"]["data"]["lazy-refcounts"] is True
+    tools.assert_qemu_check_clean(path)
+
+
+def test_lazy_refcounts_inactive_writes_no_dirty_bit_until_activated(tools):
+    path = tools.path("lazy.qcow2")
+    create_image(path, "qcow2", 4 * MiB, {"lazy_refcounts": "on"})
+    before = Path(path).read_bytes()
+    with open_image(path, fmt="qcow2", active=False) as image:
+        image.pread(0, 4096)
+        assert Path(path).read_bytes() == before
+        image.activate()
+        image.pwrite(0, b"x")
+        assert _incompatible(path) & 1
+        image.inactivate()
+        assert _incompatible(path) & 1 == 0
+    tools.assert_qemu_check_clean(path)
+
+
+def test_dirty_image_left_by_qemu_is_repaired_before_writing(tools):
+    """A dirty image (a lazy-refcount writer died) is read as is and repaired on first write."""
+    path = tools.path("dirty.qcow2")
+    tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", path, "4M")
+    tools.qemu_io(path, "write -P 0x41 0 1M")
+    with open(path, "r+b") as f:  # what a killed lazy writer leaves: dirty, refcounts stale
+        f.seek(72)
+        f.write(struct.pack(">Q", 1))
+        f.seek(0x20000 + 2 * 5)
+        f.write(struct.pack(">H", 0))
+    assert tools.qemu_img("check", path, ok=(2,)).returncode == 2
+    assert tools.read_all(path)[: MiB] == b"\x41" * MiB
+    with open_image(path, fmt="qcow2") as image:
+        assert image.node.driver.info().dirty
+        image.pwrite(2 * MiB, b"\x42" * 4096)
+    assert _incompatible(path) & 1 == 0
+    tools.assert_qemu_check_clean(path)
+
+
+def test_corrupt_bit_refuses_read_write_open(tools):
+    path = tools.path("corrupt.qcow2")
+    create_image(path, "qcow2", MiB, {})
+    with open(path, "r+b") as f:
+        f.seek(72)
+        f.write(struct.pack(">Q", 2))
+    with pytest.raises(ImageFormatError, match="corrupt"):
+        open_image(path, fmt="qcow2")
+    with open_image(path, fmt="qcow2", read_only=True) as image:
+        assert image.node.driver.info().format_specific["data"]["corrupt"] is True
+        assert image.pread(0, 512) == bytes(512)
+
+
+def test_unknown_autoclear_bits_cleared_on_first_write_only(tools):
+    path = tools.path("autoclear.qcow2")
+    create_image(path, "qcow2", MiB, {})
+    with open(path, "r+b") as f:
+        f.seek(88)
+        f.write(struct.pack(">Q", (1 << 7) | 1))
+    with open_image(path, fmt="qcow2") as image:
+        image.pread(0, 512)
+        with open(path, "rb") as f:
+            f.seek(88)
+            assert struct.unpack(">Q", f.read(8))[0] == (1 << 7) | 1
+        image.pwrite(0, b"z")
+    with open(path, "rb") as f:
+        f.seek(88)
+        assert struct.unpack(">Q", f.read(8))[0] == 0
+
+
+def test_unknown_header_extension_survives_writes_and_resize(tools):
+    path = tools.path("ext.qcow2")
+    tools.qemu_img("create", "-q", "-f", "qcow2", path, "1M")
+    original = Path(path).read_bytes()
+    end = original.index(struct.pack(">II", 0x6803F857, 0x180)) + 8 + 0x180
+    ext = struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0"
+    with open(path, "r+b") as f:
+        f.seek(end)
+        f.write(ext + bytes(8))
+    with open_image(path, fmt="qcow2") as image:
+        image.pwrite(0, b"q" * 100000)
+        image.truncate(64 * MiB)
+    assert Path(path).read_bytes()[end : end + len(ext)] == ext
+    tools.assert_qemu_check_clean(path)
+    with open_image(path, fmt="qcow2", read_only=True) as image:
+        assert image.node.driver.h.unknown_extensions == [(0x12345678, b"hello")]
+        assert image.length == 64 * MiB
