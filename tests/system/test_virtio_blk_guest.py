@@ -13,43 +13,16 @@ import struct
 import subprocess
 from pathlib import Path
 
+import guest_tools
 import pytest
 
-GUEST_DIR = Path(__file__).parent / "guests" / "virtio_blk"
-CFLAGS = [
-    "-std=gnu11",
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-fno-stack-protector",
-    "-nostdlib",
-    "-static",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-Wl,--build-id=none",
-]
 SIGNATURE = "ARCTERN-DISK-SIGNATURE"
 SECTOR = 512
-EMULATORS = {"qemu": ["qemu-system-i386"]}
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("guest") / "virtio_blk.elf"
-    subprocess.run(
-        [
-            "i686-linux-gnu-gcc",
-            *CFLAGS,
-            f"-Wl,-T,{GUEST_DIR / 'link.ld'}",
-            "-o",
-            str(out),
-            str(GUEST_DIR / "start.S"),
-            str(GUEST_DIR / "main.c"),
-        ],
-        check=True,
-    )
-    return out
+    return guest_tools.build("virtio_blk", tmp_path_factory.mktemp("guest"))
 
 
 @pytest.fixture
@@ -84,18 +57,6 @@ def qemu_io(path: Path, fmt: str, *commands: str) -> str:
 
 def run_guest(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, legacy: bool):
     args = [
-        *EMULATORS[emulator],
-        "-M",
-        "microvm,acpi=off",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-kernel",
-        str(kernel),
-        "-append",
-        mode,
         "-drive",
         f"file={disks['qcow2']},format=qcow2,if=none,id=d0",
         "-device",
@@ -104,16 +65,13 @@ def run_guest(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, le
         f"file={disks['raw']},format=raw,if=none,id=d1",
         "-device",
         "virtio-blk-device,drive=d1,serial=DISK-RAW",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=1",
     ]
     if not legacy:
         args += ["-global", "virtio-mmio.force-legacy=false"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    return result.returncode, result.stdout
+    return guest_tools.run(emulator, kernel, *args, append=mode)
 
 
-@pytest.mark.parametrize("emulator", sorted(EMULATORS))
+@pytest.mark.parametrize("emulator", sorted(guest_tools.EMULATORS))
 @pytest.mark.parametrize("mode", ["poll", "irq"])
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "modern"])
 def test_guest_driver_reads_and_writes_both_disks(kernel, disks, emulator, mode, legacy):

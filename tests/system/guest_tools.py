@@ -1,0 +1,69 @@
+"""Build the bare-metal test guests (multiboot ELFs) and run them like a user would.
+
+Every guest is ``guests/common/start.S`` (multiboot header, GDT, stack, IRQ stub)
+plus ``guests/NAME/main.c``, built with i686-linux-gnu-gcc. ``run`` starts an
+emulator on ``-M microvm,acpi=off`` with the serial port on stdout and returns
+the exit status and the serial output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+GUESTS = Path(__file__).parent / "guests"
+CFLAGS = [
+    "-std=gnu11",
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-stack-protector",
+    "-nostdlib",
+    "-static",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wl,--build-id=none",
+]
+#: The emulators a guest is run under; each test compares their behaviour.
+EMULATORS = {"qemu": ["qemu-system-i386"]}
+
+
+def build(name: str, out_dir: Path) -> Path:
+    out = out_dir / f"{name}.elf"
+    common = GUESTS / "common"
+    subprocess.run(
+        [
+            "i686-linux-gnu-gcc",
+            *CFLAGS,
+            f"-Wl,-T,{common / 'link.ld'}",
+            "-o",
+            str(out),
+            str(common / "start.S"),
+            str(GUESTS / name / "main.c"),
+        ],
+        check=True,
+    )
+    return out
+
+
+def run(emulator: str, kernel: Path, *args: str, append: str = "") -> tuple[int, str]:
+    command = [
+        *EMULATORS[emulator],
+        "-M",
+        "microvm,acpi=off",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(kernel),
+        "-append",
+        append,
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=1",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout
