@@ -141,12 +141,19 @@ class LoopMachine:
 
 
 def run_until(condition: Callable[[], bool], *machines: LoopMachine, timeout: float = 20) -> None:
+    """Step the machines in turn until ``condition()``, checked after every single step.
+
+    Checking after each step matters: a destination that took over runs its
+    guest on its next step, and tests compare it with the source before that.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         for machine in machines:
             machine.step()
+            if condition():
+                return
         time.sleep(0.0005)
 
 

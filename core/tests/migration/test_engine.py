@@ -209,8 +209,9 @@ def test_source_dies_mid_stream(registry, make_machine, run_until, image):
     dst_mig.exit_on_incoming_failure = True
     src_mig.set_parameters({"max-bandwidth": 1 << 20})
     src_mig.migrate(uri)
-    run_until(lambda: dst_mig.query()["status"] == "active", source, dest)
-    src_mig.outgoing.writer.stream.close()
+    writer = src_mig.outgoing.writer
+    run_until(lambda: dst_mig.query()["status"] == "active" and writer.connected.is_set(), dest)
+    writer.stream.close()  # what a killed process does to its socket
     run_until(_done(dst_mig), dest)
     assert "truncated" in dst_mig.query()["error-desc"]
     assert dest.exit_status == 1 and not dest.drives["disk0"].active
