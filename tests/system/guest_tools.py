@@ -24,6 +24,7 @@ CFLAGS = [
     "-Wextra",
     "-Werror",
     "-Wl,--build-id=none",
+    "-Wl,--no-warn-rwx-segments",
 ]
 #: The emulators a guest is run under; each test compares their behaviour.
 EMULATORS = {"qemu": ["qemu-system-i386"]}

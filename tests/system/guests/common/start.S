@@ -24,6 +24,7 @@ _start:
     jmp 2b
 
     /* Interrupt entry for vectors 0x20-0x2f: save registers, call irq_entry(). */
+    .weak irq_entry             /* a guest without interrupts need not define it */
     .globl irq_stub
 irq_stub:
     pusha

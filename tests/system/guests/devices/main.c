@@ -1,0 +1,180 @@
+/*
+ * Register-level checks of the microvm's legacy devices, printed on COM1 so that two
+ * emulators can be compared line by line: the 16550A UART (divisor latch, FIFOs and
+ * trigger levels, loopback, overrun, interrupt identification, character timeout), the
+ * 8259A pair (IMR, ELCR masks, IRR/ISR, poll mode, EOI) driven by the 8254 PIT
+ * (read-back status, latch, lobyte access, terminal count). Only timing-independent
+ * facts are printed. Exits through isa-debug-exit at 0xf4 (status 1).
+ */
+#include <stdint.h>
+
+#define COM1 0x3F8
+enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
+
+static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+
+/* Output collects here while COM1 is in loopback, and is printed afterwards. */
+static char log[4096];
+static int log_len;
+
+static void putc(char c) { if (log_len < (int)sizeof(log)) log[log_len++] = c; }
+static void puts(const char *s) { while (*s) putc(*s++); }
+static void puthex(uint32_t v, int digits) { while (digits--) putc("0123456789abcdef"[(v >> (4 * digits)) & 15]); }
+static void line(const char *what, uint32_t value) { puts(what); puts(" "); puthex(value, 2); puts("\n"); }
+static void flag(const char *what, int ok) { puts(what); puts(ok ? " yes\n" : " no\n"); }
+
+static void flush_log(void)
+{
+    for (int i = 0; i < log_len; i++) {
+        while (!(inb(COM1 + LSR) & 0x20)) {}
+        outb(COM1 + THR, (uint8_t)log[i]);
+    }
+    log_len = 0;
+}
+
+static int wait_for(uint16_t port, uint8_t mask, uint8_t want)
+{
+    for (uint32_t i = 0; i < 50000000u; i++)
+        if ((inb(port) & mask) == want) return 1;
+    return 0;
+}
+
+static void uart(void)
+{
+    outb(COM1 + IER, 0);
+    outb(COM1 + LCR, 0x83);
+    outb(COM1 + DLL, 0x01);
+    outb(COM1 + DLM, 0x00);
+    line("uart dll", inb(COM1 + DLL));
+    line("uart dlm", inb(COM1 + DLM));
+    outb(COM1 + LCR, 0x03);
+    line("uart lcr", inb(COM1 + LCR));
+    outb(COM1 + SCR, 0x5A);
+    line("uart scr", inb(COM1 + SCR));
+
+    outb(COM1 + MCR, 0x1F); /* loopback, OUT2, OUT1, RTS, DTR */
+    line("uart loop msr", inb(COM1 + MSR));
+    outb(COM1 + FCR, 0x00);
+    outb(COM1 + THR, 'a');
+    outb(COM1 + THR, 'b'); /* no FIFO: overruns 'a' */
+    line("uart nofifo lsr", inb(COM1 + LSR));
+    line("uart nofifo lsr again", inb(COM1 + LSR));
+    line("uart nofifo rbr", inb(COM1 + RBR));
+
+    outb(COM1 + FCR, 0xC7); /* FIFO on, both cleared, trigger 14 */
+    line("uart fifo iir", inb(COM1 + IIR));
+    outb(COM1 + LCR, 0x83); /* slowest rate: no character timeout during the checks */
+    outb(COM1 + DLL, 0xFF);
+    outb(COM1 + DLM, 0xFF);
+    outb(COM1 + LCR, 0x03);
+    outb(COM1 + IER, 0x01);
+    for (const char *s = "0123"; *s; s++) outb(COM1 + THR, (uint8_t)*s);
+    line("uart below trigger iir", inb(COM1 + IIR));
+    for (const char *s = "456789abcd"; *s; s++) outb(COM1 + THR, (uint8_t)*s);
+    line("uart at trigger iir", inb(COM1 + IIR));
+    for (const char *s = "efg"; *s; s++) outb(COM1 + THR, (uint8_t)*s); /* 17 bytes */
+    line("uart overrun lsr", inb(COM1 + LSR));
+    puts("uart fifo data ");
+    while (inb(COM1 + LSR) & 0x01) putc((char)inb(COM1 + RBR));
+    puts("\n");
+    line("uart drained iir", inb(COM1 + IIR));
+    line("uart drained lsr", inb(COM1 + LSR));
+
+    outb(COM1 + FCR, 0x47); /* trigger 4 */
+    outb(COM1 + LCR, 0x83);
+    outb(COM1 + DLL, 0x01);
+    outb(COM1 + DLM, 0x00);
+    outb(COM1 + LCR, 0x03);
+    outb(COM1 + THR, 'x');
+    flag("uart character timeout", wait_for(COM1 + IIR, 0x0F, 0x0C));
+    line("uart timeout rbr", inb(COM1 + RBR));
+    line("uart after timeout iir", inb(COM1 + IIR));
+
+    outb(COM1 + IER, 0x02); /* THR empty interrupt */
+    line("uart thre iir", inb(COM1 + IIR));
+    line("uart thre iir read again", inb(COM1 + IIR));
+    outb(COM1 + IER, 0x00);
+    outb(COM1 + FCR, 0x00);
+    outb(COM1 + MCR, 0x0B);
+    flush_log();
+}
+
+static void pic_init(void)
+{
+    static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
+    for (int chip = 0; chip < 2; chip++) {
+        uint16_t port = chip ? 0xA0 : 0x20;
+        outb(port, init[chip][0]);
+        for (int i = 1; i < 4; i++) outb(port + 1, init[chip][i]);
+    }
+}
+
+static void pic_and_pit(void)
+{
+    pic_init();
+    outb(0x21, 0xA5);
+    line("pic imr", inb(0x21));
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
+    outb(0x4D0, 0xFF);
+    outb(0x4D1, 0xFF);
+    line("pic elcr master", inb(0x4D0));
+    line("pic elcr slave", inb(0x4D1));
+    outb(0x4D0, 0x00);
+    outb(0x4D1, 0x00);
+
+    outb(0x43, 0x34); /* channel 0, lobyte/hibyte, mode 2 */
+    outb(0x40, 0x00);
+    outb(0x40, 0x10);
+    outb(0x43, 0xE2); /* read-back: status only, channel 0 */
+    line("pit ch0 status", inb(0x40) & 0x3F);
+    outb(0x43, 0x00);
+    uint16_t first = inb(0x40);
+    first |= (uint16_t)inb(0x40) << 8;
+    uint16_t second = first;
+    for (int i = 0; i < 1000000 && second == first; i++) {
+        outb(0x43, 0x00);
+        second = inb(0x40);
+        second |= (uint16_t)inb(0x40) << 8;
+    }
+    flag("pit ch0 counting", second != first && first <= 0x1000 && second <= 0x1000);
+
+    outb(0x21, 0xFE); /* unmask IRQ 0 only; interrupts stay disabled in the CPU */
+    outb(0x20, 0x0A);
+    flag("pic irq0 requested", wait_for(0x20, 0x01, 0x01));
+    outb(0x20, 0x0C); /* poll */
+    line("pic poll", inb(0x20));
+    outb(0x20, 0x0B);
+    line("pic isr after poll", inb(0x20));
+    outb(0x20, 0x20);
+    line("pic isr after eoi", inb(0x20));
+    outb(0x21, 0xFF);
+    outb(0x20, 0x0A);
+
+    outb(0x43, 0x10); /* channel 0, lobyte only, mode 0 */
+    outb(0x40, 0x80);
+    outb(0x43, 0xE2);
+    line("pit ch0 lobyte status", inb(0x40) & 0x3F);
+    outb(0x43, 0x30); /* channel 0, mode 0, terminal count far away */
+    outb(0x40, 0xFF);
+    outb(0x40, 0xFF);
+    outb(0x43, 0xE2);
+    line("pit ch0 mode 0 status", inb(0x40));
+    line("port 0x61 (no speaker logic on microvm)", inb(0x61));
+    flush_log();
+}
+
+int main(uint32_t *mbi)
+{
+    (void)mbi;
+    puts("devices guest\n");
+    flush_log();
+    uart();
+    pic_and_pit();
+    puts("done\n");
+    flush_log();
+    outb(0xF4, 0);
+    for (;;) __asm__ volatile("cli; hlt");
+    return 0;
+}
