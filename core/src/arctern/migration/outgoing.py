@@ -170,7 +170,7 @@ class OutgoingMigration:
         self.emit = emit
         self.status = "setup"
         self.error: str | None = None
-        self.was_running = machine.runstate == "running"
+        self.stopped_guest = False  # we paused a running guest at switchover: resume on failure
         self.images_inactive = False
         self.start = time.monotonic()
         self.setup_time: float | None = None
@@ -274,7 +274,7 @@ class OutgoingMigration:
     def _begin(self) -> None:
         machine = self.machine
         self.setup_time = time.monotonic() - self.start
-        global_state = {"ram-size": machine.ram.size, "running": self.was_running}
+        global_state = {"ram-size": machine.ram.size}
         self._queue(
             [
                 fmt.header(),
@@ -335,10 +335,15 @@ class OutgoingMigration:
         self.stop_time = time.monotonic()
         self.status = "device"
         self._set_status("device")
-        if machine.runstate == "running":
+        running = machine.runstate == "running"
+        if running:
             machine.pause("finish-migrate")
+            self.stopped_guest = True
         try:
             self.round.clear()
+            # Whether the destination resumes: the run state at switchover, as QEMU sends it.
+            state = fmt.encode_plain({"running": running})
+            self._queue([b"".join(fmt.section(fmt.GLOBAL, "global", state))])
             for first, count in machine.ram.take_dirty():
                 self._queue(self.encoder.encode(first, count))
             self._queue(state_sections(machine))
@@ -368,7 +373,7 @@ class OutgoingMigration:
         self.round.clear()
         if error:
             log.error("migration to %s failed: %s", self.uri, error)
-        resume = self.was_running
+        resume = self.stopped_guest
         if self.images_inactive:
             try:
                 activate_images(self.machine)

@@ -100,7 +100,7 @@ class StateCollector:
             state = fmt.decode_plain(sec.payload, "global")
             if not isinstance(state, dict):
                 raise StreamError(f"migration stream from {self.source}: bad global state")
-            self.global_state = state
+            self.global_state.update(state)
         elif sec.kind == fmt.CPU:
             self.cpus[sec.name] = fmt.decode_plain(sec.payload, sec.name)
         elif sec.kind == fmt.DEVICE:
