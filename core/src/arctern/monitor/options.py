@@ -1,0 +1,69 @@
+"""What arctern-system needs from the monitor and migration: options and one attach call.
+
+``arctern-system`` adds these options to its parser with
+:func:`add_monitor_options` and, once the machine is built, calls
+:func:`attach_monitor`; everything else (QMP servers, the HMP console,
+``-incoming``) is set up here::
+
+    -qmp unix:PATH,server=on,wait=off    (repeatable; also tcp:HOST:PORT,...)
+    -monitor stdio                       (HMP on the terminal; "none" for nothing)
+    -incoming URI | defer                (wait for a migration instead of booting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from arctern.errors import UsageError
+from arctern.migration.manager import MigrationManager
+from arctern.monitor.monitor import Monitor
+
+
+def add_monitor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-qmp", action="append", default=[], metavar="DEV", help="QMP server socket (repeatable)"
+    )
+    parser.add_argument(
+        "-monitor", action="append", default=[], metavar="DEV", help="HMP monitor: stdio or none"
+    )
+    parser.add_argument(
+        "-incoming", metavar="URI", help="wait for an incoming migration on URI (or 'defer')"
+    )
+
+
+def attach_monitor(
+    machine: Any,
+    *,
+    qmp: list[str],
+    monitor: list[str],
+    incoming: str | None,
+    autostart: bool,
+    name: str | None = None,
+) -> Monitor:
+    """Create the machine's migration manager and monitor, its QMP servers and HMP console.
+
+    With ``incoming`` the machine must have been built with its images
+    inactive and must stay in run state ``inmigrate``: the migration resumes
+    it (unless ``autostart`` is False, i.e. ``-S``). A failed incoming
+    migration makes the process exit with status 1, as QEMU does.
+    """
+    migration = MigrationManager(machine, exit_on_incoming_failure=True)
+    mon = Monitor(machine, migration, name=name, autostart=autostart)
+    try:
+        for spec in qmp:
+            mon.add_qmp(spec)
+        for spec in monitor:
+            if spec == "stdio":
+                mon.add_hmp(sys.stdin, sys.stdout)
+            elif spec != "none":
+                raise UsageError(f"-monitor {spec}: only 'stdio' and 'none' are supported")
+        if incoming == "defer":
+            migration.defer_incoming()
+        elif incoming:
+            migration.start_incoming(incoming, autostart=autostart)
+    except BaseException:
+        mon.close()
+        raise
+    return mon
