@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -263,3 +264,42 @@ def test_parameters_and_capabilities_are_checked(registry, make_machine):
         manager.set_capabilities([{"capability": "x-bogus", "state": True}])
     manager.set_capabilities([{"capability": "verify", "state": True}])
     assert {"capability": "verify", "state": True} in manager.capability_list()
+
+
+def test_paused_guest_a_to_b_to_c_without_ever_running(registry, make_machine, run_until, image):
+    a = make_machine(RAM_SIZE, image)
+    a.pause("paused")
+    a.ram.data[:PAGE_SIZE] = os.urandom(PAGE_SIZE)
+    steps = a.cpus[0].steps
+    current, current_mig = a, MigrationManager(a, registry)
+    for _hop in range(2):
+        nxt = make_machine(RAM_SIZE, image, incoming=True)
+        nxt_mig = MigrationManager(nxt, registry)
+        nxt_mig.start_incoming("tcp:127.0.0.1:0", autostart=True)
+        current_mig.migrate(f"tcp:127.0.0.1:{nxt_mig.incoming.socket_address['port']}")
+        run_until(_done(current_mig, nxt_mig), current, nxt)
+        assert current_mig.query()["status"] == "completed"
+        assert nxt.runstate == "paused" and nxt.drives["disk0"].active
+        assert not current.drives["disk0"].active
+        current, current_mig = nxt, nxt_mig
+    assert current.ram.data == a.ram.data and current.cpus[0].steps == steps
+
+
+def _qemu_io_write(image: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["qemu-io", "-f", "raw", "-c", "write 0 512", image], capture_output=True, text=True
+    )
+
+
+def test_no_third_writer_during_or_after_migration(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.set_parameters({"max-bandwidth": 1 << 20})
+    src_mig.migrate(uri)
+    run_until(lambda: src_mig.query()["status"] == "active", source, dest)
+    during = _qemu_io_write(image)
+    src_mig.set_parameters({"max-bandwidth": 0})
+    run_until(_done(src_mig, dst_mig), source, dest)
+    after = _qemu_io_write(image)
+    for result in (during, after):
+        assert result.returncode != 0
+        assert 'Failed to get "write" lock' in result.stderr
