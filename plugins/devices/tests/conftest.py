@@ -7,58 +7,50 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import standin_machine  # noqa: E402
-
-STANDIN = standin_machine.install()
-
+from arctern.machine.clock import TimerList, VirtualClock  # noqa: E402
+from arctern.machine.irq import IRQLine  # noqa: E402
 from arctern.machine.memory import RAM, AddressSpace, IOSpace  # noqa: E402
 
 RAM_SIZE = 16 << 20
 
 
-class _Timer:
-    def __init__(self, machine, callback):
-        self.machine, self.callback, self.deadline = machine, callback, None
+class FakeTime:
+    """Host time for the virtual clock that moves only when a test says so."""
 
-    def mod(self, deadline):
-        self.deadline = deadline
+    def __init__(self):
+        self.ns = 0
 
-    def cancel(self):
-        self.deadline = None
-
-    @property
-    def pending(self):
-        return self.deadline is not None
+    def __call__(self):
+        return self.ns
 
 
 class StandInMachine:
+    """TEMPORARY: the parts of arctern.machine.machine.Machine devices use; replaced by the
+    real Machine once it lands."""
+
     def __init__(self):
         from arctern_devices import plugin
-
-        from arctern.machine.clock import VirtualClock
-        from arctern.machine.irq import IRQLine
 
         self._classes = {cls.name: cls for cls in plugin.arctern_devices()}
         self.ram = RAM(RAM_SIZE)
         self.address_space = AddressSpace(self.ram)
         self.io = IOSpace()
-        self.clock = VirtualClock()
+        self.host_time = FakeTime()
+        self.clock = VirtualClock(self.host_time)
+        self.clock.resume()
+        self.timers = TimerList(self.clock)
         self._lines = {}
-        self._irqline = IRQLine
-        self.timers = []
         self.devices, self.buses, self.drives = [], [], {}
         self.exit_request, self.exit_status, self.runstate = False, None, "running"
         self.poll_hooks = []
 
     def gsi(self, n):
         if n not in self._lines:
-            self._lines[n] = self._irqline(f"gsi{n}")
+            self._lines[n] = IRQLine(f"gsi{n}")
         return self._lines[n]
 
     def new_timer(self, callback):
-        timer = _Timer(self, callback)
-        self.timers.append(timer)
-        return timer
+        return self.timers.new_timer(callback)
 
     def create_device(self, name, **props):
         dev = self._classes[name](self, **props)
@@ -95,33 +87,38 @@ def machine():
 
 
 def advance(machine, ns):
-    """Let ``ns`` of virtual time pass, firing due timers in deadline order."""
-    end = machine.clock.now + ns
+    """Let ``ns`` of virtual time pass, running each timer when its deadline comes."""
+    end = machine.clock.ns() + ns
     while True:
-        due = [t for t in machine.timers if t.deadline is not None and t.deadline <= end]
-        if not due:
+        deadline = machine.timers.next_deadline()
+        if deadline is None or deadline > end:
             break
-        timer = min(due, key=lambda t: t.deadline)
-        machine.clock.now = max(machine.clock.now, timer.deadline)
-        timer.deadline = None
-        timer.callback()
-    machine.clock.now = end
+        machine.host_time.ns += max(0, deadline - machine.clock.ns())
+        machine.timers.run_expired()
+    machine.host_time.ns += end - machine.clock.ns()
 
 
-def save_load(machine, device, name, target=None, **props):
-    """Migrate ``device``'s state into a new instance on ``target`` (a fresh machine by default)."""
-    if target is None:
-        target = new_machine()
-        target.ram.data[:] = machine.ram.data
-        target.clock.now = machine.clock.now
-        target.drives = dict(machine.drives)
+def destination(machine):
+    """A second machine as an incoming migration sees it: same RAM, clock and drives."""
+    target = new_machine()
+    target.ram.data[:] = machine.ram.data
+    target.clock.set_state(machine.clock.get_state())
+    target.drives = dict(machine.drives)
+    return target
+
+
+def migrate_state(device, clone):
+    """Save ``device``'s vmstate, send it through its binary form, load it into ``clone``."""
     vmstate = type(device).vmstate
-    blob = vmstate.encode(vmstate.save(device))
-    clone = target.create_device(name, **props)
-    data, version = type(vmstate).decode(blob)
+    data, version = vmstate.decode(vmstate.encode(vmstate.save(device)))
     vmstate.load(clone, data, version)
     clone.post_load()
     return clone
+
+
+def save_load(machine, device, name, **props):
+    """Migrate one device into a new instance on a fresh destination machine."""
+    return migrate_state(device, destination(machine).create_device(name, **props))
 
 
 def open_drive(machine, path, fmt, read_only=False, drive_id=None):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from arctern_devices.virtio_mmio import CONFIG
-from conftest import open_drive, save_load
+from conftest import destination, migrate_state, open_drive
 from ring_driver import MMIODriver
 
 from arctern.errors import BlockError
@@ -223,8 +223,11 @@ def test_enospc_stops_the_machine_and_the_request_survives_migration(machine, im
     disk.drv.kick()
     assert machine.runstate == "io-error"
     assert disk.ring.used_idx() == 0 and len(disk.dev.inflight) == 1
-    mmio2 = save_load(machine, disk.mmio, "virtio-mmio", addr=BASE, irq=5)
-    dev2 = save_load(machine, disk.dev, "virtio-blk-device", target=mmio2.machine, drive=drive)
+    target = destination(machine)
+    mmio2 = target.create_device("virtio-mmio", addr=BASE, irq=5)
+    dev2 = target.create_device("virtio-blk-device", drive=drive)
+    migrate_state(disk.mmio, mmio2)
+    migrate_state(disk.dev, dev2)
     assert len(dev2.inflight) == 1
     dev2.machine.drives[drive] = machine.drives[drive].backend
     dev2.backend = dev2.machine.drives[drive]

@@ -15,7 +15,7 @@ from arctern_devices.virtio_mmio import (
     VERSION,
 )
 from arctern_devices.virtio_mmio import MAGIC_VALUE as MAGIC
-from conftest import save_load
+from conftest import destination, migrate_state
 from ring_driver import DRIVER_OK, NEEDS_RESET, MMIODriver
 
 BASE = 0xFEB00000
@@ -153,9 +153,11 @@ def test_vmstate_round_trip_mid_queue(machine, blk, version, raw_drive):
     ring.add([bytes(16)], [SECTOR, 1])
     drv.kick()
     ring.add([bytes(16)], [SECTOR, 1])  # published, not yet kicked
-    props = {"addr": BASE, "irq": 5, "force-legacy": version == "legacy"}
-    mmio2 = save_load(machine, mmio, "virtio-mmio", **props)
-    dev2 = save_load(machine, dev, "virtio-blk-device", target=mmio2.machine, drive=raw_drive)
+    target = destination(machine)
+    mmio2 = transport(target, version)
+    dev2 = target.create_device("virtio-blk-device", drive=raw_drive)
+    migrate_state(mmio, mmio2)
+    migrate_state(dev, dev2)
     assert dev2.queues[0].desc == dev.queues[0].desc
     assert dev2.queues[0].last_avail_idx == 1 and dev2.status == dev.status
     assert mmio2.mmio_read(INTERRUPT_STATUS, 4) == 1

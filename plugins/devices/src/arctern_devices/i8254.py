@@ -11,10 +11,14 @@ virtual-clock timer set to the next OUT transition. Port 0x61 (property
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from arctern.errors import StreamError
 from arctern.machine.device import Device, prop_int
 from arctern.machine.vmstate import VMState, boolean, i64, struct_list, u8, u16, u32
+from arctern_devices.state_lists import copy_states
 
 PIT_FREQ = 1193182
 NS_PER_SEC = 1_000_000_000
@@ -133,13 +137,17 @@ class I8254(Device):
     user_creatable: ClassVar[bool] = False
     properties = {
         "iobase": prop_int(0x40),
-        "irq": prop_int(0),
+        "irq": prop_int(0, signed=True),
         "gate-port": prop_int(0x61),
     }
     vmstate = VMState(
         "i8254",
         1,
-        [struct_list("channels", CHANNEL_VMSTATE, None), u8("speaker_data"), u8("refresh")],
+        [
+            struct_list("channel_state", CHANNEL_VMSTATE, SimpleNamespace),
+            u8("speaker_data"),
+            u8("refresh"),
+        ],
     )
 
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
@@ -158,6 +166,18 @@ class I8254(Device):
         if self.props["irq"] >= 0:
             self.irq = machine.gsi(self.props["irq"])
             self._timer = machine.new_timer(self._irq_timer)
+
+    @property
+    def channel_state(self) -> list[PITChannel]:
+        """The three channels as migration sees them (loading copies into the live ones)."""
+        return self.channels
+
+    @channel_state.setter
+    def channel_state(self, loaded: Sequence[Any]) -> None:
+        for state in loaded:
+            if not 1 <= state.count <= 0x10000 or state.mode > 7 or state.rw_mode > RW_WORD0:
+                raise StreamError(f"{self.name}: invalid channel state (count {state.count})")
+        copy_states(self.name, self.channels, loaded, CHANNEL_VMSTATE)
 
     def _now(self) -> int:
         return self.machine.clock.ns()

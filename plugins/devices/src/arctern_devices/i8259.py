@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from arctern.errors import StreamError
 from arctern.machine.device import Device, prop_bool, prop_int
 from arctern.machine.irq import IRQLine
 from arctern.machine.vmstate import VMState, boolean, u8
@@ -42,7 +43,7 @@ class I8259(Device):
     user_creatable: ClassVar[bool] = False
     properties = {
         "iobase": prop_int(0x20),
-        "elcr-addr": prop_int(0x4D0),
+        "elcr-addr": prop_int(0x4D0, signed=True),
         "elcr-mask": prop_int(0xF8),
         "master": prop_bool(True),
     }
@@ -93,6 +94,8 @@ class I8259(Device):
         self._update_irq()
 
     def post_load(self) -> None:
+        if self.priority_add > 7 or self.init_state > 3:
+            raise StreamError(f"{self.name}: invalid state (priority {self.priority_add})")
         self._update_irq()
 
     def _init_reset(self) -> None:

@@ -14,11 +14,15 @@ DEVICE_NEEDS_RESET once VERSION_1 is negotiated), as QEMU's ``virtio_error``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any, ClassVar, Protocol
 
+from arctern.errors import StreamError
 from arctern.machine.device import Device
 from arctern.machine.vmstate import VMState, boolean, struct_list, u8, u16, u32, u64
-from arctern_devices.virtqueue import RingError, SplitVirtqueue
+from arctern_devices.state_lists import copy_states
+from arctern_devices.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtqueue
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ VIRTIO_FIELDS = [
     u16("queue_sel"),
     u8("config_generation"),
     boolean("broken"),
-    struct_list("queues", QUEUE_VMSTATE, None),
+    struct_list("queue_state", QUEUE_VMSTATE, SimpleNamespace),
 ]
 
 
@@ -170,6 +174,18 @@ class VirtioDevice(Device):
     def reset(self) -> None:
         self._reset_virtio_state()
         self.update_irq()
+
+    @property
+    def queue_state(self) -> list[SplitVirtqueue]:
+        """The virtqueues as migration sees them (loading copies into the live queues)."""
+        return self.queues
+
+    @queue_state.setter
+    def queue_state(self, loaded: Sequence[Any]) -> None:
+        for state in loaded:
+            if state.num > VIRTQUEUE_MAX_SIZE:
+                raise StreamError(f"{self.name}: queue size {state.num} above {VIRTQUEUE_MAX_SIZE}")
+        copy_states(self.name, self.queues, loaded, QUEUE_VMSTATE)
 
     def post_load(self) -> None:
         for vq in self.queues:

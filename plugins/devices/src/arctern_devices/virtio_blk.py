@@ -16,8 +16,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from arctern.errors import ArcternError, MachineError
-from arctern.machine.device import prop_bool, prop_int, prop_str
+from arctern.errors import ArcternError, MachineError, StreamError
+from arctern.machine.device import prop_bool, prop_choice, prop_int, prop_str
 from arctern.machine.vmstate import VMState, struct_list, u8, u16
 from arctern_devices.disk_geometry import guess_geometry
 from arctern_devices.virtio import (
@@ -101,15 +101,6 @@ def _is_enospc(exc: BaseException) -> bool:
     return False
 
 
-def _parse_error_action(device: str, prop: str, value: str) -> str:
-    if value not in ERROR_ACTIONS:
-        raise MachineError(
-            f"Property '{device}.{prop}' doesn't take value '{value}' "
-            f"(expected one of: {', '.join(ERROR_ACTIONS)})"
-        )
-    return value
-
-
 class VirtioBlk(VirtioDevice):
     """A virtio block device on a virtio bus (``-device virtio-blk-device,drive=ID``)."""
 
@@ -119,8 +110,8 @@ class VirtioBlk(VirtioDevice):
     properties = {
         "drive": prop_str(""),
         "serial": prop_str(""),
-        "werror": prop_str("enospc"),
-        "rerror": prop_str("report"),
+        "werror": prop_choice("enospc", ERROR_ACTIONS),
+        "rerror": prop_choice("report", ERROR_ACTIONS),
         "config-wce": prop_bool(True),
         "discard": prop_bool(True),
         "write-zeroes": prop_bool(True),
@@ -158,8 +149,6 @@ class VirtioBlk(VirtioDevice):
             raise MachineError(
                 f"invalid queue-size property ({size}), must be a power of 2 between 2 and 1024"
             )
-        for prop in ("werror", "rerror"):
-            _parse_error_action(self.name, prop, p[prop])
         lbs, pbs = p["logical_block_size"], p["physical_block_size"]
         for prop, value in (("logical_block_size", lbs), ("physical_block_size", pbs)):
             if value < SECTOR or value > 32768 or value & (value - 1):
@@ -196,6 +185,12 @@ class VirtioBlk(VirtioDevice):
     def _backend_writeback(self) -> bool:
         cache = getattr(self.backend.node, "cache", None)
         return bool(getattr(cache, "writeback", True))
+
+    def post_load(self) -> None:
+        for request in self.inflight:
+            if request.queue >= len(self.queues):
+                raise StreamError(f"{self.name}: in-flight request on queue {request.queue}")
+        super().post_load()
 
     def reset(self) -> None:
         self.inflight = []

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from arctern.errors import MachineError
+from arctern.errors import MachineError, StreamError
 from arctern.machine.device import Bus, Device, prop_bool, prop_int
 from arctern.machine.vmstate import VMState, array, boolean, struct_list, u8, u32, u64
 from arctern_devices.virtio import LEGACY_ONLY_FEATURES, STATUS_FEATURES_OK, VirtioDevice
@@ -100,7 +100,7 @@ class VirtioBus(Bus):
     """The one-slot "virtio-bus" a transport offers; plugging tells the transport."""
 
     def __init__(self, transport: VirtioMMIO, name: str) -> None:
-        super().__init__("virtio-bus", name)
+        super().__init__("virtio-bus", name, owner=transport)
         self.transport = transport
 
     def plug(self, device: Device) -> None:
@@ -120,7 +120,7 @@ class VirtioMMIO(Device):
     user_creatable: ClassVar[bool] = False
     properties = {
         "addr": prop_int(0),
-        "irq": prop_int(-1),
+        "irq": prop_int(-1, signed=True),
         "force-legacy": prop_bool(True),
     }
     vmstate = VMState(
@@ -166,6 +166,9 @@ class VirtioMMIO(Device):
         self.vqs = [ModernQueueRegs() for _ in range(nqueues)]
 
     def post_load(self) -> None:
+        queues = len(self.vdev.queues) if self.vdev is not None else 0
+        if len(self.vqs) != queues:
+            raise StreamError(f"{self.name}: state has {len(self.vqs)} queues, device {queues}")
         self.update_irq()
 
     # --- the bus -------------------------------------------------------------
