@@ -1,0 +1,310 @@
+"""Character backends for serial ports (``-serial``) and the monitor.
+
+:func:`open_chardev` understands QEMU's spellings: ``stdio``, ``file:PATH``,
+``unix:PATH,server[=on][,wait=off]``, ``null`` and ``none`` (no backend at
+all: it returns None and the machine creates no device for it).
+
+A device writes guest output with :meth:`Chardev.write` and receives input
+through the callback given to :meth:`Chardev.set_receiver`. Input arrives
+only when the main loop calls :meth:`Chardev.poll` between CPU slices (or
+wakes up on one of :meth:`Chardev.wait_fds` while the guest idles), so a
+device never sees a call from another thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import stat
+import sys
+import termios
+from collections.abc import Callable
+
+from arctern.errors import MachineError
+
+log = logging.getLogger(__name__)
+
+Receiver = Callable[[bytes], None]
+_READ_CHUNK = 4096
+
+
+class Chardev:
+    """A character backend. Subclasses implement the transport; this class is the null one."""
+
+    name = "null"
+
+    def __init__(self) -> None:
+        self._receiver: Receiver | None = None
+
+    def write(self, data: bytes) -> None:
+        """Send guest output; a backend with nowhere to send it drops it (as QEMU does)."""
+
+    def set_receiver(self, callback: Receiver | None) -> None:
+        """``callback(data)`` receives input for the guest."""
+        self._receiver = callback
+
+    def wait_fds(self) -> list[int]:
+        """File descriptors whose readability means :meth:`poll` has work."""
+        return []
+
+    def poll(self) -> None:
+        """Take pending input (non-blocking) and hand it to the receiver."""
+
+    def close(self) -> None:
+        """Release the backend; closing twice is harmless."""
+
+    def _deliver(self, data: bytes) -> None:
+        if data and self._receiver is not None:
+            self._receiver(data)
+
+
+class MemoryChardev(Chardev):
+    """A backend in Python: guest output accumulates in ``output``; :meth:`feed` types input.
+
+    This is what the Python API uses to read a guest's serial output.
+    """
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.output = bytearray()
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.output += data
+
+    def feed(self, data: bytes) -> None:
+        """Queue input for the guest; delivered at the next :meth:`poll`."""
+        self._pending += data
+
+    def poll(self) -> None:
+        if self._pending and self._receiver is not None:
+            data, self._pending = bytes(self._pending), bytearray()
+            self._deliver(data)
+
+
+class FileChardev(Chardev):
+    """``file:PATH``: guest output goes to a file (truncated at open); no input."""
+
+    name = "file"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        try:
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:
+            raise MachineError(f"Could not open '{path}': {exc.strerror}") from None
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        if self._fd is not None:
+            _write_all(self._fd, data)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class StdioChardev(Chardev):
+    """``stdio``: output to stdout, input from stdin (a terminal is put in raw, no-echo mode)."""
+
+    name = "stdio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._in = sys.stdin.fileno() if sys.stdin is not None else -1
+        self._out = sys.stdout.fileno()
+        self._saved_tty: list | None = None
+        self._eof = False
+        if self._in >= 0 and os.isatty(self._in):
+            self._saved_tty = termios.tcgetattr(self._in)
+            raw = termios.tcgetattr(self._in)
+            raw[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)  # keep ISIG: ^C stops us
+            raw[0] &= ~(termios.ICRNL | termios.IXON)
+            raw[6][termios.VMIN], raw[6][termios.VTIME] = 1, 0
+            termios.tcsetattr(self._in, termios.TCSANOW, raw)
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            _write_all(self._out, data)
+
+    def wait_fds(self) -> list[int]:
+        return [] if self._eof or self._in < 0 or self._receiver is None else [self._in]
+
+    def poll(self) -> None:
+        if self._eof or self._in < 0 or self._receiver is None or not _readable(self._in):
+            return
+        try:
+            data = os.read(self._in, _READ_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True  # stdin closed: stop polling it, keep writing output
+            return
+        self._deliver(data)
+
+    def close(self) -> None:
+        if self._saved_tty is not None:
+            termios.tcsetattr(self._in, termios.TCSADRAIN, self._saved_tty)
+            self._saved_tty = None
+
+
+class UnixServerChardev(Chardev):
+    """``unix:PATH,server``: listens on a unix socket; one client at a time.
+
+    With ``wait=on`` (QEMU's default for a server) opening blocks until the
+    first client connects. Output while no client is connected is dropped.
+    """
+
+    name = "socket"
+
+    def __init__(self, path: str, *, wait: bool = True) -> None:
+        super().__init__()
+        self.path = path
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.exists(path) and _is_socket(path):
+                    os.unlink(path)
+            self._listener.bind(path)
+            self._listener.listen(1)
+        except OSError as exc:
+            self._listener.close()
+            raise MachineError(f"Failed to bind socket to {path}: {exc.strerror}") from None
+        self._client: socket.socket | None = None
+        if wait:
+            log.info("waiting for connection on unix:%s,server=on", path)
+            self._accept()
+        self._listener.setblocking(False)
+
+    def _accept(self) -> None:
+        try:
+            client, _addr = self._listener.accept()
+        except BlockingIOError:
+            return
+        if self._client is not None:  # busy: refuse the newcomer, as QEMU does
+            client.close()
+            return
+        client.setblocking(False)
+        self._client = client
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def write(self, data: bytes) -> None:
+        if self._client is None:
+            self.poll()
+        if self._client is None:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._client.send(view)
+            except BlockingIOError:
+                select.select([], [self._client], [], 1.0)
+                continue
+            except OSError:
+                self._drop_client()
+                return
+            view = view[sent:]
+
+    def wait_fds(self) -> list[int]:
+        fds = [self._listener.fileno()] if self._listener.fileno() >= 0 else []
+        if self._client is not None:
+            fds.append(self._client.fileno())
+        return fds
+
+    def poll(self) -> None:
+        if self._listener.fileno() < 0:
+            return
+        if _readable(self._listener.fileno()):
+            self._accept()
+        if self._client is None or not _readable(self._client.fileno()):
+            return
+        try:
+            data = self._client.recv(_READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_client()
+            return
+        self._deliver(data)
+
+    def close(self) -> None:
+        self._drop_client()
+        if self._listener.fileno() >= 0:
+            self._listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def open_chardev(spec: str) -> Chardev | None:
+    """Open a backend from QEMU's ``-serial`` spelling; None for ``none``."""
+    kind, sep, rest = spec.partition(":")
+    if spec == "none":
+        return None
+    if spec == "null":
+        return Chardev()
+    if spec == "stdio":
+        return StdioChardev()
+    if kind == "file" and sep and rest:
+        return FileChardev(rest)
+    if kind == "unix" and sep and rest:
+        path, options = _split_options(rest)
+        if "server" not in options:
+            raise MachineError(f"'{spec}': only the server side of unix sockets is supported")
+        return UnixServerChardev(path, wait=_on(options.get("wait", "on"), spec))
+    raise MachineError(f"'{spec}' is not a valid char driver")
+
+
+def _split_options(text: str) -> tuple[str, dict[str, str]]:
+    path, *items = text.split(",")
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        options[key] = value if sep else "on"
+    return path, options
+
+
+def _on(value: str, spec: str) -> bool:
+    if value in ("on", "yes", "true"):
+        return True
+    if value in ("off", "no", "false"):
+        return False
+    raise MachineError(f"'{spec}': '{value}' is not 'on' or 'off'")
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def _is_socket(path: str) -> bool:
+    return stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            raise
+        view = view[written:]
