@@ -91,8 +91,9 @@ class Serial16550(Device):
         machine.io.add(self.props["iobase"], 8, self, self.name)
         self.irq = machine.gsi(self.props["irq"])
         self._timer = machine.new_timer(self._fifo_timeout)
-        self.chardev = open_chardev(self.props["chardev"])
-        self.chardev.set_receiver(self.receive)
+        self.chardev = open_chardev(self.props["chardev"])  # None for "none": output dropped
+        if self.chardev is not None:
+            self.chardev.set_receiver(self.receive)
         machine.add_poll_hook(self.flush_output)
 
     def unrealize(self) -> None:
