@@ -86,7 +86,9 @@ class Clock:
 class LoopMachine:
     """Enough of a Machine to migrate: the guest dirties RAM and writes its disk each slice."""
 
-    def __init__(self, registry: Registry, ram_size: int, image: str | None, *, incoming=False):
+    def __init__(
+        self, registry: Registry, ram_size: int, image: str | None, *, incoming=False, fmt="raw"
+    ):
         self.registry = registry
         self.ram = RAM(ram_size)
         self.cpus = [StepCPU()]
@@ -95,7 +97,7 @@ class LoopMachine:
         self.drives = {}
         if image is not None:
             self.drives["disk0"] = open_image(
-                image, fmt="raw", active=not incoming, registry=registry
+                image, fmt=fmt, active=not incoming, registry=registry
             )
         self.runstate = "inmigrate" if incoming else "running"
         self.exit_status: int | None = None
@@ -131,13 +133,27 @@ class LoopMachine:
             self.ram.write(page * PAGE_SIZE + 8 * i, stamp)
         if self.drives:
             disk = self.drives["disk0"]
-            disk.pwrite((cpu.steps % 64) * 512, stamp * 64)
+            disk.pwrite(disk_slot(cpu.steps, disk.length), stamp * 64)
+
+    def expected_disk(self) -> dict[int, bytes]:
+        """What the image must hold after every slice so far, wherever each one ran."""
+        size = self.drives["disk0"].length
+        return {
+            disk_slot(step, size): step.to_bytes(8, "little") * 64
+            for step in range(1, self.cpus[0].steps + 1)
+        }
 
     def step(self) -> None:
         if self.runstate == "running":
             self.guest_slice()
         for hook in self.hooks:
             hook()
+
+
+def disk_slot(step: int, disk_size: int) -> int:
+    """Where the guest's slice number ``step`` writes its 512-byte stamp: a new 64 KiB
+    cluster each time, so a qcow2 image keeps allocating while it migrates."""
+    return (step << 16) % disk_size
 
 
 def run_until(condition: Callable[[], bool], *machines: LoopMachine, timeout: float = 20) -> None:
@@ -171,8 +187,8 @@ def image(tmp_path, registry) -> str:
 
 @pytest.fixture
 def make_machine(registry) -> Callable[..., LoopMachine]:
-    return lambda ram_size, image, incoming=False: LoopMachine(
-        registry, ram_size, image, incoming=incoming
+    return lambda ram_size, image, incoming=False, fmt="raw": LoopMachine(
+        registry, ram_size, image, incoming=incoming, fmt=fmt
     )
 
 
