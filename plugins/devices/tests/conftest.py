@@ -8,10 +8,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from arctern.machine.clock import TimerList, VirtualClock  # noqa: E402
-from arctern.machine.irq import IRQLine  # noqa: E402
-from arctern.machine.memory import RAM, AddressSpace, IOSpace  # noqa: E402
+from arctern.machine.machine import Machine, MachineType  # noqa: E402
+from arctern.plugins import Registry  # noqa: E402
 
 RAM_SIZE = 16 << 20
+
+
+class BareBoard(MachineType):
+    """A board with RAM and nothing else: each test creates the devices it exercises."""
+
+    name = "bare-test-board"
+    arch = "i386"
+
+    def build(self, machine):
+        """Nothing: the tests add the devices."""
+
+    def load_kernel(self, machine, path, cmdline):
+        """No kernel in device tests."""
 
 
 class FakeTime:
@@ -24,66 +37,27 @@ class FakeTime:
         return self.ns
 
 
-class StandInMachine:
-    """TEMPORARY: the parts of arctern.machine.machine.Machine devices use; replaced by the
-    real Machine once it lands."""
-
-    def __init__(self):
-        from arctern_devices import plugin
-
-        self._classes = {cls.name: cls for cls in plugin.arctern_devices()}
-        self.ram = RAM(RAM_SIZE)
-        self.address_space = AddressSpace(self.ram)
-        self.io = IOSpace()
-        self.host_time = FakeTime()
-        self.clock = VirtualClock(self.host_time)
-        self.clock.resume()
-        self.timers = TimerList(self.clock)
-        self._lines = {}
-        self.devices, self.buses, self.drives = [], [], {}
-        self.exit_request, self.exit_status, self.runstate = False, None, "running"
-        self.poll_hooks = []
-
-    def gsi(self, n):
-        if n not in self._lines:
-            self._lines[n] = IRQLine(f"gsi{n}")
-        return self._lines[n]
-
-    def new_timer(self, callback):
-        return self.timers.new_timer(callback)
-
-    def create_device(self, name, **props):
-        dev = self._classes[name](self, **props)
-        dev.realize()
-        if dev.bus_type:
-            bus = next(b for b in self.buses if b.type == dev.bus_type and b.device is None)
-            bus.plug(dev)
-        self.devices.append(dev)
-        dev.reset()
-        return dev
-
-    def request_exit(self, status):
-        self.exit_request, self.exit_status = True, status
-
-    def pause(self, reason="paused"):
-        self.runstate = reason
-
-    def add_poll_hook(self, callback):
-        self.poll_hooks.append(callback)
+_registry = None
 
 
 def new_machine():
-    return StandInMachine()
+    """A real Machine with this plugin's devices and a virtual clock driven by the test."""
+    global _registry
+    if _registry is None:
+        _registry = Registry(strict=False).discover(["device"])
+    machine = Machine(BareBoard(), registry=_registry, ram_size=RAM_SIZE)
+    machine.host_time = FakeTime()
+    machine.clock = VirtualClock(machine.host_time)
+    machine.timers = TimerList(machine.clock)
+    machine.resume()
+    return machine
 
 
 @pytest.fixture
 def machine():
     m = new_machine()
     yield m
-    for dev in m.devices:
-        dev.unrealize()
-    for backend in m.drives.values():
-        backend.close()
+    m.close()
 
 
 def advance(machine, ns):
@@ -103,7 +77,7 @@ def destination(machine):
     target = new_machine()
     target.ram.data[:] = machine.ram.data
     target.clock.set_state(machine.clock.get_state())
-    target.drives = dict(machine.drives)
+    target.drives = dict(machine.drives)  # shared storage: the same open images
     return target
 
 

@@ -1,7 +1,9 @@
 """ns16550A: registers, FIFOs and trigger levels, interrupts, loopback, bulk output, vmstate."""
 
 import pytest
-from conftest import advance, save_load
+from conftest import advance, destination, migrate_state
+
+from arctern.machine.chardev import open_chardev
 
 COM1 = 0x3F8
 RBR = THR = DLL = COM1
@@ -10,11 +12,15 @@ IIR = FCR = COM1 + 2
 LCR, MCR, LSR, MSR, SCR = COM1 + 3, COM1 + 4, COM1 + 5, COM1 + 6, COM1 + 7
 
 
+def serial_on_file(machine, path):
+    chardev_id = machine.add_serial(open_chardev(f"file:{path}"))
+    return machine.create_device("isa-serial", chardev=chardev_id)
+
+
 @pytest.fixture
 def uart(machine, tmp_path):
-    out = tmp_path / "serial.out"
-    dev = machine.create_device("isa-serial", chardev=f"file:{out}")
-    dev.out_path = out
+    dev = serial_on_file(machine, tmp_path / "serial.out")
+    dev.out_path = tmp_path / "serial.out"
     return dev
 
 
@@ -134,7 +140,7 @@ def test_vmstate_round_trip_mid_reception(machine, uart, tmp_path):
     outb(machine, LCR, 0x1B)
     outb(machine, SCR, 0x77)
     uart.receive(b"xyz")
-    clone = save_load(machine, uart, "isa-serial", chardev=f"file:{tmp_path / 'b.out'}")
+    clone = migrate_state(uart, serial_on_file(destination(machine), tmp_path / "b.out"))
     regs = [LCR, SCR, IER, MCR]
     assert [clone.port_read(r, 1) for r in regs] == [uart.port_read(r, 1) for r in regs]
     assert clone.recv_fifo == bytearray(b"xyz") and clone.timeout_deadline > 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from arctern.machine.chardev import open_chardev
+from arctern.errors import MachineError
 from arctern.machine.device import Device, prop_int, prop_str
 from arctern.machine.vmstate import VMState, boolean, buffer, i64, u8, u16
 
@@ -47,7 +47,7 @@ class Serial16550(Device):
     properties = {
         "iobase": prop_int(0x3F8),
         "irq": prop_int(4),
-        "chardev": prop_str("null"),
+        "chardev": prop_str(None),
     }
     vmstate = VMState(
         "serial",
@@ -91,16 +91,23 @@ class Serial16550(Device):
         machine.io.add(self.props["iobase"], 8, self, self.name)
         self.irq = machine.gsi(self.props["irq"])
         self._timer = machine.new_timer(self._fifo_timeout)
-        self.chardev = open_chardev(self.props["chardev"])  # None for "none": output dropped
-        if self.chardev is not None:
+        chardev_id = self.props["chardev"]
+        if chardev_id:
+            self.chardev = machine.chardevs.get(chardev_id)
+            if self.chardev is None:
+                raise MachineError(
+                    f"Property '{self.name}.chardev' can't find value '{chardev_id}'"
+                )
             self.chardev.set_receiver(self.receive)
-        machine.add_poll_hook(self.flush_output)
+        self._flush_hook = self.flush_output  # one bound method, so that it can be removed
+        machine.add_poll_hook(self._flush_hook)
 
     def unrealize(self) -> None:
+        """Hand the last output over; the machine owns (and closes) the backend."""
         self.flush_output()
         if self.chardev is not None:
-            self.chardev.close()
-            self.chardev = None
+            self.chardev.set_receiver(None)
+        self.machine.remove_poll_hook(self._flush_hook)
 
     def _reset_registers(self) -> None:
         self.divider = 0x0C  # 9600 baud

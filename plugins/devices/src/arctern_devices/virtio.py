@@ -111,7 +111,6 @@ class VirtioDevice(Device):
             SplitVirtqueue(i, size, machine.address_space, (ram.base, ram.end))
             for i, size in enumerate(self.queue_config())
         ]
-        self.host_features = 0
         self._reset_virtio_state()
 
     # --- what a concrete device provides ------------------------------------
@@ -146,14 +145,16 @@ class VirtioDevice(Device):
     # --- plugging ------------------------------------------------------------
 
     def plugged(self, transport: Transport) -> None:
-        """Called by the transport: compute the features it offers for this device."""
+        """Called by the transport when the device is plugged into its bus."""
         self.transport = transport
+
+    @property
+    def host_features(self) -> int:
+        """The features offered: the device's, the common ones, and the transport's."""
         features = self.device_features() | COMMON_FEATURES
-        if transport.legacy:
-            features &= ~bit(F_VERSION_1)
-        else:
-            features |= bit(F_VERSION_1) | bit(F_ANY_LAYOUT)
-        self.host_features = features
+        if self.transport is None or self.transport.legacy:
+            return features
+        return features | bit(F_VERSION_1) | bit(F_ANY_LAYOUT)
 
     def unplugged(self) -> None:
         self.transport = None

@@ -149,7 +149,7 @@ class VirtioMMIO(Device):
         self.machine.address_space.add_mmio(base, REGION_SIZE, self, f"virtio-mmio@{base:#x}")
         if self.props["irq"] >= 0:
             self.irq = self.machine.gsi(self.props["irq"])
-        self.machine.buses.append(self.bus)
+        self.machine.add_bus(self.bus)
 
     def reset(self) -> None:
         if self.vdev is not None:
