@@ -105,7 +105,7 @@ class LoopMachine:
         self.states: list[str] = []
         self.dirty_pages = 16  # pages the guest writes per slice
 
-    def add_poll_hook(self, hook: Callable[[], None]) -> None:
+    def add_poll_hook(self, hook: Callable[[], None], fds=None) -> None:
         self.hooks.append(hook)
 
     def pause(self, reason: str = "paused") -> None:

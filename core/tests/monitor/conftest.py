@@ -52,7 +52,7 @@ class IdleMachine:
         self.resets = 0
         self.hooks: list[Callable[[], None]] = []
 
-    def add_poll_hook(self, hook: Callable[[], None]) -> None:
+    def add_poll_hook(self, hook: Callable[[], None], fds=None) -> None:
         self.hooks.append(hook)
 
     def _changed(self, running: bool, reason: str) -> None:

@@ -25,6 +25,7 @@ from arctern.migration.handover import activate_images
 from arctern.migration.outgoing import VERDICT_GO, VERDICT_NO, VERDICT_OK
 from arctern.migration.state import StateCollector, digest
 from arctern.migration.transport import MigrationListener, MigrationStream, MigrationTransport
+from arctern.migration.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,10 @@ log = logging.getLogger(__name__)
 class StreamLoader(threading.Thread):
     """Accepts the source and loads the stream; hands over to the main loop at END."""
 
-    def __init__(self, machine: Any, listener: MigrationListener, uri: str) -> None:
+    def __init__(self, machine: Any, listener: MigrationListener, uri: str, wakeup: Wakeup) -> None:
         super().__init__(name=f"incoming migration {uri}", daemon=True)
         self.machine = machine
+        self.wakeup = wakeup
         self.listener = listener
         self.uri = uri
         self.stream: MigrationStream | None = None
@@ -55,8 +57,10 @@ class StreamLoader(threading.Thread):
             self.stream = stream
             self.listener.close()
             self.connected.set()
+            self.wakeup.signal()
             self._load(stream)
             self.loaded.set()
+            self.wakeup.signal()
             self.decided.wait()
             if stream.has_return_path:
                 stream.write(self.verdict or VERDICT_NO)
@@ -74,6 +78,7 @@ class StreamLoader(threading.Thread):
         finally:
             if self.stream is not None:
                 self.stream.close()
+            self.wakeup.signal()
 
     def _load(self, stream: MigrationStream) -> None:
         reader = fmt.StreamReader(stream, self.uri)
@@ -116,6 +121,7 @@ class IncomingMigration:
         uri: str,
         autostart: bool,
         set_status: Callable[[str], None],
+        wakeup: Wakeup,
     ) -> None:
         self.machine = machine
         self.uri = uri
@@ -128,7 +134,7 @@ class IncomingMigration:
         self.start = time.monotonic()
         self.end_time: float | None = None
         self.images_inactive = True
-        self.loader = StreamLoader(machine, self.listener, uri)
+        self.loader = StreamLoader(machine, self.listener, uri, wakeup)
         set_status("setup")
         self.loader.start()
 

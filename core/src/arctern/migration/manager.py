@@ -19,6 +19,7 @@ from arctern.migration.handover import activate_images
 from arctern.migration.incoming import IncomingMigration
 from arctern.migration.outgoing import OutgoingMigration
 from arctern.migration.transport import MigrationTransport, split_uri
+from arctern.migration.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class MigrationManager:
         self.deferred_incoming = False
         self.exit_on_incoming_failure = exit_on_incoming_failure
         self.listeners: list[EventListener] = []
-        machine.add_poll_hook(self.poll)
+        self.wakeup = Wakeup()
+        machine.add_poll_hook(self.poll, self.wakeup.fds)
 
     # --- events -------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class MigrationManager:
             dict(self.capabilities),
             self._status_changed,
             self.emit,
+            self.wakeup,
         )
 
     def cancel(self) -> None:
@@ -139,7 +142,7 @@ class MigrationManager:
             raise MigrationError("The incoming migration has already been started")
         transport, uri = self._transport(uri)
         self.incoming = IncomingMigration(
-            self.machine, transport, uri, autostart, self._status_changed
+            self.machine, transport, uri, autostart, self._status_changed, self.wakeup
         )
         self.deferred_incoming = False
 
@@ -150,6 +153,7 @@ class MigrationManager:
     # --- main loop ---------------------------------------------------------------
 
     def poll(self) -> None:
+        self.wakeup.drain()
         if self.outgoing is not None:
             self.outgoing.poll()
         incoming = self.incoming
@@ -177,3 +181,11 @@ class MigrationManager:
             self.outgoing.cancel()
         if self.incoming is not None and not self.incoming.finished:
             self.incoming.cancel()
+
+    def close(self) -> None:
+        """Stop in-flight migrations and leave the main loop."""
+        self.shutdown()
+        remove = getattr(self.machine, "remove_poll_hook", None)
+        if remove is not None:
+            remove(self.poll)
+        self.wakeup.close()

@@ -29,11 +29,13 @@ from arctern.migration import stream as fmt
 from arctern.migration.handover import activate_images, inactivate_images
 from arctern.migration.state import digest, drive_table, state_sections
 from arctern.migration.transport import MigrationStream, MigrationTransport
+from arctern.migration.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
 POLL_BUDGET = 0.02  # seconds of page copying per main-loop poll
 MAX_BACKLOG = 32 << 20  # bytes queued for the writer before the producer waits
+LOW_WATER = 8 << 20  # the writer wakes the main loop when the queue drains below this
 ROUND_END_BACKLOG = 4 << 20  # a round ends (and convergence is judged) below this backlog
 MAX_ROUNDS = 30  # switch over after this many rounds even if the guest dirties too fast
 RUN_PAGES = 256  # pages per RAM section
@@ -51,10 +53,11 @@ class StreamWriter(threading.Thread):
     the destination owns the guest) and finishes the stream.
     """
 
-    def __init__(self, transport: MigrationTransport, uri: str) -> None:
+    def __init__(self, transport: MigrationTransport, uri: str, wakeup: Wakeup) -> None:
         super().__init__(name=f"migration to {uri}", daemon=True)
         self.transport = transport
         self.uri = uri
+        self.wakeup = wakeup
         self.stream: MigrationStream | None = None
         self.queue: collections.deque[bytes | None] = collections.deque()
         self.cond = threading.Condition()
@@ -103,6 +106,7 @@ class StreamWriter(threading.Thread):
                     stream.close()
                     return
             self.connected.set()
+            self.wakeup.signal()
             self._pump(stream)
             self._hand_over(stream)
             self.finished.set()
@@ -117,6 +121,7 @@ class StreamWriter(threading.Thread):
                 self.cond.notify_all()
             if self.stream is not None:
                 self.stream.close()
+            self.wakeup.signal()
 
     def _pump(self, stream: MigrationStream) -> None:
         while True:
@@ -130,8 +135,12 @@ class StreamWriter(threading.Thread):
                 return
             stream.write(chunk)
             with self.cond:
+                was = self.queued
                 self.queued -= len(chunk)
                 self.sent += len(chunk)
+                hungry = self.queued < LOW_WATER <= was or not self.queue
+            if hungry:
+                self.wakeup.signal()
 
     def _hand_over(self, stream: MigrationStream) -> None:
         if stream.has_return_path:
@@ -161,6 +170,7 @@ class OutgoingMigration:
         capabilities: dict[str, bool],
         set_status: Callable[[str], None],
         emit: Emit,
+        wakeup: Wakeup,
     ) -> None:
         self.machine = machine
         self.uri = uri
@@ -184,7 +194,7 @@ class OutgoingMigration:
         self.dirty_rate = 0.0
         self.encoder = fmt.RamEncoder(machine.ram, RUN_PAGES)
         self.sections = 0
-        self.writer = StreamWriter(transport, uri)
+        self.writer = StreamWriter(transport, uri, wakeup)
         set_status("setup")
         self.writer.start()
 

@@ -411,6 +411,9 @@ class HMPConsole:
         os.set_blocking(self.fd, False)
         self._write(f"{BANNER}\n{PROMPT}")
 
+    def fds(self) -> list[int]:
+        return [] if self.eof or self.waiting_for_migration else [self.fd]
+
     def _write(self, text: str) -> None:
         self.writer.write(text)
         self.writer.flush()

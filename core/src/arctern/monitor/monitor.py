@@ -89,7 +89,7 @@ class Monitor:
         self.migration.listeners.append(self.emit)
         self._observer = _GuestStateObserver(self)
         self.registry.pm.register(self._observer, name=f"monitor-{id(self):x}")
-        machine.add_poll_hook(self.poll)
+        machine.add_poll_hook(self.poll, self.fds)
 
     # --- commands ---------------------------------------------------------------
 
@@ -139,6 +139,10 @@ class Monitor:
         self.front_ends.append(console)
         return console
 
+    def fds(self) -> list[int]:
+        """What the idle main loop waits on for us: sockets and the HMP terminal."""
+        return [fd for front_end in self.front_ends for fd in front_end.fds()]
+
     def poll(self) -> None:
         """Serve every front end without blocking (a main-loop poll hook)."""
         for front_end in list(self.front_ends):
@@ -152,7 +156,12 @@ class Monitor:
         self.machine.request_exit(0)
 
     def close(self) -> None:
+        """Flush and close the front ends, stop migrations, leave the main loop."""
         for front_end in self.front_ends:
             front_end.close()
         self.front_ends.clear()
+        self.migration.close()
+        remove = getattr(self.machine, "remove_poll_hook", None)
+        if remove is not None:
+            remove(self.poll)
         self.registry.pm.unregister(self._observer)

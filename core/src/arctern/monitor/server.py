@@ -225,6 +225,9 @@ class QMPServer:
             if conn.negotiated:
                 conn.send(message)
 
+    def fds(self) -> list[int]:
+        return [self.sock.fileno()] + [c.sock.fileno() for c in self.connections]
+
     def poll(self, timeout: float = 0) -> None:
         for key, events in self.selector.select(timeout):
             conn = key.data
@@ -241,7 +244,14 @@ class QMPServer:
                 conn.on_readable()
 
     def close(self) -> None:
+        """Send what is still queued (the reply to quit, SHUTDOWN) for up to a second, close."""
         for conn in list(self.connections):
+            if conn.out:
+                conn.sock.settimeout(1.0)
+                try:
+                    conn.sock.sendall(conn.out)
+                except OSError:
+                    pass
             self.drop(conn)
         if self.broadcast in self.monitor.sinks:
             self.monitor.sinks.remove(self.broadcast)
