@@ -40,7 +40,7 @@ class FakeTime:
 _registry = None
 
 
-def new_machine():
+def new_machine(*, running=True):
     """A real Machine with this plugin's devices and a virtual clock driven by the test."""
     global _registry
     if _registry is None:
@@ -49,7 +49,8 @@ def new_machine():
     machine.host_time = FakeTime()
     machine.clock = VirtualClock(machine.host_time)
     machine.timers = TimerList(machine.clock)
-    machine.resume()
+    if running:
+        machine.resume()
     return machine
 
 
@@ -74,7 +75,7 @@ def advance(machine, ns):
 
 def destination(machine):
     """A second machine as an incoming migration sees it: same RAM, clock and drives."""
-    target = new_machine()
+    target = new_machine(running=False)  # incoming: runs once the state is loaded
     target.ram.data[:] = machine.ram.data
     target.clock.set_state(machine.clock.get_state())
     target.drives = dict(machine.drives)  # shared storage: the same open images

@@ -231,7 +231,7 @@ def test_enospc_stops_the_machine_and_the_request_survives_migration(machine, im
     assert len(dev2.inflight) == 1
     dev2.machine.drives[drive] = machine.drives[drive].backend
     dev2.backend = dev2.machine.drives[drive]
-    dev2.vm_state_changed(True)  # the destination starts running
+    target.resume()  # the destination starts running: arctern_guest_state_changed replays
     assert not dev2.inflight and dev2.queues[0].used_idx == 1
     dev2.machine.drives[drive].close()
     qemu_io_read_pattern(path, fmt, 4 * SECTOR, 1024, 0x77)
@@ -258,3 +258,16 @@ def test_bad_properties_are_one_line_errors(machine, image):
         machine.create_device("virtio-blk-device", drive="x", **{"queue-size": 100})
     with pytest.raises(MachineError, match="werror"):
         machine.create_device("virtio-blk-device", drive="x", werror="explode")
+
+
+def test_cont_after_io_error_replays_the_request(machine, image):
+    fmt, path = image
+    drive = open_drive(machine, path, fmt)
+    machine.drives[drive] = FailingOnce(machine.drives[drive])
+    disk = Disk(machine, drive=drive, werror="stop")
+    disk.ring.add([header(T_OUT, 2), bytes([0x99]) * 512], [1])
+    disk.drv.kick()
+    assert machine.runstate == "io-error" and disk.ring.used_idx() == 0
+    machine.resume()  # cont
+    assert machine.running and disk.ring.used_idx() == 1
+    assert disk.read(2, 512) == (S_OK, bytes([0x99]) * 512)
