@@ -265,9 +265,10 @@ def test_cont_after_io_error_replays_the_request(machine, image):
     drive = open_drive(machine, path, fmt)
     machine.drives[drive] = FailingOnce(machine.drives[drive])
     disk = Disk(machine, drive=drive, werror="stop")
-    disk.ring.add([header(T_OUT, 2), bytes([0x99]) * 512], [1])
+    sent = disk.ring.add([header(T_OUT, 2), bytes([0x99]) * 512], [1])
     disk.drv.kick()
     assert machine.runstate == "io-error" and disk.ring.used_idx() == 0
     machine.resume()  # cont
-    assert machine.running and disk.ring.used_idx() == 1
+    assert machine.running and disk.ring.collect() == [(sent["head"], 1)]
+    assert machine.address_space.read_bytes(sent["in"][0][0], 1) == bytes([S_OK])
     assert disk.read(2, 512) == (S_OK, bytes([0x99]) * 512)
