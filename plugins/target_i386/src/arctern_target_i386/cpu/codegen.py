@@ -160,7 +160,7 @@ class BlockCompiler:
             self.written.add(n4)
             name = REGS[n4]
             if n < 4:
-                self.e(f"{name} = ({name} & 0xffffff00) | {expr}")
+                self.e(f"{name} = ({name} & 0xffffff00) | ({expr})")
             else:
                 self.e(f"{name} = ({name} & 0xffff00ff) | ({expr}) << 8")
             return
@@ -168,7 +168,7 @@ class BlockCompiler:
         self.written.add(n)
         name = REGS[n]
         if size == 2:
-            self.e(f"{name} = ({name} & 0xffff0000) | {expr}")
+            self.e(f"{name} = ({name} & 0xffff0000) | ({expr})")
         else:
             self.e(f"{name} = {expr}")
 
@@ -328,7 +328,7 @@ class BlockCompiler:
     def set_efl(self, expr: str) -> None:
         """Flags are now the materialized value ``expr``."""
         self.touch_flags(write=True)
-        self.e(f"fo = 0; fr = {expr}")
+        self.e(f"fr = {expr}; fo = 0")
         self.fkind = (F.EFL, 4)
 
     # --- helper calls with the whole state in the CPU object ------------------

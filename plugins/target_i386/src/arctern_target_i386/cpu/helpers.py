@@ -50,7 +50,7 @@ def rcl(d: int, n: int, f: int, bits: int) -> tuple[int, int]:
     wide = ((wide << n) | (wide >> (bits + 1 - n))) & ((1 << (bits + 1)) - 1)
     r = wide & ((1 << bits) - 1)
     c = wide >> bits
-    of = ((r >> (bits - 1)) ^ c) & 1
+    of = ((r ^ d) >> (bits - 1)) & 1  # Intel defines count 1 only; QEMU's rule for all
     return r, (f & _CLEAR_CO) | c | (OF if of else 0)
 
 
@@ -62,7 +62,7 @@ def rcr(d: int, n: int, f: int, bits: int) -> tuple[int, int]:
     wide = ((wide >> n) | (wide << (bits + 1 - n))) & ((1 << (bits + 1)) - 1)
     r = wide & ((1 << bits) - 1)
     c = wide >> bits
-    of = ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1
+    of = ((r ^ d) >> (bits - 1)) & 1
     return r, (f & _CLEAR_CO) | c | (OF if of else 0)
 
 
@@ -71,30 +71,28 @@ def _szp(r: int, bits: int) -> int:
 
 
 def shld(d: int, s: int, n: int, f: int, bits: int) -> tuple[int, int]:
-    """SHLD with count 1..31 (QEMU's results for 16-bit counts above 16)."""
+    """SHLD with count 1..31; 16-bit counts above 16 shift d:s:d (Intel, as QEMU)."""
     mask = (1 << bits) - 1
     if bits == 16:
-        wide = (d << 32) | (s << 16) | d
-        r = (wide << n) >> 32 & mask
-        c = (wide << (n - 1)) >> 47 & 1
+        wide, high = (d << 32) | (s << 16) | d, 32
     else:
-        wide = (d << bits) | s
-        r = (wide << n) >> bits & mask
-        c = (wide << (n - 1)) >> (2 * bits - 1) & 1
-    of = ((r ^ d) >> (bits - 1)) & 1
-    return r, _szp(r, bits) | c | (OF if of else 0)
+        wide, high = (d << 32) | s, 32
+    r = ((wide << n) >> high) & mask
+    out = ((wide << (n - 1)) >> high) & mask
+    return r, _shift_flags(r, out >> (bits - 1), out, bits)
 
 
 def shrd(d: int, s: int, n: int, f: int, bits: int) -> tuple[int, int]:
     mask = (1 << bits) - 1
-    if bits == 16:
-        wide = d | (s << 16) | (d << 32)
-    else:
-        wide = d | (s << bits)
+    wide = d | (s << 16) | (d << 32) if bits == 16 else d | (s << 32)
     r = (wide >> n) & mask
-    c = (wide >> (n - 1)) & 1
-    of = ((r ^ d) >> (bits - 1)) & 1
-    return r, _szp(r, bits) | c | (OF if of else 0)
+    out = (wide >> (n - 1)) & mask
+    return r, _shift_flags(r, out & 1, out, bits)
+
+
+def _shift_flags(r: int, carry: int, out: int, bits: int) -> int:
+    """Flags of a double shift; OF is QEMU's (sign of the last step) for every count."""
+    return _szp(r, bits) | carry | (OF if (out ^ r) >> (bits - 1) & 1 else 0)
 
 
 def daa(ax: int, f: int) -> tuple[int, int]:
