@@ -391,7 +391,7 @@ class Qcow2Driver(BlockDriver):
 
     def _write_data(self, host: int, data: memoryview) -> None:
         cb = self.h.cluster_bits
-        if self.refcounts._reserved_in(host >> cb, ((host + len(data) - 1) >> cb) + 1) is not None:
+        if self.refcounts.reserved_in(host >> cb, ((host + len(data) - 1) >> cb) + 1) is not None:
             raise self.corruption(f"data write at 0x{host:x} would overwrite image metadata")
         self.node.file.pwrite(host, data)
         self._unsynced = True

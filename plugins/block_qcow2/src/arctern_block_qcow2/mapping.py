@@ -81,8 +81,12 @@ class ClusterMap:
         return table_from_bytes(buf)
 
     def _load_l2(self, offset: int) -> array:
+        """Read an L2 table named by the image (tables we create are installed directly)."""
         if offset + self.cs > self.file.getlength():
             raise self._corrupt(f"L2 table at 0x{offset:x} lies past the end of the file")
+        if self.refcounts.reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
+            raise self._corrupt(f"L2 table at 0x{offset:x} overlaps the header, the L1 table "
+                                "or the refcount table")
         buf = bytearray(self.cs)
         self.file.pread(offset, memoryview(buf))
         return table_from_bytes(buf)
@@ -97,10 +101,6 @@ class ClusterMap:
         offset = self.l1[l1_index] & L.L1E_OFFSET_MASK
         if offset % self.cs:
             raise self._corrupt(f"L2 table offset 0x{offset:x} is not cluster aligned")
-        if offset and self.refcounts._reserved_in(offset // self.cs,
-                                                  offset // self.cs + 1) is not None:
-            raise self._corrupt(f"L2 table at 0x{offset:x} overlaps the header, the L1 table "
-                                "or the refcount table")
         return offset
 
     def l2_table(self, l1_index: int) -> array | None:

@@ -59,9 +59,9 @@ class RefblockFormat:
         bits = self.bits
         while hi > lo:
             blo, bhi = lo * bits // 8, (hi * bits + 7) // 8
-            used = len(bytes(block[blo:bhi]).rstrip(b"\0"))
-            if not used:
+            if block.count(0, blo, bhi) == bhi - blo:
                 return None
+            used = len(block[blo:bhi].rstrip(b"\0"))
             byte = blo + used - 1
             first, last = byte * 8 // bits, (byte * 8 + 7) // bits
             for i in range(min(last, hi - 1), max(first, lo) - 1, -1):
@@ -105,11 +105,12 @@ class Refcounts:
         return table_from_bytes(buf)
 
     def _load_block(self, offset: int) -> bytearray:
+        """Read a refcount block named by the image (blocks we create are installed directly)."""
         if offset + self.cs > self.file.getlength():
-            raise ImageFormatError(
-                f"qcow2 image '{self.filename}': refcount block at 0x{offset:x} "
-                "lies past the end of the file"
-            )
+            raise self._corrupt(f"refcount block at 0x{offset:x} lies past the end of the file")
+        if self.reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
+            raise self._corrupt(f"refcount block at 0x{offset:x} overlaps the header, the L1 "
+                                "table or the refcount table")
         block = bytearray(self.cs)
         self.file.pread(offset, memoryview(block))
         return block
@@ -126,9 +127,6 @@ class Refcounts:
         if entry & ~L.REFT_OFFSET_MASK or offset % self.cs:
             raise self._corrupt(f"refcount table entry {rt_index} (0x{entry:x}) is not "
                                 "cluster aligned")
-        if offset and self._reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
-            raise self._corrupt(f"refcount block {rt_index} at 0x{offset:x} overlaps the "
-                                "header, the L1 table or the refcount table")
         return offset
 
     def get(self, cluster: int) -> int:
@@ -208,7 +206,7 @@ class Refcounts:
                     used = self.fmt.last_nonzero(block, probe - rt_index * epb,
                                                  stop - rt_index * epb)
                 if used is None:
-                    used = self._reserved_in(probe, stop)
+                    used = self.reserved_in(probe, stop)
                 else:
                     used += rt_index * epb
                 if used is not None:
@@ -218,7 +216,7 @@ class Refcounts:
             else:
                 return start
 
-    def _reserved_in(self, lo: int, hi: int) -> int | None:
+    def reserved_in(self, lo: int, hi: int) -> int | None:
         hits = [min(hi, end) - 1 for start, end in self.reserved if start < hi and end > lo]
         return max(hits) if hits else None
 
@@ -231,7 +229,11 @@ class Refcounts:
             # missing refcount block is created, so the blocks land after the run.
             # Holes too small for this run stay skipped until something below is freed.
             self.free_hint = first + count
-            for rt_index in range(first // epb, (first + count - 1) // epb + 1):
+            missing = [rt_index for rt_index in range(first // epb, (first + count - 1) // epb + 1)
+                       if not self.block_offset(rt_index)]
+            if not missing:
+                break
+            for rt_index in missing:
                 self.ensure_block(rt_index)
             if self.find_free_at(first, count):
                 break
