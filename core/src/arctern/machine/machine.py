@@ -359,22 +359,24 @@ class Machine:
         return self._quit
 
     def run(self, *, start: bool = True) -> int | None:
-        """Run until the guest shuts down or exits; returns the exit status.
-
-        ``start`` resumes a machine still in "prelaunch" (``-S`` passes False
-        and waits for ``cont``).
-        """
-        if start and self.runstate == "prelaunch":
-            self.resume()
-        return self.run_for()
+        """Run until the guest shuts down or exits; returns the exit status."""
+        return self.run_for(start=start)
 
     def run_for(
-        self, seconds: float | None = None, *, until: Callable[[], bool] | None = None
+        self,
+        seconds: float | None = None,
+        *,
+        until: Callable[[], bool] | None = None,
+        start: bool = True,
     ) -> int | None:
         """Run the main loop for at most ``seconds`` of host time, or until ``until()``.
 
-        Returns the exit status once the machine has finished, else None.
+        ``start`` resumes a machine still in "prelaunch" (``-S`` passes False
+        and waits for the monitor's ``cont``). Returns the exit status once
+        the machine has finished, else None.
         """
+        if start and self.runstate == "prelaunch":
+            self.resume()
         end = None if seconds is None else time.monotonic() + seconds
         while not self._quit:
             if until is not None and until():

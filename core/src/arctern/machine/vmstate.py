@@ -77,7 +77,7 @@ def boolean(attr: str, *, since: int = 1) -> Field:
 
 
 def buffer(attr: str, *, length: int | None = None, since: int = 1) -> Field:
-    """bytes or bytearray; a bytearray is refilled in place, so views of it stay valid."""
+    """bytes or bytearray; a bytearray is refilled in place where its views allow it."""
     return Field(attr, "buffer", since, length=length)
 
 
@@ -193,10 +193,11 @@ class VMState:
                 _set(obj, f.attr, items)
             elif f.kind == "buffer":
                 current = _get(obj, f.attr)
-                if isinstance(current, bytearray) and len(current) == len(value):
-                    current[:] = value
-                elif isinstance(current, bytearray):
-                    _set(obj, f.attr, bytearray(value))
+                if isinstance(current, bytearray):
+                    try:
+                        current[:] = value
+                    except BufferError:  # exported views pin its size: replace it
+                        _set(obj, f.attr, bytearray(value))
                 else:
                     _set(obj, f.attr, bytes(value))
             elif f.kind == "array":

@@ -1,0 +1,105 @@
+"""Character backends as QEMU spells them: null, file:, unix:...,server, and errors."""
+
+import os
+import select
+import socket
+import threading
+
+import pytest
+
+from arctern.errors import MachineError
+from arctern.machine.chardev import FileChardev, MemoryChardev, UnixServerChardev, open_chardev
+
+
+def test_none_is_no_backend_and_null_swallows_output():
+    assert open_chardev("none") is None
+    null = open_chardev("null")
+    null.write(b"dropped")
+    null.poll()
+    null.close()
+
+
+def test_file_backend_writes_the_file(tmp_path):
+    path = tmp_path / "serial.log"
+    path.write_text("old content")
+    chardev = open_chardev(f"file:{path}")
+    assert isinstance(chardev, FileChardev)
+    chardev.write(b"hello ")
+    chardev.write(b"world\n")
+    chardev.close()
+    chardev.close()
+    assert path.read_bytes() == b"hello world\n"
+
+
+def test_file_backend_in_a_missing_directory_is_one_error(tmp_path):
+    with pytest.raises(MachineError, match="Could not open .*No such file"):
+        open_chardev(f"file:{tmp_path}/no/such/dir/log")
+
+
+@pytest.mark.parametrize("spec", ["zz", "file:", "unix:", "tcp:localhost:4444"])
+def test_unknown_backends_are_refused(spec):
+    with pytest.raises(MachineError, match="is not a valid char driver"):
+        open_chardev(spec)
+
+
+def test_memory_backend_collects_output_and_feeds_input():
+    chardev = MemoryChardev()
+    received = []
+    chardev.set_receiver(received.append)
+    chardev.write(b"abc")
+    chardev.feed(b"typed")
+    assert received == []  # input is delivered by the main loop's poll only
+    chardev.poll()
+    assert received == [b"typed"] and chardev.output == b"abc"
+
+
+def test_unix_server_without_wait_serves_a_client(tmp_path):
+    path = str(tmp_path / "serial.sock")
+    chardev = open_chardev(f"unix:{path},server=on,wait=off")
+    assert isinstance(chardev, UnixServerChardev)
+    received = []
+    chardev.set_receiver(received.append)
+    chardev.write(b"before anyone listens")  # dropped, as QEMU does
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    client.sendall(b"ping")
+    client.settimeout(5)
+    for _ in range(100):
+        chardev.poll()
+        if received:
+            break
+        select.select(chardev.wait_fds(), [], [], 0.05)
+    assert received == [b"ping"]
+    chardev.write(b"pong")
+    assert client.recv(16) == b"pong"
+    client.close()
+    chardev.close()
+    assert not os.path.exists(path)
+
+
+def test_unix_server_waits_for_its_first_client(tmp_path):
+    path = str(tmp_path / "wait.sock")
+
+    def connect_later():
+        for _ in range(200):
+            if os.path.exists(path):
+                break
+            threading.Event().wait(0.01)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        data.append(sock.recv(5))
+        sock.close()
+
+    data = []
+    thread = threading.Thread(target=connect_later)
+    thread.start()
+    chardev = open_chardev(f"unix:{path},server")  # blocks until the thread connects
+    chardev.write(b"hello")
+    thread.join(5)
+    chardev.close()
+    assert data == [b"hello"]
+
+
+def test_unix_client_mode_is_refused_clearly(tmp_path):
+    with pytest.raises(MachineError, match="only the server side"):
+        open_chardev(f"unix:{tmp_path}/x.sock")
