@@ -140,6 +140,10 @@ class BlockDriver:
         ``self.backing_filename`` (as stored in the image) and
         ``self.backing_format`` here; the layer then opens the backing chain.
         If ``open`` raises, ``close`` is not called: release what was acquired.
+
+        A protocol driver gets ``create=True`` in ``options`` from
+        :func:`arctern.block.create_image`: create the storage if it does not
+        exist (the layer empties it once the locks are taken).
         """
 
     @required
