@@ -213,3 +213,25 @@ def test_create_preallocation(tmp_path, registry, mode, allocated):
     create_image(path, "raw", 4 * MiB, {"preallocation": mode}, registry=registry)
     assert os.path.getsize(path) == 4 * MiB
     assert (os.stat(path).st_blocks * 512 >= 4 * MiB) == allocated
+
+
+def test_o_direct_unaligned_writes_from_several_threads(raw, registry):
+    """Each thread's request gets its own bounce memory when the node's is busy."""
+    import threading
+
+    def worker(backend, index):
+        for i in range(200):
+            offset = index * 65536 + (i * 313) % 60000
+            backend.pwrite(offset, bytes([index + 1]) * 777)
+
+    with open_image(raw, fmt="raw", cache="none", registry=registry) as b:
+        threads = [threading.Thread(target=worker, args=(b, n)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in range(4):
+            region = b.pread(n * 65536, 65536)
+            assert set(region) <= {0, n + 1}
+            last = n * 65536 + (199 * 313) % 60000
+            assert b.pread(last, 777) == bytes([n + 1]) * 777

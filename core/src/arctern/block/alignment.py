@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -28,28 +29,33 @@ def _bounds(offset: int, length: int, align: int) -> tuple[int, int]:
 
 class BounceBuffers:
     """Page-aligned scratch memory, kept between requests (faulting pages in costs more
-    than the copy); a request larger than ``keep`` bytes gets memory of its own."""
+    than the copy). A request larger than ``keep`` bytes, or one made while another
+    thread uses the kept memory, gets memory of its own."""
 
     def __init__(self, keep: int = 4 << 20) -> None:
         self.keep = keep
         self._area: mmap.mmap | None = None
+        self._in_use = threading.Lock()
 
     @contextmanager
     def get(self, size: int) -> Iterator[memoryview]:
-        if size > self.keep:
-            area = mmap.mmap(-1, size)
+        if size > self.keep or not self._in_use.acquire(blocking=False):
+            area = mmap.mmap(-1, max(size, 1))
             try:
-                with memoryview(area) as view:
+                with memoryview(area) as whole, whole[:size] as view:
                     yield view
             finally:
                 area.close()
             return
-        if self._area is None or len(self._area) < size:
-            if self._area is not None:
-                self._area.close()
-            self._area = mmap.mmap(-1, max(size, 1))
-        with memoryview(self._area) as whole, whole[:size] as view:
-            yield view
+        try:
+            if self._area is None or len(self._area) < size:
+                if self._area is not None:
+                    self._area.close()
+                self._area = mmap.mmap(-1, max(size, 1))
+            with memoryview(self._area) as whole, whole[:size] as view:
+                yield view
+        finally:
+            self._in_use.release()
 
     def close(self) -> None:
         if self._area is not None:
