@@ -99,7 +99,7 @@ class BlockBackend:
 
     def pwrite(self, offset: int, data: Any) -> None:
         view = as_byte_view(data)
-        self.node._check_writable()
+        self.node.check_writable()
         self._check_range("write", offset, len(view))
         if self.detect_zeroes != "off" and _is_zero(view):
             self.node.pwrite_zeroes(offset, len(view), may_unmap=self.detect_zeroes == "unmap")
@@ -108,13 +108,13 @@ class BlockBackend:
         self._write_through()
 
     def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
-        self.node._check_writable()
+        self.node.check_writable()
         self._check_range("write zeroes", offset, length)
         self.node.pwrite_zeroes(offset, length, may_unmap=may_unmap)
         self._write_through()
 
     def pdiscard(self, offset: int, length: int) -> None:
-        self.node._check_writable()
+        self.node.check_writable()
         self._check_range("discard", offset, length)
         self.node.pdiscard(offset, length)
 

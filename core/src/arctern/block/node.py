@@ -94,7 +94,8 @@ class BlockNode:
 
     # --- I/O ---------------------------------------------------------------
 
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise unless this node may be written now (open, read-write and active)."""
         if self.closed:
             raise BlockError(f"'{self.filename}' is closed")
         if self.read_only:
@@ -116,7 +117,7 @@ class BlockNode:
 
     def pwrite(self, offset: int, data: memoryview) -> None:
         """Write ``data`` at ``offset``; refused on a read-only or inactive node."""
-        self._check_writable()
+        self.check_writable()
         data = as_byte_view(data)
         align = self.driver.request_alignment
         if align > 1:
@@ -136,7 +137,7 @@ class BlockNode:
         return self.driver.getlength()
 
     def truncate(self, size: int, preallocation: str = "off") -> None:
-        self._check_writable()
+        self.check_writable()
         if preallocation not in PREALLOCATION_MODES:
             raise UsageError(
                 f"Invalid preallocation mode '{preallocation}' "
@@ -148,13 +149,13 @@ class BlockNode:
 
     def pdiscard(self, offset: int, length: int) -> None:
         """Discard the range, or do nothing when the node was opened with discard=ignore."""
-        self._check_writable()
+        self.check_writable()
         if self.discard == "unmap" and length > 0:
             self.driver.pdiscard(offset, length)
 
     def pwrite_zeroes(self, offset: int, length: int, may_unmap: bool = False) -> None:
         """Make the range read as zeroes; unmapping is allowed only with discard=unmap."""
-        self._check_writable()
+        self.check_writable()
         if length > 0:
             may_unmap = may_unmap and self.discard == "unmap"
             self.driver.pwrite_zeroes(offset, length, may_unmap=may_unmap)
