@@ -25,6 +25,7 @@ from .img_create import collect_options, options_help, typed_options, wants_help
 from .img_progress import Progress
 from .img_status import walk
 from .img_units import parse_size
+from .img_writer import PipelinedWriter
 
 CHUNK = 2 << 20
 DEFAULT_SPARSE = 4096
@@ -40,19 +41,21 @@ class ConvertPlan:
     compressed: bool = False
 
 
-def zero_runs(buf: memoryview, granule: int, zeros: memoryview) -> Iterator[tuple[int, int, bool]]:
-    """Split ``buf`` into (start, end, is_zero) runs of whole ``granule``-sized pieces."""
-    size = len(buf)
-    if buf == zeros[:size]:
+def zero_runs(
+    data: bytearray, size: int, granule: int, zeros: memoryview
+) -> Iterator[tuple[int, int, bool]]:
+    """Split ``data[:size]`` into (start, end, is_zero) runs of whole ``granule``-sized pieces."""
+    view = memoryview(data)[:size]
+    if view == zeros[:size]:
         yield 0, size, True
         return
-    if granule <= 0:
-        yield 0, size, False
+    if granule <= 0 or data.find(zeros[:granule], 0, size) < 0:
+        yield 0, size, False  # no zero granule anywhere: one data run (a C-speed search)
         return
     run_start, run_zero = 0, None
     for start in range(0, size, granule):
         end = min(start + granule, size)
-        is_zero = buf[start:end] == zeros[: end - start]
+        is_zero = view[start:end] == zeros[: end - start]
         if is_zero is not run_zero and run_zero is not None:
             yield run_start, start, run_zero
             run_start = start
@@ -61,20 +64,18 @@ def zero_runs(buf: memoryview, granule: int, zeros: memoryview) -> Iterator[tupl
 
 
 class Copier:
-    """Copies ranges from sources into ``target`` with one reusable buffer."""
+    """Copies ranges from sources into ``target``; the writes run on a writer thread."""
 
     def __init__(self, target: Any, plan: ConvertPlan, progress: Progress) -> None:
-        self.target = target
         self.plan = plan
         self.progress = progress
-        self.buffer = bytearray(CHUNK)
-        self.view = memoryview(self.buffer)
         self.zeros = memoryview(bytes(CHUNK))
-        self.write = (
+        write = (
             getattr(target.node.driver, "pwrite_compressed", None)
             if plan.compressed
             else target.pwrite
         )
+        self.writer = PipelinedWriter(target, write, CHUNK)
 
     def copy(self, source: Any, base: int) -> None:
         """Copy all of ``source`` to the target at ``base``."""
@@ -82,31 +83,41 @@ class Copier:
             if self.plan.target_has_backing and entry.depth > 0:
                 pass  # comes from the target's backing file too
             elif entry.zero and not (entry.data and self.plan.min_sparse == 0):
-                self._zero(base + entry.start, entry.length)
+                self.writer.submit(None, self._zero(base + entry.start, entry.length))
             else:
                 self._data(source, entry.start, entry.length, base)
             self.progress.advance(entry.length)
 
-    def _zero(self, offset: int, length: int) -> None:
+    def finish(self) -> None:
+        """Wait for the last writes."""
+        self.writer.close()
+
+    def _zero(self, offset: int, length: int) -> list[tuple]:
         if self.plan.min_sparse == 0:
-            self.target.pwrite_zeroes(offset, length, may_unmap=False)
-        elif not self.plan.zero_init:
-            self.target.pwrite_zeroes(offset, length, may_unmap=True)
+            return [("zero", offset, length, False)]
+        if not self.plan.zero_init:
+            return [("zero", offset, length, True)]
+        return []
 
     def _data(self, source: Any, offset: int, length: int, base: int) -> None:
         end = offset + length
         while offset < end:
             count = min(CHUNK, end - offset)
-            chunk = self.view[:count]
+            chunk = self.writer.buffer()[:count]
             source.preadinto(offset, chunk)
+            target = base + offset
             if self.plan.compressed or self.plan.min_sparse == 0:
-                self.write(base + offset, chunk)
+                requests = [("data", target, chunk, 0, count)]
             else:
-                for start, stop, is_zero in zero_runs(chunk, self.plan.min_sparse, self.zeros):
+                requests = []
+                for start, stop, is_zero in zero_runs(
+                    chunk.obj, count, self.plan.min_sparse, self.zeros
+                ):
                     if is_zero:
-                        self._zero(base + offset + start, stop - start)
+                        requests += self._zero(target + start, stop - start)
                     else:
-                        self.write(base + offset + start, chunk[start:stop])
+                        requests.append(("data", target + start, chunk, start, stop))
+            self.writer.submit(chunk, requests)
             offset += count
 
 
@@ -234,10 +245,13 @@ def _convert(
             raise BlockError("Target image is too small for the input")
         progress = Progress(show_progress, total)
         copier = Copier(target, plan, progress)
-        base = 0
-        for source in sources:
-            copier.copy(source, base)
-            base += source.length
+        try:
+            base = 0
+            for source in sources:
+                copier.copy(source, base)
+                base += source.length
+        finally:
+            copier.finish()
         target.flush()
         progress.finish()
     finally:
