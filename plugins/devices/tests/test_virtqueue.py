@@ -17,7 +17,7 @@ def mem():
 
 
 def make(mem, num=8, legacy=True):
-    vq = SplitVirtqueue(0, num, mem, (0, RAM_SIZE))
+    vq = SplitVirtqueue(0, num, mem.ram)
     if legacy:
         ring = Ring.legacy(mem, num, 0x10000)
         vq.set_legacy_addr(0x10000)
@@ -143,7 +143,7 @@ def test_avail_index_jump_and_bad_head(mem):
 
 
 def test_rings_outside_ram_are_errors_not_exceptions(mem):
-    vq = SplitVirtqueue(0, 8, mem, (0, RAM_SIZE))
+    vq = SplitVirtqueue(0, 8, mem.ram)
     vq.set_rings(RAM_SIZE + 0x1000, RAM_SIZE + 0x2000, RAM_SIZE + 0x3000)
     with pytest.raises(RingError):
         vq.pop()

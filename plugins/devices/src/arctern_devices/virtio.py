@@ -106,10 +106,8 @@ class VirtioDevice(Device):
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
         super().__init__(machine, id=id, **props)
         self.transport: Transport | None = None
-        ram = machine.address_space.ram
         self.queues = [
-            SplitVirtqueue(i, size, machine.address_space, (ram.base, ram.end))
-            for i, size in enumerate(self.queue_config())
+            SplitVirtqueue(i, size, machine.ram) for i, size in enumerate(self.queue_config())
         ]
         self._reset_virtio_state()
 

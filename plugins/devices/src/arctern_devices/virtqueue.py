@@ -1,9 +1,9 @@
 """Split virtqueues (virtio 1.x section 2.7, and the legacy layout of section 4.2.4).
 
-A :class:`SplitVirtqueue` walks the driver's rings in guest RAM through the
-machine's address space (``read_bytes``/``write_bytes``: DMA writes keep the
-dirty and code-page maps right). Everything the driver wrote is treated as
-hostile: ring indexes, descriptor chains, indirect tables and buffer
+A :class:`SplitVirtqueue` reads the driver's rings straight from guest RAM
+(``struct.unpack_from`` on ``ram.data``, no copies) and writes through
+``RAM.write``, which keeps the dirty and code-page maps right. Everything the
+driver wrote is treated as hostile: ring indexes, descriptor chains, indirect tables and buffer
 addresses are validated, and a violation raises :class:`RingError`, which the
 owning device turns into "broken, needs reset" as QEMU's ``virtio_error`` does.
 The ring layout follows QEMU's ``hw/virtio/virtio.c`` so that guests written
@@ -15,9 +15,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from arctern.errors import MachineError
+if TYPE_CHECKING:
+    from arctern.machine.memory import RAM
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -119,11 +120,10 @@ class SplitVirtqueue:
     ``notify_on_empty`` are derived from the negotiated features by the device.
     """
 
-    def __init__(self, index: int, size: int, mem: GuestMemory, ram_bounds: tuple[int, int]):
+    def __init__(self, index: int, size: int, ram: RAM):
         self.index = index
         self.num_default = size
-        self.mem = mem
-        self.ram_start, self.ram_end = ram_bounds
+        self.ram = ram
         self.event_idx = False
         self.notify_on_empty = False
         self.reset()
@@ -178,28 +178,31 @@ class SplitVirtqueue:
 
     # --- guest memory, validated -------------------------------------------
 
-    def _check(self, addr: int, length: int) -> None:
-        if addr < self.ram_start or addr + length > self.ram_end or length < 0:
+    def _offset(self, addr: int, length: int) -> int:
+        """The RAM offset of ``[addr, addr + length)``, which must lie inside guest RAM."""
+        ram = self.ram
+        if addr < ram.base or length < 0 or addr + length > ram.end:
             raise RingError(
                 f"queue {self.index}: buffer {addr:#x}+{length:#x} is outside guest RAM"
             )
+        return addr - ram.base
+
+    def _check(self, addr: int, length: int) -> None:
+        self._offset(addr, length)
+
+    def _unpack(self, layout: struct.Struct, addr: int) -> tuple:
+        return layout.unpack_from(self.ram.data, self._offset(addr, layout.size))
 
     def _read(self, addr: int, length: int) -> bytes:
-        self._check(addr, length)
-        try:
-            return self.mem.read_bytes(addr, length)
-        except MachineError as exc:  # a hole inside the RAM bounds (defensive)
-            raise RingError(str(exc)) from None
+        offset = self._offset(addr, length)
+        return bytes(self.ram.view[offset : offset + length])
 
     def _write(self, addr: int, data: bytes) -> None:
-        self._check(addr, len(data))
-        try:
-            self.mem.write_bytes(addr, data)
-        except MachineError as exc:
-            raise RingError(str(exc)) from None
+        self._offset(addr, len(data))
+        self.ram.write(addr, data)  # keeps the dirty and code-page maps right
 
     def _read_u16(self, addr: int) -> int:
-        return _U16.unpack(self._read(addr, 2))[0]
+        return self._unpack(_U16, addr)[0]
 
     def _write_u16(self, addr: int, value: int) -> None:
         self._write(addr, _U16.pack(value & 0xFFFF))
@@ -250,7 +253,7 @@ class SplitVirtqueue:
         if head >= self.num:
             raise RingError(f"queue {self.index}: guest says index {head} is available")
         elem = VirtqElement(head)
-        addr, length, flags, nxt = _DESC.unpack(self._read(self.desc + 16 * head, 16))
+        addr, length, flags, nxt = self._unpack(_DESC, self.desc + 16 * head)
         if flags & VRING_DESC_F_INDIRECT:
             if flags & VRING_DESC_F_NEXT:
                 raise RingError(f"queue {self.index}: indirect descriptor with NEXT set")
@@ -262,7 +265,7 @@ class SplitVirtqueue:
             first = (addr, length, flags, nxt)
             self._walk(
                 elem,
-                lambda i: first if i == head else _DESC.unpack(self._read(self.desc + 16 * i, 16)),
+                lambda i: first if i == head else self._unpack(_DESC, self.desc + 16 * i),
                 self.num,
                 head,
                 False,
