@@ -71,6 +71,7 @@ class Guest:
             else:
                 cpu.r[names.index(name)] = value & 0xFFFFFFFF
         cpu.eip = CODE
+        cpu.halted = False
         cpu.run(budget)
         assert cpu.halted, f"guest did not reach hlt (eip={cpu.eip:#x})"
         return cpu
