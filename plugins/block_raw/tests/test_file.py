@@ -10,7 +10,7 @@ import pytest
 from arctern.block import create_image, open_image
 from arctern.block.driver import STATUS_ALLOCATED, STATUS_DATA, STATUS_OFFSET_VALID, STATUS_ZERO
 from arctern.config import BuildConfig
-from arctern.errors import BlockError, UsageError
+from arctern.errors import BlockError, OutOfRangeError, UsageError
 from arctern.plugins import Registry
 
 MiB = 1 << 20
@@ -155,3 +155,37 @@ def test_only_regular_files_and_block_devices(tmp_path, registry):
     for path in (fifo, "/dev/zero"):
         with pytest.raises(BlockError, match="not a regular file or block device"):
             open_image(path, fmt="raw", read_only=True, registry=registry)
+
+
+def test_raw_offset_and_size_options_give_a_window_of_the_file(raw, registry):
+    with open_image(raw, fmt="raw", registry=registry) as whole:
+        whole.pwrite(MiB - 1, b"<" + b"w" * 512 + b">")
+    window = {"offset": MiB, "size": 512}
+    with open_image(raw, fmt="raw", options=window, registry=registry) as part:
+        assert part.length == 512
+        assert part.pread(0, 512) == b"w" * 512
+        part.pwrite(0, b"W")
+        with pytest.raises(OutOfRangeError):
+            part.pwrite(512, b"x")
+        with pytest.raises(BlockError, match="Cannot resize fixed-size raw disks"):
+            part.truncate(1024)
+        assert part.block_status(0, 512).offset == MiB
+    with open_image(raw, fmt="raw", options={"offset": 4 * MiB - 100}, registry=registry) as tail:
+        assert tail.length == 100
+    with open_image(raw, fmt="raw", read_only=True, registry=registry) as whole:
+        assert whole.pread(MiB - 1, 3) == b"<Ww"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"offset": -1}, "'offset' expects a non-negative number"),
+        ({"size": "lots"}, "'size' expects a non-negative number"),
+        ({"size": 1000}, "Specified size is not multiple of 512"),
+        ({"offset": 5 * MiB}, r"Offset \(5242880\) cannot be greater than size"),
+        ({"offset": MiB, "size": 4 * MiB}, r"The sum of offset \(1048576\) and size"),
+    ],
+)
+def test_raw_window_errors(raw, registry, options, message):
+    with pytest.raises(UsageError, match=message):
+        open_image(raw, fmt="raw", options=options, registry=registry)

@@ -1,4 +1,9 @@
-"""The "raw" format: the guest's bytes are the file's bytes."""
+"""The "raw" format: the guest's bytes are the file's bytes.
+
+Open options (as QEMU's raw driver): ``offset`` where the guest's bytes start
+in the file, ``size`` how many there are (a fixed-size window: a multiple of
+512, not resizable). Both default to the whole file.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +29,28 @@ class RawDriver(BlockDriver):
     def create(cls, file: BlockNode, size: int, options: dict[str, Any]) -> None:
         file.truncate(size, options.get("preallocation", "off"))
 
+    offset = 0
+    size: int | None = None  # None: up to the end of the file
+
     def open(self, options: dict[str, Any]) -> None:
-        if options:
-            raise UsageError(f"Invalid parameter '{sorted(options)[0]}' for format 'raw'")
+        unknown = sorted(set(options) - {"offset", "size"})
+        if unknown:
+            raise UsageError(f"Invalid parameter '{unknown[0]}' for format 'raw'")
+        self.offset = _non_negative(options, "offset", 0)
+        self.size = _non_negative(options, "size", None)
+        if self.size is not None and self.size % 512:
+            raise UsageError("Specified size is not multiple of 512")
+        file_size = self.node.file.getlength()
+        if self.offset > file_size:
+            raise UsageError(
+                f"Offset ({self.offset}) cannot be greater than size of the containing "
+                f"file ({file_size})"
+            )
+        if self.size is not None and self.offset + self.size > file_size:
+            raise UsageError(
+                f"The sum of offset ({self.offset}) and size ({self.size}) has to be "
+                f"smaller or equal to the actual size of the containing file ({file_size})"
+            )
 
     def close(self) -> None:
         """Nothing of its own to write back: every byte went straight to the file."""
@@ -40,15 +64,17 @@ class RawDriver(BlockDriver):
         """
 
     def getlength(self) -> int:
-        return self.node.file.getlength()
+        if self.size is not None:
+            return self.size
+        return max(0, self.node.file.getlength() - self.offset)
 
     def pread(self, offset: int, buf: memoryview) -> None:
-        self.node.file.pread(offset, buf)
+        self.node.file.pread(self.offset + offset, buf)
 
     def pwrite(self, offset: int, data: memoryview) -> None:
         if self.node.probed and offset < PROBE_SIZE:
             self._refuse_format_change(offset, data)
-        self.node.file.pwrite(offset, data)
+        self.node.file.pwrite(self.offset + offset, data)
 
     def _refuse_format_change(self, offset: int, data: memoryview) -> None:
         """A probed raw image must not be turned into something that probes as another format.
@@ -57,7 +83,7 @@ class RawDriver(BlockDriver):
         the next open (probing again) read any host file it names as backing.
         """
         header = bytearray(min(PROBE_SIZE, max(self.getlength(), offset + len(data))))
-        self.node.file.pread(0, memoryview(header))
+        self.pread(0, memoryview(header))
         header[offset : offset + len(data)] = data[: len(header) - offset]
         if self.node.registry is None:
             return
@@ -73,14 +99,29 @@ class RawDriver(BlockDriver):
         self.node.file.flush()
 
     def truncate(self, size: int, *, preallocation: str = "off") -> None:
-        self.node.file.truncate(size, preallocation)
+        if self.size is not None:
+            raise BlockError(f"Cannot resize fixed-size raw disks ('{self.node.filename}')")
+        self.node.file.truncate(self.offset + size, preallocation)
 
     def pdiscard(self, offset: int, length: int) -> None:
-        self.node.file.pdiscard(offset, length)
+        self.node.file.pdiscard(self.offset + offset, length)
 
     def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
-        self.node.file.pwrite_zeroes(offset, length, may_unmap)
+        self.node.file.pwrite_zeroes(self.offset + offset, length, may_unmap)
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
-        status = self.node.file.block_status(offset, length)
+        status = self.node.file.block_status(self.offset + offset, length)
         return replace(status, flags=status.flags | STATUS_ALLOCATED)
+
+
+def _non_negative(options: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"Parameter '{key}' expects a non-negative number") from None
+    if number < 0:
+        raise UsageError(f"Parameter '{key}' expects a non-negative number")
+    return number
