@@ -170,6 +170,21 @@ def qemu_io_holding_fixture():
     return qemu_io_holding
 
 
+def qemu_io_read(path: str, fmt: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``qemu-io -f FMT ARGS -c 'read 0 512' PATH`` (does it get to open the image?)."""
+    return subprocess.run(
+        ["qemu-io", "-f", fmt, *args, "-c", "read 0 512", path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture(name="qemu_io_read")
+def qemu_io_read_fixture():
+    return qemu_io_read
+
+
 @pytest.fixture(name="lock_bytes")
 def lock_bytes_fixture():
     return lock_bytes

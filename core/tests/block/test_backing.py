@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -72,24 +71,14 @@ def test_chain_of_three_with_probed_backing_format(tmp_path, registry, base):
         assert t.pread(0, 12) == b"baseMID!base"
 
 
-def test_backing_is_locked_read_only(tmp_path, registry, base):
+def test_backing_is_locked_read_only(tmp_path, registry, base, qemu_io_read):
     top = str(tmp_path / "top.cowtest")
     make_overlay(registry, top, "base.raw")
     with open_image(top, registry=registry):
-        writer = subprocess.run(
-            ["qemu-io", "-f", "raw", "-c", "read 0 1", base],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        writer = qemu_io_read(base, "raw")
         assert writer.returncode == 1
         assert 'Failed to get "write" lock' in writer.stderr
-        reader = subprocess.run(
-            ["qemu-io", "-r", "-f", "raw", "-c", "read 0 1", base],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        reader = qemu_io_read(base, "raw", "-r")
         assert reader.returncode == 0
 
 

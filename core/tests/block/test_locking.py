@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -20,13 +19,9 @@ def image(tmp_path, registry):
     return path
 
 
-def qemu_io(path, *args):
-    return subprocess.run(
-        ["qemu-io", "-f", "raw", *args, "-c", "read 0 512", path],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+@pytest.fixture
+def qemu_io(qemu_io_read):
+    return lambda path, *args: qemu_io_read(path, "raw", *args)
 
 
 def test_writer_holds_qemus_lock_bytes(image, registry, lock_bytes):
@@ -54,7 +49,7 @@ def test_qemu_io_writer_refuses_our_open(image, registry, qemu_io_holding):
             assert b.pread(0, 4) == bytes(4)
 
 
-def test_qemu_io_reader_refuses_our_writer(image, registry, qemu_io_holding):
+def test_qemu_io_reader_lets_our_writer_open(image, registry, qemu_io_holding):
     with qemu_io_holding(image, "-f", "raw", "-r"):
         # A reader in qemu-io does not refuse to share write: our writer may open.
         # It is our writer that refuses to share write, so qemu-io's reader could not
@@ -63,7 +58,7 @@ def test_qemu_io_reader_refuses_our_writer(image, registry, qemu_io_holding):
             writer.pwrite(0, b"data")
 
 
-def test_our_writer_refuses_qemu_io(image, registry):
+def test_our_writer_refuses_qemu_io(image, registry, qemu_io):
     with open_image(image, fmt="raw", registry=registry):
         result = qemu_io(image)
         assert result.returncode == 1
@@ -73,7 +68,7 @@ def test_our_writer_refuses_qemu_io(image, registry):
         assert qemu_io(image, "-r").returncode == 0
 
 
-def test_our_reader_refuses_qemu_io_writer_only(image, registry):
+def test_our_reader_refuses_qemu_io_writer_only(image, registry, qemu_io):
     with open_image(image, fmt="raw", read_only=True, registry=registry):
         result = qemu_io(image)
         assert result.returncode == 1
@@ -81,12 +76,12 @@ def test_our_reader_refuses_qemu_io_writer_only(image, registry):
         assert qemu_io(image, "-r").returncode == 0
 
 
-def test_force_share_reader_lets_qemu_io_write(image, registry):
+def test_force_share_reader_lets_qemu_io_write(image, registry, qemu_io):
     with open_image(image, fmt="raw", read_only=True, force_share=True, registry=registry):
         assert qemu_io(image).returncode == 0
 
 
-def test_inactive_image_holds_no_lock(image, registry, lock_bytes):
+def test_inactive_image_holds_no_lock(image, registry, lock_bytes, qemu_io):
     with open_image(image, fmt="raw", active=False, registry=registry) as backend:
         assert lock_bytes(image) == []
         assert qemu_io(image).returncode == 0

@@ -51,14 +51,9 @@ def test_qemu_io_writer_refuses_our_writer(image, qcow2_registry, qemu_io_holdin
     )
 
 
-def test_our_writer_refuses_qemu_io_writer(image, qcow2_registry):
+def test_our_writer_refuses_qemu_io_writer(image, qcow2_registry, qemu_io_read):
     with open_image(image, fmt="qcow2", registry=qcow2_registry):
-        result = subprocess.run(
-            ["qemu-io", "-f", "qcow2", "-c", "read 0 512", image],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = qemu_io_read(image, "qcow2")
     assert result.returncode == 1
     assert result.stderr == (
         f'qemu-io: can\'t open device {image}: Failed to get "write" lock\n'
