@@ -51,9 +51,7 @@ def test_qemu_io_writer_refuses_our_open(image, registry, qemu_io_holding):
 
 def test_qemu_io_reader_lets_our_writer_open(image, registry, qemu_io_holding):
     with qemu_io_holding(image, "-f", "raw", "-r"):
-        # A reader in qemu-io does not refuse to share write: our writer may open.
-        # It is our writer that refuses to share write, so qemu-io's reader could not
-        # have opened after us; see test_our_writer_refuses_qemu_io.
+        # qemu-io's reader of a raw image shares everything, write included.
         with open_image(image, fmt="raw", registry=registry) as writer:
             writer.pwrite(0, b"data")
 
