@@ -245,3 +245,15 @@ def test_check_of_raw_is_63(arctern_img):
     r = arctern_img("check", "-f", "raw", "a.raw")
     assert r.rc == 63
     assert r.err == "arctern-img: This image format does not support checks\n"
+
+
+def test_convert_of_many_chunks_keeps_every_byte(arctern_img, tmp_path):
+    # Larger than the copy buffers several times over, with zero runs of every size between data.
+    size = 9 * (2 << 20) + 12288
+    content = bytearray(os.urandom(size))
+    for start, length in ((0, 4096), (3 << 20, 5 << 20), (15 << 20, 1000), (size - 7000, 7000)):
+        content[start : start + length] = bytes(length)
+    (tmp_path / "src.raw").write_bytes(content)
+    assert arctern_img("convert", "-f", "raw", "-O", "qcow2", "src.raw", "mid.qcow2").rc == 0
+    assert arctern_img("convert", "-O", "raw", "mid.qcow2", "dst.raw").rc == 0
+    assert (tmp_path / "dst.raw").read_bytes() == bytes(content)

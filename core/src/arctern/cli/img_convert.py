@@ -103,7 +103,8 @@ class Copier:
         end = offset + length
         while offset < end:
             count = min(CHUNK, end - offset)
-            chunk = self.writer.buffer()[:count]
+            buffer = self.writer.buffer()
+            chunk = buffer[:count]
             source.preadinto(offset, chunk)
             target = base + offset
             if self.plan.compressed or self.plan.min_sparse == 0:
@@ -117,7 +118,7 @@ class Copier:
                         requests += self._zero(target + start, stop - start)
                     else:
                         requests.append(("data", target + start, chunk, start, stop))
-            self.writer.submit(chunk, requests)
+            self.writer.submit(buffer, requests)
             offset += count
 
 
