@@ -2,12 +2,13 @@
 
 One device is one chip: eight inputs, the INTR output, ICW1-4 initialisation,
 OCW1-3 (mask, EOI variants, priority rotation, special mask, poll, register
-select), edge or level triggering per input (the ELCR, or LTIM from ICW1),
-auto-EOI and special fully nested mode. A master learns its slave with
-:meth:`I8259.attach_slave` (the slave's INTR drives the master's input 2) so
-that :meth:`I8259.acknowledge` answers the CPU's interrupt-acknowledge cycle
-for the pair, including the spurious IRQ 7 and 15 cases. The "pic-pair"
-device builds the usual PC pair (ports 0x20/0xa0, ELCR 0x4d0/0x4d1).
+select), edge or level triggering per input (the ELCR; ICW1's chip-wide LTIM
+bit is ignored, as in QEMU 7.2), auto-EOI and special fully nested mode. A
+master learns its slave with :meth:`I8259.attach_slave` (the slave's INTR
+drives the master's input 2) so that :meth:`I8259.acknowledge` answers the
+CPU's interrupt-acknowledge cycle for the pair, including the spurious IRQ 7
+and 15 cases. The "pic-pair" device builds the usual PC pair (ports
+0x20/0xa0, ELCR 0x4d0/0x4d1).
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class I8259(Device):
             boolean("special_fully_nested_mode"),
             boolean("init4"),
             boolean("single_mode"),
-            boolean("ltim"),
             u8("elcr"),
         ],
     )
@@ -115,7 +115,6 @@ class I8259(Device):
         self.special_fully_nested_mode = False
         self.init4 = False
         self.single_mode = False
-        self.ltim = False
 
     # --- wiring --------------------------------------------------------------
 
@@ -134,7 +133,7 @@ class I8259(Device):
 
     def set_irq(self, n: int, level: bool) -> None:
         mask = 1 << n
-        if self.ltim or self.elcr & mask:
+        if self.elcr & mask:
             if level:
                 self.irr |= mask
                 self.last_irr |= mask
@@ -173,7 +172,7 @@ class I8259(Device):
                 self.priority_add = (irq + 1) & 7
         else:
             self.isr |= 1 << irq
-        if not (self.ltim or self.elcr & (1 << irq)):
+        if not self.elcr & (1 << irq):
             self.irr &= ~(1 << irq)  # a level-triggered request stays until the line drops
         self._update_irq()
 
@@ -226,7 +225,8 @@ class I8259(Device):
         self.init_state = 1
         self.init4 = bool(value & 1)
         self.single_mode = bool(value & 2)
-        self.ltim = bool(value & 8)
+        if value & 0x08:
+            log.debug("%s: level-triggered mode (LTIM) is not supported, as in QEMU 7.2", self.name)
 
     def _ocw3(self, value: int) -> None:
         if value & 0x04:
