@@ -132,8 +132,14 @@ class MigrationManager:
         if self.outgoing is not None:
             self.outgoing.cancel()
 
+    def _await_incoming(self) -> None:
+        # QEMU's run state of a machine that waits for its state instead of booting.
+        if self.machine.runstate == "prelaunch":
+            self.machine.runstate = "inmigrate"
+
     def defer_incoming(self) -> None:
         """``-incoming defer``: wait for migrate-incoming."""
+        self._await_incoming()
         self.deferred_incoming = True
 
     def start_incoming(self, uri: str, autostart: bool) -> None:
@@ -141,6 +147,7 @@ class MigrationManager:
         if self.incoming is not None:
             raise MigrationError("The incoming migration has already been started")
         transport, uri = self._transport(uri)
+        self._await_incoming()
         self.incoming = IncomingMigration(
             self.machine, transport, uri, autostart, self._status_changed, self.wakeup
         )
