@@ -11,77 +11,17 @@ and fixes COPIED flags, then checks again, as ``qemu-img check -r`` does.
 
 from __future__ import annotations
 
-import sys
-from array import array
 from typing import TYPE_CHECKING
 
 from arctern.block.driver import CheckResult
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
+from arctern_block_qcow2.refscan import References, differing
 
 if TYPE_CHECKING:
     from arctern_block_qcow2.driver import Qcow2Driver
 
-_ARRAY_CODES = {3: "B", 4: "H", 5: "I", 6: "Q"}
-
-
-class _References:
-    """Reference counts per host cluster; references past the file end kept sparse."""
-
-    def __init__(self, nb_clusters: int) -> None:
-        self.counts = array("Q", bytes(8 * nb_clusters))
-        self.beyond: dict[int, int] = {}
-
-    def add(self, first: int, count: int = 1) -> None:
-        n = len(self.counts)
-        for cluster in range(first, first + count):
-            if cluster < n:
-                self.counts[cluster] += 1
-            else:
-                self.beyond[cluster] = self.beyond.get(cluster, 0) + 1
-
-    def get(self, cluster: int) -> int:
-        if cluster < len(self.counts):
-            return self.counts[cluster]
-        return self.beyond.get(cluster, 0)
-
-
-def _stored_refcounts(drv: Qcow2Driver, nb_clusters: int, res: CheckResult) -> list[int]:
-    """Stored refcounts of clusters [0, nb_clusters), decoded block by block."""
-    rc = drv.refcounts
-    epb, cs = rc.fmt.entries, drv.h.cluster_size
-    file_length = drv.node.file.getlength()
-    out: list[int] = []
-    for rt_index in range(-(-nb_clusters // epb)):
-        entry = rc.reftable[rt_index] if rt_index < len(rc.reftable) else 0
-        offset = entry & L.REFT_OFFSET_MASK
-        block = None
-        if offset % cs:
-            res.corruptions += 1
-            res.messages.append(f"ERROR refcount block {rt_index} is not cluster aligned; "
-                                "refcount table entry corrupted")
-        elif offset and offset + cs > file_length:
-            res.corruptions += 1
-            res.messages.append(f"ERROR refcount block {rt_index} is outside image")
-        elif offset:
-            block = rc.cache.get(offset)
-        out.extend(_decode_block(rc.fmt, block, epb))
-    return out[:nb_clusters]
-
-
-def _decode_block(fmt, block, epb: int) -> list[int]:
-    if block is None:
-        return [0] * epb
-    code = _ARRAY_CODES.get(fmt.bits.bit_length() - 1)
-    if code:
-        values = array(code, bytes(block))
-        if sys.byteorder == "little" and values.itemsize > 1:
-            values.byteswap()
-        return values.tolist()
-    return [fmt.get(block, i) for i in range(epb)]
-
-
-def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active: bool) -> None:
+def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: bool) -> None:
     cb = drv.h.cluster_bits
     seen: set[int] = set()
     for l1_entry in l1:
@@ -141,9 +81,9 @@ def _count_l1(drv: Qcow2Driver, refs: _References, l1, res: CheckResult, active:
                 refs.add(*held)
 
 
-def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> _References:
+def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> References:
     h, cb, cs = drv.h, drv.h.cluster_bits, drv.h.cluster_size
-    refs = _References(nb_clusters)
+    refs = References(nb_clusters)
     refs.add(0)
     refs.add(h.l1_table_offset >> cb, -(-h.l1_size * 8 // cs))
     _count_l1(drv, refs, drv.map.l1, res, active=True)
@@ -154,12 +94,72 @@ def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> _
         _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res,
                   active=False)
     refs.add(h.refcount_table_offset >> cb, h.refcount_table_clusters)
-    file_length = drv.node.file.getlength()
-    for entry in drv.refcounts.reftable:
-        offset = entry & L.REFT_OFFSET_MASK
-        if offset and not offset % cs and offset + cs <= file_length:
-            refs.add(offset >> cb)
+    for offset in _Stored(drv, res).block_offsets():
+        refs.add(offset >> cb)
     return refs
+
+
+class _Stored:
+    """Stored refcounts through validated refcount blocks; a bad block reads as zeroes."""
+
+    def __init__(self, drv: Qcow2Driver, res: CheckResult | None = None) -> None:
+        self.rc = drv.refcounts
+        self.cs = drv.h.cluster_size
+        self.file_length = drv.node.file.getlength()
+        self.res = res
+
+    def block_offsets(self) -> list[int]:
+        """Offsets of the usable refcount blocks, reporting the bad ones (once, to ``res``)."""
+        return [off for rt in range(len(self.rc.reftable)) if (off := self._offset(rt, True))]
+
+    def _offset(self, rt_index: int, report: bool = False) -> int:
+        if rt_index >= len(self.rc.reftable):
+            return 0
+        offset = self.rc.reftable[rt_index] & L.REFT_OFFSET_MASK
+        problem = None
+        if offset % self.cs:
+            problem = (f"ERROR refcount block {rt_index} is not cluster aligned; "
+                       "refcount table entry corrupted")
+        elif offset and offset + self.cs > self.file_length:
+            problem = f"ERROR refcount block {rt_index} is outside image"
+        if problem:
+            if report and self.res is not None:
+                self.res.corruptions += 1
+                self.res.messages.append(problem)
+            return 0
+        return offset
+
+    def block(self, rt_index: int) -> bytes | bytearray:
+        offset = self._offset(rt_index)
+        return self.rc.cache.get(offset) if offset else bytes(self.cs)
+
+    def get(self, cluster: int) -> int:
+        epb = self.rc.fmt.entries
+        return self.rc.fmt.get(self.block(cluster // epb), cluster % epb)
+
+
+def _mismatches(drv: Qcow2Driver, refs: References, nb_clusters: int):
+    """(cluster, stored, referenced) wherever they differ; and the highest cluster in use."""
+    fmt, stored = drv.refcounts.fmt, _Stored(drv)
+    epb = fmt.entries
+    found: list[tuple[int, int, int]] = []
+    highest = refs.highest if refs.highest < nb_clusters else -1
+    covered = min(nb_clusters, len(drv.refcounts.reftable) * epb)
+    for rt_index in range(-(-covered // epb)):
+        base = rt_index * epb
+        n = min(epb, covered - base)
+        block = stored.block(rt_index)
+        found += differing(fmt, block, refs.slice(base, base + n), base)
+        last = fmt.last_nonzero(block, 0, n)
+        if last is not None:
+            highest = max(highest, base + last)
+    # Beyond the refcount table every stored refcount is zero; past the end of the file
+    # only references count (as qemu-img, which grows its table for them).
+    found += [(c, 0, refs.get(c)) for c in refs.nonzero(covered, nb_clusters)]
+    found += [(c, stored.get(c), n) for c, n in sorted(refs.sparse.items()) if c >= nb_clusters]
+    found += [(c, stored.get(c), refs.get(c)) for c in
+              refs.nonzero(max(covered, nb_clusters), len(refs.dense))]
+    return found, max([highest] + [c for c, _, _ in found if c >= nb_clusters])
 
 
 def _scan(drv: Qcow2Driver) -> tuple[CheckResult, list[tuple[int, int, int]], list]:
@@ -170,35 +170,26 @@ def _scan(drv: Qcow2Driver) -> tuple[CheckResult, list[tuple[int, int, int]], li
     res.total_clusters = -(-drv.h.size // cs)
     nb_clusters = -(-drv.node.file.getlength() // cs)
     refs = _count_references(drv, res, nb_clusters)
-    stored = _stored_refcounts(drv, nb_clusters, res)
-    mismatches = []
-    highest = 0
-    # References past the end of the file are few (one per bad entry): look them up singly.
-    beyond = [(c, drv.refcounts.get(c), n) for c, n in sorted(refs.beyond.items())]
-    for cluster, have, want in [(c, stored[c], refs.get(c)) for c in range(nb_clusters)] + beyond:
-        if have or want:
-            highest = cluster
+    mismatches, highest = _mismatches(drv, refs, nb_clusters)
+    for cluster, have, want in mismatches:
         if have > want:
             res.leaks += 1
             res.messages.append(f"Leaked cluster {cluster} refcount={have} reference={want}")
-            mismatches.append((cluster, have, want))
-        elif have < want:
+        else:
             res.corruptions += 1
             res.messages.append(f"ERROR cluster {cluster} refcount={have} reference={want}")
-            mismatches.append((cluster, have, want))
     res.image_end_offset = (highest + 1) * cs
-    copied = _copied_errors(drv, stored, res)
-    return res, mismatches, copied
+    return res, mismatches, _copied_errors(drv, res)
 
 
-def _copied_errors(drv: Qcow2Driver, stored: list[int], res: CheckResult) -> list:
+def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
     """Active L1/L2 entries whose COPIED flag disagrees with refcount == 1."""
     cb = drv.h.cluster_bits
     errors = []
+    stored = _Stored(drv)
 
     def refcount(offset: int) -> int:
-        cluster = offset >> cb
-        return stored[cluster] if cluster < len(stored) else 0
+        return stored.get(offset >> cb)
 
     for l1_index, l1_entry in enumerate(drv.map.l1):
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
@@ -240,10 +231,7 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
             messages.append(f"Repairing cluster {cluster} refcount={have} reference={want}")
     if fix == "all":
         # COPIED flags follow the refcounts as they are after the repair above.
-        rc.flush()
-        nb_clusters = -(-drv.node.file.getlength() // drv.h.cluster_size)
-        stored = _stored_refcounts(drv, nb_clusters, CheckResult())
-        for item in _copied_errors(drv, stored, CheckResult()):
+        for item in _copied_errors(drv, CheckResult()):
             if item[0] == "l1":
                 _, l1_index, count = item
                 entry = drv.map.l1[l1_index]
