@@ -9,7 +9,11 @@ from arctern.machine.memory import RAM, AddressSpace, IOSpace
 
 CODE = 0x1000
 STACK = 0x80000
-IDT = 0x500
+IDT = 0x500  # 64 gates, up to the GDT
+VECTOR_SLOT = 0x4F0  # where the IDT stubs record the vector taken
+GDT = 0x700
+#: null, null, flat code (0x10) and flat data (0x18): the selectors enter_flat_protected_mode uses.
+GDT_ENTRIES = [0, 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF]
 HANDLERS = 0x2000  # handler for vector v at HANDLERS + 16 * v
 
 
@@ -44,16 +48,26 @@ class Guest:
         self.cpu.enter_flat_protected_mode(CODE, 0, 0)
         self.cpu.r[4] = STACK
 
+    def set_gdt(self, extra: list[int] = ()) -> None:
+        """Install the flat GDT plus ``extra`` descriptors from selector 0x20 on."""
+        entries = GDT_ENTRIES + list(extra)
+        self.machine.ram.write(GDT, b"".join(d.to_bytes(8, "little") for d in entries))
+        self.cpu.gdt = [GDT, 8 * len(entries) - 1]
+
     def install_idt(self) -> None:
-        """Every vector 0..31 gets an interrupt gate to a stub: mov [0x600], vector; hlt."""
+        """A GDT, and for every vector 0..31 an interrupt gate to: record the vector; hlt."""
+        self.set_gdt()
         ram = self.machine.ram
         for v in range(32):
             handler = HANDLERS + 16 * v
             gate = (0x10 << 16) | (handler & 0xFFFF), (handler & 0xFFFF0000) | 0x8E00
             ram.write(IDT + 8 * v, gate[0].to_bytes(4, "little") + gate[1].to_bytes(4, "little"))
-            ram.write(handler, assemble(f"mov dword ptr [0x600], {v}; hlt", handler))
-        ram.write(0x600, (0xFFFFFFFF).to_bytes(4, "little"))
-        self.cpu.idt = [IDT, 32 * 8 - 1]
+            ram.write(handler, assemble(f"mov dword ptr [{VECTOR_SLOT}], {v}; hlt", handler))
+        self.clear_vector()
+        self.cpu.idt = [IDT, 64 * 8 - 1]
+
+    def clear_vector(self) -> None:
+        self.machine.ram.write(VECTOR_SLOT, (0xFFFFFFFF).to_bytes(4, "little"))
 
     def load(self, source: str, addr: int = CODE) -> bytes:
         code = assemble(source, addr)
@@ -86,4 +100,4 @@ class Guest:
     @property
     def vector(self) -> int:
         """The vector recorded by the IDT stubs (0xffffffff: none taken)."""
-        return self.mem(0x600)
+        return self.mem(VECTOR_SLOT)

@@ -842,7 +842,7 @@ class BlockCompiler:
         self.e(f"return {i.next:#x}")
 
     def g_hlt(self, i: Insn) -> None:
-        self.e("cpu.halted = True")
+        self.e("cpu.halted = True; cpu.inhibit = False")
         self.e(f"return {i.next:#x}")
 
     def g_cbw(self, i: Insn) -> None:
