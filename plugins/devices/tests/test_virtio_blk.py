@@ -254,8 +254,15 @@ def test_bad_properties_are_one_line_errors(machine, image):
     machine.create_device("virtio-mmio", addr=BASE, irq=5)
     with pytest.raises(MachineError, match="can't find value 'nope'"):
         machine.create_device("virtio-blk-device", drive="nope")
-    with pytest.raises(MachineError, match="queue-size"):
+    with pytest.raises(MachineError, match=r"^drive property not set$"):
+        machine.create_device("virtio-blk-device")
+    with pytest.raises(MachineError, match=r"\(100\), must be a power of 2 \(max 1024\)"):
         machine.create_device("virtio-blk-device", drive="x", **{"queue-size": 100})
+    drive = open_drive(machine, path, fmt)
+    machine.create_device("virtio-blk-device", drive=drive)
+    machine.create_device("virtio-mmio", addr=BASE + 0x200, irq=6)
+    with pytest.raises(MachineError, match=f"Drive '{drive}' is already in use"):
+        machine.create_device("virtio-blk-device", drive=drive)
     with pytest.raises(MachineError, match="werror"):
         machine.create_device("virtio-blk-device", drive="x", werror="explode")
 

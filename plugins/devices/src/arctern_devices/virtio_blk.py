@@ -145,9 +145,11 @@ class VirtioBlk(VirtioDevice):
     def _check_props(self) -> None:
         p = self.props
         size = p["queue-size"]
-        if size < 2 or size > 1024 or size & (size - 1):
+        if size <= 2:
+            raise MachineError(f"invalid queue-size property ({size}), must be > 2")
+        if size > 1024 or size & (size - 1):
             raise MachineError(
-                f"invalid queue-size property ({size}), must be a power of 2 between 2 and 1024"
+                f"invalid queue-size property ({size}), must be a power of 2 (max 1024)"
             )
         lbs, pbs = p["logical_block_size"], p["physical_block_size"]
         for prop, value in (("logical_block_size", lbs), ("physical_block_size", pbs)):
@@ -167,12 +169,14 @@ class VirtioBlk(VirtioDevice):
     def realize(self) -> None:
         drive = self.props["drive"]
         if not drive:
-            raise MachineError(f"{self.name}: drive property not set")
+            raise MachineError("drive property not set")
         backend = self.machine.drives.get(drive)
         if backend is None:
             raise MachineError(f"Property '{self.name}.drive' can't find value '{drive}'")
+        if any(getattr(other, "backend", None) is backend for other in self.machine.devices):
+            raise MachineError(f"Drive '{drive}' is already in use by another device")
         self.backend = backend
-        self.original_wce = self._backend_writeback()
+        self.original_wce = backend.node.cache.writeback
         self.wce = int(self.original_wce)
         sectors = backend.length // SECTOR
         cyls, heads, secs = guess_geometry(lambda: backend.pread(0, SECTOR), sectors)
@@ -181,10 +185,6 @@ class VirtioBlk(VirtioDevice):
             self.props["heads"] or heads,
             self.props["secs"] or secs,
         )
-
-    def _backend_writeback(self) -> bool:
-        cache = getattr(self.backend.node, "cache", None)
-        return bool(getattr(cache, "writeback", True))
 
     def post_load(self) -> None:
         for request in self.inflight:
