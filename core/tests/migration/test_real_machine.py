@@ -53,10 +53,8 @@ class PrinterCPU(CPU):
                     return done
                 io.write(COM1, 1, ord("a") + self.printed % 26)
                 self.printed += 1
-            page = self.step * 7919 % pages
-            ram.data[page << PAGE_SHIFT : (page << PAGE_SHIFT) + 4] = self.step.to_bytes(
-                4, "little"
-            )
+            offset = (self.step * 7919 % pages) << PAGE_SHIFT
+            ram.data[offset : offset + 4] = self.step.to_bytes(4, "little")
             ram.dirty[offset >> PAGE_SHIFT] = 1
             self.step += 1
             done += 1
