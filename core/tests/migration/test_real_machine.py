@@ -115,10 +115,12 @@ def _run(machine: Machine, until=None) -> threading.Thread:
     return thread
 
 
-def test_guest_output_and_state_continue_exactly(printer_registry, image):
+@pytest.mark.parametrize("verify", [False, True], ids=["plain", "verify"])
+def test_guest_output_and_state_continue_exactly(printer_registry, image, verify):
     source = _machine(printer_registry, image, incoming=False)
     dest = _machine(printer_registry, image, incoming=True)
     src_mig = MigrationManager(source, printer_registry)
+    src_mig.capabilities["verify"] = verify
     dst_mig = MigrationManager(dest, printer_registry)
     dst_mig.start_incoming("tcp:127.0.0.1:0", autostart=True)
     assert dest.runstate == "inmigrate"
