@@ -11,6 +11,7 @@ not cover whole blocks read the partial head and tail blocks first
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import threading
 from collections.abc import Iterator
@@ -73,39 +74,72 @@ def _is_aligned(offset: int, buf: memoryview, align: int) -> bool:
     return address % align == 0
 
 
-def aligned_pread(
-    driver: BlockDriver, offset: int, buf: memoryview, align: int, bounces: BounceBuffers
-) -> None:
-    """``driver.pread`` of ``buf`` at ``offset`` through aligned requests."""
-    if _is_aligned(offset, buf, align):
-        driver.pread(offset, buf)
-        return
-    start, end = _bounds(offset, len(buf), align)
-    with bounces.get(end - start) as bounce:
-        driver.pread(start, bounce)
-        buf[:] = bounce[offset - start : offset - start + len(buf)]
+class RangeLocks:
+    """Byte ranges being written; a write waits for the overlapping ones (QEMU's
+    serialising requests), so that two read-modify-writes of one block, or one
+    and a plain write, cannot lose either's data."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held: list[tuple[int, float]] = []
+
+    @contextmanager
+    def hold(self, start: int, end: float) -> Iterator[None]:
+        entry = (start, end)
+        with self._changed:
+            while any(s < end and start < e for s, e in self._held):
+                self._changed.wait()
+            self._held.append(entry)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held.remove(entry)
+                self._changed.notify_all()
 
 
-def aligned_pwrite(
-    driver: BlockDriver, offset: int, data: memoryview, align: int, bounces: BounceBuffers
-) -> None:
-    """``driver.pwrite`` of ``data`` at ``offset`` with read-modify-write of partial blocks.
+class Aligner:
+    """Aligned I/O for one node: its bounce memory and its in-flight writes."""
 
-    When the last block sticks out past the end of a protocol node, the
-    padding would grow the file; it is cut back to where the data ends.
-    """
-    if _is_aligned(offset, data, align):
-        driver.pwrite(offset, data)
-        return
-    length = len(data)
-    start, end = _bounds(offset, length, align)
-    old_length = driver.getlength() if driver.protocol else None
-    with bounces.get(end - start) as bounce:
-        if offset != start:
-            driver.pread(start, bounce[:align])
-        if (offset + length) % align and (end - align >= start + align or offset == start):
-            driver.pread(end - align, bounce[-align:])
-        bounce[offset - start : offset - start + length] = data
-        driver.pwrite(start, bounce)
-    if old_length is not None and end > max(old_length, offset + length):
-        driver.truncate(max(old_length, offset + length))
+    def __init__(self) -> None:
+        self.bounces = BounceBuffers()
+        self.writes = RangeLocks()
+
+    def pread(self, driver: BlockDriver, offset: int, buf: memoryview, align: int) -> None:
+        """``driver.pread`` of ``buf`` at ``offset`` through aligned requests."""
+        if _is_aligned(offset, buf, align):
+            driver.pread(offset, buf)
+            return
+        start, end = _bounds(offset, len(buf), align)
+        with self.bounces.get(end - start) as bounce:
+            driver.pread(start, bounce)
+            buf[:] = bounce[offset - start : offset - start + len(buf)]
+
+    def pwrite(self, driver: BlockDriver, offset: int, data: memoryview, align: int) -> None:
+        """``driver.pwrite`` of ``data`` at ``offset``, read-modify-writing partial blocks.
+
+        When the last block sticks out past the end of a protocol node, the
+        padding would grow the file; it is cut back to where the data ends
+        (holding every write beyond, so that none is cut off).
+        """
+        if _is_aligned(offset, data, align):
+            with self.writes.hold(offset, offset + len(data)):
+                driver.pwrite(offset, data)
+            return
+        length = len(data)
+        start, end = _bounds(offset, length, align)
+        old_length = driver.getlength() if driver.protocol else None
+        grows = old_length is not None and end > old_length
+        with self.writes.hold(start, math.inf if grows else end):
+            with self.bounces.get(end - start) as bounce:
+                if offset != start:
+                    driver.pread(start, bounce[:align])
+                if (offset + length) % align and (end - align >= start + align or offset == start):
+                    driver.pread(end - align, bounce[-align:])
+                bounce[offset - start : offset - start + length] = data
+                driver.pwrite(start, bounce)
+            if grows and end > max(old_length, offset + length):
+                driver.truncate(max(old_length, offset + length))
+
+    def close(self) -> None:
+        self.bounces.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from arctern.block import permissions
-from arctern.block.alignment import BounceBuffers, aligned_pread, aligned_pwrite
+from arctern.block.alignment import Aligner
 from arctern.block.driver import BlockDriver, BlockStatus
 from arctern.block.options import CACHE_MODES, CacheMode
 from arctern.errors import ArcternError, BlockError, InactiveError, ReadOnlyError, UsageError
@@ -72,7 +72,7 @@ class BlockNode:
         #: True when the format was guessed by probing (raw then guards block 0).
         self.probed = False
         self.closed = False
-        self._bounces = BounceBuffers()
+        self._aligner = Aligner()
         self.driver = driver_class(self)
 
     def __repr__(self) -> str:
@@ -111,7 +111,7 @@ class BlockNode:
         buf = as_byte_view(buf)
         align = self.driver.request_alignment
         if align > 1:
-            aligned_pread(self.driver, offset, buf, align, self._bounces)
+            self._aligner.pread(self.driver, offset, buf, align)
         else:
             self.driver.pread(offset, buf)
 
@@ -121,7 +121,7 @@ class BlockNode:
         data = as_byte_view(data)
         align = self.driver.request_alignment
         if align > 1:
-            aligned_pwrite(self.driver, offset, data, align, self._bounces)
+            self._aligner.pwrite(self.driver, offset, data, align)
         else:
             self.driver.pwrite(offset, data)
 
@@ -228,7 +228,7 @@ class BlockNode:
         try:
             self.driver.close()
         finally:
-            self._bounces.close()
+            self._aligner.close()
             self.close_children()
 
     def close_children(self) -> None:
