@@ -1,0 +1,130 @@
+"""QEMU's ``microvm`` machine for i386: a minimal board with virtio-mmio, booting Multiboot ELFs.
+
+The layout follows QEMU 7.2 (hw/i386/microvm.c), since guests hard-code it:
+
+* i8259 PIC pair on ports 0x20/0xa0 (ISA IRQs = GSIs 0-15), i8254 PIT on 0x40 (IRQ 0);
+* COM1 16550 at 0x3f8, IRQ 4, on the first ``-serial`` backend;
+* virtio-mmio transports at 0xfeb00000 + 0x200*i: with ACPI (the default) 24 of
+  them on GSI 24+i of the second IO-APIC, with ``acpi=off`` 8 on ISA IRQ 5+i.
+  A ``-device virtio-blk-device`` takes the highest free slot, as in QEMU;
+* with ACPI, the GED's sleep control register at 0xfea00200: writing
+  SLP_EN|SLP_TYP=5 (0x34) powers the machine off (exit status 0) and the
+  reset register at 0xfea00202 resets it.
+
+Arctern models no IO-APIC or local APIC: GSIs above 15 are recorded on their
+lines but reach no CPU, so with ACPI on a guest drives virtio by polling.
+Use ``acpi=off`` for interrupt-driven virtio through the PIC.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+from arctern.errors import MachineError
+from arctern.machine.device import prop_bool, prop_choice
+from arctern.machine.machine import Machine, MachineType
+
+from .multiboot import BOOTLOADER_MAGIC, INFO_ADDR, load_multiboot
+
+log = logging.getLogger(__name__)
+
+VIRTIO_MMIO_BASE = 0xFEB00000
+VIRTIO_MMIO_STRIDE = 0x200
+GED_REGS_BASE = 0xFEA00200
+GED_SLEEP_CTL, GED_SLEEP_STS, GED_RESET = 0, 1, 2
+SLP_EN = 0x20
+SLP_TYP_S5 = 5
+GED_RESET_VALUE = 0x42
+MAX_RAM = 3 << 30  # what lies below the 32-bit PCI hole; no RAM above 4 GiB
+ISA_IRQS = 16
+PIC_CASCADE = 2
+
+
+def _auto(default: str = "auto"):
+    return prop_choice(default, ("on", "off", "auto"))
+
+
+class GEDRegisters:
+    """The ACPI Generic Event Device's sleep and reset registers (an MMIO handler)."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        return 0  # sleep status: never asleep
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        if offset == GED_SLEEP_CTL and value & SLP_EN:
+            if (value >> 2) & 7 == SLP_TYP_S5:
+                log.info("guest powered off through the ACPI GED")
+                self.machine.shutdown()
+        elif offset == GED_RESET and value & 0xFF == GED_RESET_VALUE:
+            self.machine.request_reset()
+
+
+class Microvm(MachineType):
+    name: ClassVar[str] = "microvm"
+    description: ClassVar[str] = "microvm (i386)"
+    arch: ClassVar[str] = "i386"
+    default_cpu: ClassVar[str] = "qemu32"
+    default_ram_size: ClassVar[int] = 128 << 20
+    options = {
+        "acpi": _auto(),
+        "pic": _auto(),
+        "pit": _auto(),
+        "rtc": _auto(),
+        "ioapic2": _auto(),
+        "pcie": _auto("off"),
+        "isa-serial": prop_bool(True),
+        "auto-kernel-cmdline": prop_bool(True),
+        "x-option-roms": prop_bool(True),
+        "graphics": prop_bool(False),
+    }
+
+    @property
+    def acpi(self) -> bool:
+        return self.opts["acpi"] != "off"
+
+    def virtio_layout(self) -> tuple[int, int]:
+        """(number of transports, GSI of the first) for this configuration."""
+        return (24, 24) if self.acpi else (8, 5)
+
+    def build(self, machine: Machine) -> None:
+        if self.opts["pcie"] == "on":
+            raise MachineError("microvm: pcie=on is not supported")
+        if self.opts["rtc"] == "on":
+            log.warning("microvm: the MC146818 RTC is not emulated; rtc=on is ignored")
+        if machine.ram.size > MAX_RAM:
+            raise MachineError(f"microvm: at most {MAX_RAM >> 30} GiB of RAM are supported")
+        cpu = machine.create_cpu()
+        count, first_gsi = self.virtio_layout()
+        for slot in range(count):
+            machine.create_device(
+                "virtio-mmio",
+                addr=VIRTIO_MMIO_BASE + slot * VIRTIO_MMIO_STRIDE,
+                irq=first_gsi + slot,
+            )
+        if self.acpi:
+            machine.address_space.add_mmio(GED_REGS_BASE, 3, GEDRegisters(machine), "acpi-ged")
+        if self.opts["pic"] != "off":
+            pic = machine.create_device("pic-pair")
+            for irq in range(ISA_IRQS):
+                if irq != PIC_CASCADE:
+                    machine.gsi(irq).connect(pic.input(irq))
+            pic.intr.connect(cpu.set_irq)
+            cpu.irq_ack = pic.acknowledge
+        if self.opts["pit"] != "off":
+            machine.create_device("i8254", iobase=0x40, irq=0)
+        if self.opts["isa-serial"] and machine.serial_hds:
+            machine.create_device("isa-serial", iobase=0x3F8, irq=4, chardev=machine.serial_hds[0])
+
+    def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise MachineError(f"could not open kernel file '{path}': {exc.strerror}") from None
+        entry = load_multiboot(machine.ram, data, path, cmdline)
+        for cpu in machine.cpus:
+            cpu.enter_flat_protected_mode(entry, BOOTLOADER_MAGIC, INFO_ADDR)

@@ -1,0 +1,146 @@
+"""Multiboot v1 loading as QEMU 7.2 does it for ``-kernel`` on x86 machines.
+
+What a kernel can observe is reproduced exactly (tests compare it with
+qemu-system-i386): the information block at 0x9500 with flags 0x24f, the
+E820 memory map at 0x9000 (six 24-byte entries, the last one all zero, as
+the BIOS call behind QEMU's loader returns them), the command line
+``"KERNEL-PATH APPEND"`` and the boot loader name ``"qemu"`` placed on the
+first page boundary after the kernel, and the entry state EAX = 0x2BADB002,
+EBX = 0x9500.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from arctern.errors import MachineError
+from arctern.machine.elf import EM_386, EM_X86_64, is_elf, load_elf, parse_elf
+from arctern.machine.memory import RAM
+
+HEADER_MAGIC = 0x1BADB002
+BOOTLOADER_MAGIC = 0x2BADB002
+SEARCH_LIMIT = 8192
+INFO_ADDR = 0x9500
+MMAP_ADDR = 0x9000
+LOADER_NAME = b"qemu"
+
+FLAG_AOUT_KLUDGE = 1 << 16
+INFO_MEMORY, INFO_BOOTDEV, INFO_CMDLINE, INFO_MODS = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+INFO_MEM_MAP, INFO_LOADER_NAME = 1 << 6, 1 << 9
+INFO_FLAGS = INFO_MEMORY | INFO_BOOTDEV | INFO_CMDLINE | INFO_MODS | INFO_MEM_MAP | INFO_LOADER_NAME
+BOOT_DEVICE = 0x8000FFFF  # first BIOS disk, no partition
+
+E820_RAM, E820_RESERVED, E820_NVS = 1, 2, 4
+LOW_RAM_END = 0x9FC00  # 639 KiB of conventional memory, then the EBDA
+HIGH_RAM_START = 0x100000
+
+_HEADER = struct.Struct("<III")
+_AOUT = struct.Struct("<IIIII")
+_MMAP_ENTRY = struct.Struct("<IQQI")
+_INFO = struct.Struct("<IIIIIII16xIIII4xI")
+INFO_SIZE = 88
+
+
+@dataclass(frozen=True)
+class MultibootHeader:
+    offset: int  # in the file
+    flags: int
+    header_addr: int = 0
+    load_addr: int = 0
+    load_end_addr: int = 0
+    bss_end_addr: int = 0
+    entry_addr: int = 0
+
+
+def find_header(data: bytes | memoryview) -> MultibootHeader | None:
+    """The Multiboot header: 4-byte aligned within the first 8 KiB, with a valid checksum."""
+    head = bytes(data[:SEARCH_LIMIT])
+    needle = HEADER_MAGIC.to_bytes(4, "little")
+    pos = head.find(needle)
+    while pos >= 0:
+        if pos % 4 == 0 and pos + _HEADER.size <= len(head):
+            magic, flags, checksum = _HEADER.unpack_from(head, pos)
+            if (magic + flags + checksum) & 0xFFFFFFFF == 0:
+                if flags & FLAG_AOUT_KLUDGE:
+                    if pos + _HEADER.size + _AOUT.size > len(data):
+                        raise MachineError("invalid multiboot header: address fields truncated")
+                    fields = _AOUT.unpack_from(data, pos + _HEADER.size)
+                    return MultibootHeader(pos, flags, *fields)
+                return MultibootHeader(pos, flags)
+        pos = head.find(needle, pos + 1)
+    return None
+
+
+def memory_map(ram_size: int) -> list[tuple[int, int, int]]:
+    """(address, length, type) of the E820 map a microvm/PC guest sees, terminator included."""
+    return [
+        (0, LOW_RAM_END, E820_RAM),
+        (LOW_RAM_END, 0x400, E820_RESERVED),
+        (0xD0000, 0x20000, E820_NVS),
+        (0xF0000, 0x10000, E820_RESERVED),
+        (HIGH_RAM_START, ram_size - HIGH_RAM_START, E820_RAM),
+        (0, 0, 0),
+    ]
+
+
+def load_multiboot(ram: RAM, data: bytes, path: str, cmdline: str) -> int:
+    """Load a Multiboot kernel and its information block into ``ram``; return the entry EIP."""
+    header = find_header(data)
+    if header is None:
+        raise MachineError("invalid kernel header")
+    if ram.base != 0 or ram.size <= HIGH_RAM_START:
+        raise MachineError("Multiboot needs RAM from address 0 and above 1 MiB")
+    if header.flags & FLAG_AOUT_KLUDGE:
+        entry, kernel_end = _load_aout(ram, data, header)
+    else:
+        if not is_elf(data):
+            raise MachineError("invalid multiboot header: no address fields and not an ELF file")
+        if parse_elf(data, name=path).machine == EM_X86_64:
+            raise MachineError("Cannot load x86-64 image, give a 32bit one.")
+        image = load_elf(ram, data, machine=EM_386, name=path)
+        entry, kernel_end = image.entry, image.high
+    strings_at = (kernel_end + 0xFFF) & ~0xFFF
+    command = f"{path} {cmdline}".encode() + b"\0"
+    loader_at = strings_at + len(command)
+    strings = command + LOADER_NAME + b"\0"
+    if strings_at + len(strings) > ram.end:
+        raise MachineError("the kernel command line does not fit in RAM")
+    ram.write(strings_at, strings)
+    entries = memory_map(ram.size)
+    ram.write(MMAP_ADDR, b"".join(_MMAP_ENTRY.pack(20, a, n, t) for a, n, t in entries))
+    info = _INFO.pack(
+        INFO_FLAGS,
+        LOW_RAM_END >> 10,
+        (ram.size - HIGH_RAM_START) >> 10,
+        BOOT_DEVICE,
+        strings_at,
+        0,  # mods_count
+        strings_at,  # mods_addr: the (empty) module list would start here
+        len(entries) * _MMAP_ENTRY.size,
+        MMAP_ADDR,
+        0,  # drives_length
+        0,  # drives_addr
+        loader_at,
+    )
+    ram.write(INFO_ADDR, info.ljust(INFO_SIZE, b"\0"))
+    return entry
+
+
+def _load_aout(ram: RAM, data: bytes, header: MultibootHeader) -> tuple[int, int]:
+    """The address fields: load [load_addr, load_end_addr) from the file, zero to bss_end_addr."""
+    file_start = header.offset - (header.header_addr - header.load_addr)
+    load_end = header.load_end_addr or header.load_addr + len(data) - file_start
+    size = load_end - header.load_addr
+    if file_start < 0 or size < 0 or file_start + size > len(data):
+        raise MachineError("invalid multiboot header: load addresses outside the file")
+    bss_end = max(header.bss_end_addr, load_end)
+    if header.load_addr < HIGH_RAM_START or bss_end > ram.end:
+        raise MachineError(
+            f"kernel at {header.load_addr:#x}-{bss_end:#x} does not fit in RAM "
+            f"(1 MiB-{ram.end:#x}); give the machine more memory with -m"
+        )
+    ram.write(header.load_addr, memoryview(data)[file_start : file_start + size])
+    if bss_end > load_end:
+        ram.write(load_end, bytes(bss_end - load_end))
+    return header.entry_addr, bss_end

@@ -1,0 +1,35 @@
+/*
+ * Entry of every test guest: the Multiboot v1 header, a stack, then
+ * main(magic, info); main's return value becomes the exit code.
+ *
+ * The loader (QEMU -M microvm, arctern-system) enters in flat 32-bit protected
+ * mode with EAX = 0x2BADB002 and EBX = the Multiboot information block. Flags 3
+ * (page-aligned modules, memory information) need no address fields: the ELF
+ * program headers say where everything goes.
+ */
+    .set MB_MAGIC, 0x1BADB002
+    .set MB_FLAGS, 0x3
+
+    .section .multiboot, "a"
+    .align 4
+    .long MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
+
+    .section .text
+    .globl _start
+_start:
+    mov $guest_stack_top, %esp
+    xor %ebp, %ebp
+    push %ebx                   /* struct multiboot_info * */
+    push %eax                   /* loader magic */
+    call main
+    push %eax
+    call exit                   /* does not return */
+
+    .section .bss
+    .align 16
+    .globl guest_stack_bottom
+guest_stack_bottom:
+    .space 65536
+guest_stack_top:
+
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,185 @@
+/* The runtime behind guest.h: COM1 output, a printf formatter, exit, string helpers. */
+#include "guest.h"
+
+#define LSR 5
+#define LSR_THR_EMPTY 0x20
+
+void putc(char c)
+{
+    while (!(inb(COM1 + LSR) & LSR_THR_EMPTY)) {}
+    outb(COM1, (uint8_t)c);
+}
+
+void puts(const char *s)
+{
+    while (*s) putc(*s++);
+}
+
+void exit(int code)
+{
+    outb(DEBUG_EXIT_PORT, (uint8_t)code);
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+/* --- formatting --------------------------------------------------------------------- */
+
+struct sink {
+    char *buf;      /* NULL: straight to COM1 */
+    size_t size, len;
+};
+
+static void emit(struct sink *out, char c)
+{
+    if (!out->buf) putc(c);
+    else if (out->len + 1 < out->size) out->buf[out->len] = c;
+    out->len++;
+}
+
+static void emit_padded(struct sink *out, const char *text, size_t n, int width, int left, char pad)
+{
+    int fill = width > (int)n ? width - (int)n : 0;
+    if (!left && pad == '0' && n && (*text == '-')) {   /* the sign goes before zeroes */
+        emit(out, *text++);
+        n--;
+    }
+    if (!left) while (fill--) emit(out, pad);
+    while (n--) emit(out, *text++);
+    if (left) while (fill-- > 0) emit(out, ' ');
+}
+
+static size_t format_number(char *tmp, uint64_t value, unsigned base, int upper, int negative)
+{
+    const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    char rev[24];
+    size_t n = 0, len = 0;
+    do {
+        rev[n++] = digits[value % base];
+        value /= base;
+    } while (value);
+    if (negative) tmp[len++] = '-';
+    while (n) tmp[len++] = rev[--n];
+    return len;
+}
+
+static int format(struct sink *out, const char *fmt, va_list ap)
+{
+    for (; *fmt; fmt++) {
+        if (*fmt != '%') {
+            emit(out, *fmt);
+            continue;
+        }
+        int left = 0, width = 0, longs = 0;
+        char pad = ' ';
+        for (;; fmt++) {
+            if (fmt[1] == '-') left = 1;
+            else if (fmt[1] == '0') pad = '0';
+            else break;
+        }
+        while (fmt[1] >= '0' && fmt[1] <= '9') width = width * 10 + (*++fmt - '0');
+        while (fmt[1] == 'l' || fmt[1] == 'z' || fmt[1] == 'h') longs += *++fmt == 'l';
+        char tmp[24], conv = *++fmt;
+        uint64_t value;
+        size_t n;
+        switch (conv) {
+        case 'd': case 'i': {
+            int64_t v = longs > 1 ? va_arg(ap, int64_t) : va_arg(ap, int32_t);
+            n = format_number(tmp, v < 0 ? -(uint64_t)v : (uint64_t)v, 10, 0, v < 0);
+            emit_padded(out, tmp, n, width, left, pad);
+            break;
+        }
+        case 'u': case 'x': case 'X': case 'o':
+            value = longs > 1 ? va_arg(ap, uint64_t) : va_arg(ap, uint32_t);
+            n = format_number(tmp, value, conv == 'u' ? 10 : conv == 'o' ? 8 : 16, conv == 'X', 0);
+            emit_padded(out, tmp, n, width, left, pad);
+            break;
+        case 'p':
+            emit(out, '0');
+            emit(out, 'x');
+            n = format_number(tmp, (uintptr_t)va_arg(ap, void *), 16, 0, 0);
+            emit_padded(out, tmp, n, width > 2 ? width - 2 : 0, left, '0');
+            break;
+        case 'c':
+            tmp[0] = (char)va_arg(ap, int);
+            emit_padded(out, tmp, 1, width, left, ' ');
+            break;
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            if (!s) s = "(null)";
+            emit_padded(out, s, strlen(s), width, left, ' ');
+            break;
+        }
+        case '%':
+            emit(out, '%');
+            break;
+        case '\0':
+            return (int)out->len;
+        default:            /* unknown conversion: print it as written */
+            emit(out, '%');
+            emit(out, conv);
+        }
+    }
+    return (int)out->len;
+}
+
+int vprintf(const char *fmt, va_list ap)
+{
+    struct sink out = {0, 0, 0};
+    return format(&out, fmt, ap);
+}
+
+int printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vprintf(fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+    struct sink out = {buf, size, 0};
+    va_list ap;
+    va_start(ap, fmt);
+    int n = format(&out, fmt, ap);
+    va_end(ap);
+    if (size) buf[out.len < size ? out.len : size - 1] = '\0';
+    return n;
+}
+
+/* --- what the compiler may call even in freestanding code ----------------------------- */
+
+void *memset(void *dst, int c, size_t n)
+{
+    void *ret = dst;
+    __asm__ volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(c) : "memory");
+    return ret;
+}
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+    void *ret = dst;
+    __asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+    return ret;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    for (; n; n--, x++, y++)
+        if (*x != *y) return *x - *y;
+    return 0;
+}
+
+size_t strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+int strcmp(const char *a, const char *b)
+{
+    while (*a && *a == *b) a++, b++;
+    return (unsigned char)*a - (unsigned char)*b;
+}
