@@ -8,6 +8,7 @@ the process for :func:`activate_all` / :func:`inactivate_all`.
 from __future__ import annotations
 
 import itertools
+import time
 import weakref
 from typing import Any
 
@@ -16,6 +17,13 @@ from arctern.block.node import BlockNode, as_byte_view
 from arctern.errors import OutOfRangeError, UsageError
 
 _ZERO_CHUNK = bytes(64 * 1024)
+
+#: The counters of query-blockstats, by kind of request: (bytes, operations, total time).
+_READ = ("rd_bytes", "rd_operations", "rd_total_time_ns")
+_WRITE = ("wr_bytes", "wr_operations", "wr_total_time_ns")
+_UNMAP = ("unmap_bytes", "unmap_operations", "unmap_total_time_ns")
+_FLUSH = (None, "flush_operations", "flush_total_time_ns")
+STAT_KEYS = tuple(key for keys in (_READ, _WRITE, _UNMAP, _FLUSH) for key in keys if key)
 
 _open_backends: weakref.WeakValueDictionary[int, BlockBackend] = weakref.WeakValueDictionary()
 _sequence = itertools.count()
@@ -40,6 +48,8 @@ class BlockBackend:
     def __init__(self, node: BlockNode, *, detect_zeroes: str = "off") -> None:
         self.node = node
         self.detect_zeroes = detect_zeroes
+        #: QEMU's query-blockstats counters for the requests of this backend.
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self._closed = False
         self._key = next(_sequence)
         _open_backends[self._key] = self
@@ -85,19 +95,29 @@ class BlockBackend:
                 f"'{self.node.filename}' (size {size})"
             )
 
+    def _account(self, keys: tuple, nbytes: int, started: int) -> None:
+        stats = self.stats
+        if keys[0] is not None:
+            stats[keys[0]] += nbytes
+        stats[keys[1]] += 1
+        stats[keys[2]] += time.perf_counter_ns() - started
+
     def pread(self, offset: int, length: int) -> bytes:
         self._check_range("read", offset, length)  # before allocating anything
         buf = bytearray(length)
-        self.node.pread(offset, memoryview(buf))
+        self.preadinto(offset, buf)
         return bytes(buf)
 
     def preadinto(self, offset: int, buf: Any) -> None:
         """Fill ``buf`` (any writable buffer) with the bytes at ``offset``."""
+        started = time.perf_counter_ns()
         view = as_byte_view(buf)
         self._check_range("read", offset, len(view))
         self.node.pread(offset, view)
+        self._account(_READ, len(view), started)
 
     def pwrite(self, offset: int, data: Any) -> None:
+        started = time.perf_counter_ns()
         view = as_byte_view(data)
         self.node.check_writable()
         self._check_range("write", offset, len(view))
@@ -106,24 +126,31 @@ class BlockBackend:
         else:
             self.node.pwrite(offset, view)
         self._write_through()
+        self._account(_WRITE, len(view), started)
 
     def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
+        started = time.perf_counter_ns()
         self.node.check_writable()
         self._check_range("write zeroes", offset, length)
         self.node.pwrite_zeroes(offset, length, may_unmap=may_unmap)
         self._write_through()
+        self._account(_WRITE, length, started)
 
     def pdiscard(self, offset: int, length: int) -> None:
+        started = time.perf_counter_ns()
         self.node.check_writable()
         self._check_range("discard", offset, length)
         self.node.pdiscard(offset, length)
+        self._account(_UNMAP, length, started)
 
     def _write_through(self) -> None:
         if not self.node.cache.writeback:
             self.node.flush()
 
     def flush(self) -> None:
+        started = time.perf_counter_ns()
         self.node.flush()
+        self._account(_FLUSH, 0, started)
 
     def truncate(self, size: int, preallocation: str = "off") -> None:
         if size < 0:
