@@ -303,3 +303,23 @@ def test_no_third_writer_during_or_after_migration(registry, make_machine, run_u
     for result in (during, after):
         assert result.returncode != 0
         assert 'Failed to get "write" lock' in result.stderr
+
+
+def test_max_bandwidth_throttles(registry, make_machine, run_until, image):
+    """A slower machine only makes this slower: it asserts a lower bound on the time taken.
+
+    The guest is paused, so everything travels in the (throttled) first pass; the
+    stop-and-copy phase, unthrottled as in QEMU, has nothing left to send.
+    """
+    limit = 16 << 20
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    source.pause("paused")
+    src_mig.set_parameters({"max-bandwidth": limit})
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    info = src_mig.query()
+    assert info["status"] == "completed"
+    sent = info["ram"]["transferred"]
+    assert sent >= RAM_SIZE // 2
+    burst = limit * 0.05  # what may leave at once when the migration starts
+    assert info["total-time"] >= (sent - burst) / limit * 1000

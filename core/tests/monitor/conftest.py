@@ -1,32 +1,36 @@
-"""A quiet machine whose main loop runs in a thread, so QMP clients can talk to it.
+"""A real Machine with an idle guest whose main loop runs in a thread, for QMP clients.
 
-``IdleMachine`` has real RAM, an AddressSpace and a real image, fires the
-``arctern_guest_state_changed`` hook like the machine does, and runs no
-guest; ``MainLoop`` calls its poll hooks (monitor, migration) every
-millisecond, as the machine's main loop does between CPU slices.
+The board is registered as a plugin: one CPU that waits (like a guest in
+HLT), RAM and a raw drive. ``MainLoop`` runs ``machine.run_for`` in a thread
+so the test can talk QMP to it from the asyncio client meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
 from qemu.qmp import QMPClient
 
 from arctern.block.image import create_image, open_image
-from arctern.machine.memory import RAM, AddressSpace
+from arctern.cpu.base import CPU
+from arctern.hookspecs import hookimpl
+from arctern.machine.machine import Machine, MachineType
 from arctern.monitor.monitor import Monitor
 from arctern.plugins import Registry
 
 
-class StateCPU:
-    arch = "i386"
+class WaitingCPU(CPU):
+    name = "test-waiting"
+    arch = "test"
 
-    def __init__(self) -> None:
+    def reset(self) -> None:
         self.eip = 0x1000
+
+    def run(self, budget: int) -> int:
+        return 0  # halted: the loop idles, waking for monitor sockets
 
     def get_state(self) -> dict:
         return {"eip": self.eip}
@@ -35,61 +39,37 @@ class StateCPU:
         self.eip = state["eip"]
 
 
-class IdleMachine:
-    def __init__(self, registry: Registry, image: str | None, *, incoming: bool = False):
-        self.registry = registry
-        self.ram = RAM(1 << 20)
-        self.address_space = AddressSpace(self.ram)
-        self.cpus = [StateCPU()]
-        self.devices: list = []
-        self.drives = {}
-        if image:
-            self.drives["disk0"] = open_image(
-                image, fmt="raw", active=not incoming, registry=registry
-            )
-        self.runstate = "inmigrate" if incoming else "running"
-        self.exit_status: int | None = None
-        self.resets = 0
-        self.hooks: list[Callable[[], None]] = []
+class WaitingBoard(MachineType):
+    name = "test-waiting-board"
+    arch = "test"
+    default_cpu = "test-waiting"
+    default_ram_size = 1 << 20
 
-    def add_poll_hook(self, hook: Callable[[], None], fds=None) -> None:
-        self.hooks.append(hook)
+    def build(self, machine: Machine) -> None:
+        machine.create_cpu()
 
-    def _changed(self, running: bool, reason: str) -> None:
-        self.registry.notify(
-            "arctern_guest_state_changed", machine=self, running=running, reason=reason
-        )
+    def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
+        """No kernel: the board only has to exist."""
 
-    def pause(self, reason: str = "paused") -> None:
-        was_running = self.runstate == "running"
-        self.runstate = reason
-        if was_running:
-            self._changed(False, reason)
 
-    def resume(self) -> None:
-        self.runstate = "running"
-        self._changed(True, "running")
+class WaitingTarget:
+    @hookimpl
+    def arctern_cpu_models(self):
+        return [WaitingCPU]
 
-    def reset(self) -> None:
-        self.resets += 1
-        self._changed(self.runstate == "running", "reset")
-
-    def request_exit(self, status: int) -> None:
-        self.exit_status = status
+    @hookimpl
+    def arctern_machine_types(self):
+        return [WaitingBoard]
 
 
 class MainLoop(threading.Thread):
-    def __init__(self, *machines: IdleMachine) -> None:
+    def __init__(self, machine: Machine) -> None:
         super().__init__(daemon=True)
-        self.machines = machines
+        self.machine = machine
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            for machine in self.machines:
-                for hook in machine.hooks:
-                    hook()
-            time.sleep(0.001)
+        self.machine.run_for(until=self.stopping.is_set)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -98,7 +78,9 @@ class MainLoop(threading.Thread):
 
 @pytest.fixture
 def registry() -> Registry:
-    return Registry().discover(["block", "migration"])
+    registry = Registry().discover(["block", "migration"])
+    registry.register_plugin(WaitingTarget(), kind="target", name="test-waiting")
+    return registry
 
 
 @pytest.fixture
@@ -109,14 +91,27 @@ def image(tmp_path, registry) -> str:
 
 
 @pytest.fixture
-def idle_machine(registry) -> Callable[..., IdleMachine]:
-    return lambda image, incoming=False: IdleMachine(registry, image, incoming=incoming)
+def make_machine(registry) -> Callable[..., Machine]:
+    machines = []
+
+    def make(image: str) -> Machine:
+        machine = Machine("test-waiting-board", registry=registry)
+        machine.add_drive("disk0", open_image(image, fmt="raw", registry=registry))
+        machine.build()
+        machine.power_on()
+        machine.resume()
+        machines.append(machine)
+        return machine
+
+    yield make
+    for machine in machines:
+        machine.close()
 
 
 @pytest.fixture
-def served(tmp_path, registry, image):
-    """A running IdleMachine with a monitor on a unix QMP socket: (machine, monitor, path)."""
-    machine = IdleMachine(registry, image)
+def served(tmp_path, registry, image, make_machine):
+    """A running machine with a monitor on a unix QMP socket: (machine, monitor, path)."""
+    machine = make_machine(image)
     monitor = Monitor(machine, registry=registry, name="guest-a")
     path = str(tmp_path / "qmp.sock")
     monitor.add_qmp(f"unix:{path},server=on,wait=off")

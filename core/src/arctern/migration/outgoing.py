@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arctern.errors import ArcternError, MigrationError
-from arctern.machine.memory import PAGE_SHIFT
+from arctern.machine.memory import PAGE_SHIFT, PAGE_SIZE
 from arctern.migration import stream as fmt
 from arctern.migration.handover import activate_images, inactivate_images
 from arctern.migration.state import digest, drive_table, state_sections
@@ -39,6 +39,7 @@ LOW_WATER = 8 << 20  # the writer wakes the main loop when the queue drains belo
 ROUND_END_BACKLOG = 4 << 20  # a round ends (and convergence is judged) below this backlog
 MAX_ROUNDS = 30  # switch over after this many rounds even if the guest dirties too fast
 RUN_PAGES = 256  # pages per RAM section
+BURST = 0.05  # seconds of max-bandwidth that may be queued at once
 
 VERDICT_OK, VERDICT_NO, VERDICT_GO = b"OK", b"NO", b"GO"
 
@@ -312,24 +313,25 @@ class OutgoingMigration:
             self.emit("MIGRATION_PASS", {"pass": self.dirty_sync_count})
 
     def _allowance(self) -> float:
-        """Bytes the max-bandwidth limit still lets us queue now (infinite when 0)."""
+        """Bytes the max-bandwidth limit lets us queue now (a 50 ms burst; infinite when 0)."""
         limit = self.parameters["max-bandwidth"]
         if limit <= 0:
             return float("inf")
-        return limit * (time.monotonic() - self.active_start) + (1 << 20) - self.produced
+        return limit * (time.monotonic() - self.active_start + BURST) - self.produced
 
     def _iterate(self) -> None:
         deadline = time.monotonic() + POLL_BUDGET
         while self.round:
-            if self.writer.queued > MAX_BACKLOG or self._allowance() <= 0:
+            allowance = self._allowance()
+            if self.writer.queued > MAX_BACKLOG or allowance < PAGE_SIZE:
                 return
             if time.monotonic() > deadline:
                 return
             first, count = self.round.popleft()
-            if count > RUN_PAGES:
-                self.round.appendleft((first + RUN_PAGES, count - RUN_PAGES))
-                count = RUN_PAGES
-            self._queue(self.encoder.encode(first, count))
+            take = min(count, RUN_PAGES, int(min(allowance, 1 << 40)) >> PAGE_SHIFT)
+            if take < count:
+                self.round.appendleft((first + take, count - take))
+            self._queue(self.encoder.encode(first, take))
         if self.writer.queued > ROUND_END_BACKLOG:
             return
         limit = self.parameters["downtime-limit"] / 1000
