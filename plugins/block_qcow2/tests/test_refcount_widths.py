@@ -37,3 +37,16 @@ def test_last_nonzero_and_fill(order):
     assert fmt.last_nonzero(block, 0, 5) == 4
     assert fmt.last_nonzero(block, 9, fmt.entries) is None
     assert fmt.last_nonzero(block, 2, 3) is None
+
+
+@pytest.mark.parametrize("order", range(7))
+def test_count_nonzero(order):
+    fmt = RefblockFormat(order, 512)
+    rng = random.Random(order + 10)
+    block = bytearray(512)
+    expected = 0
+    for i in range(fmt.entries):
+        if rng.random() < 0.2:
+            fmt.set(block, i, rng.randrange(1, fmt.max + 1) if fmt.max > 1 else 1)
+            expected += 1
+    assert fmt.count_nonzero(block) == expected

@@ -29,13 +29,20 @@ from arctern.block.driver import (
     STATUS_COMPRESSED,
     STATUS_DATA,
     STATUS_OFFSET_VALID,
+    STATUS_RECURSE,
     STATUS_ZERO,
     BlockDriver,
     BlockStatus,
     CheckResult,
     ImageInfo,
 )
-from arctern.errors import BlockError, ImageFormatError, InactiveError, ReadOnlyError
+from arctern.errors import (
+    BlockError,
+    ImageFormatError,
+    InactiveError,
+    OutOfRangeError,
+    ReadOnlyError,
+)
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.compress import compressed_extent, decompress_cluster
 from arctern_block_qcow2.header import Header, parse_header
@@ -138,6 +145,7 @@ class Qcow2Driver(BlockDriver):
         self._write_ready = False
         self._broken = False
         self._last_compressed: tuple[int, bytes] | None = None
+        self._metadata_preallocated: bool | None = None
 
     def _cache_sizes(self) -> tuple[int, int]:
         cs = self.h.cluster_size
@@ -328,7 +336,6 @@ class Qcow2Driver(BlockDriver):
 
     def pwrite(self, offset: int, data: memoryview) -> None:
         self._begin_write()
-        data = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
         for l1_index, start, end in self._segments(offset, len(data)):
             self._write_segment(l1_index, start, data[start - offset : end - offset])
         if len(self._pending_frees) > MAX_PENDING_FREES:
@@ -488,18 +495,43 @@ class Qcow2Driver(BlockDriver):
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
         length = min(length, self.h.size - offset)
+        if length <= 0:
+            raise OutOfRangeError(f"'{self._name}': block status asked at 0x{offset:x}, past "
+                                  "the end of the image")
         l1_index, start, end = next(self._segments(offset, length))
         table = self.map.l2_table(l1_index)
         kind, _, host, rs, re = next(self._runs(table, l1_index, start, end))
         within = rs & (self.h.cluster_size - 1)
         if kind is Kind.NORMAL:
-            return BlockStatus(STATUS_DATA | STATUS_ALLOCATED | STATUS_OFFSET_VALID, re - rs,
-                               host + within)
+            flags = STATUS_DATA | STATUS_ALLOCATED | STATUS_OFFSET_VALID
+            if self._metadata_preallocated is None:
+                self._metadata_preallocated = self._detect_metadata_preallocation()
+            if self._metadata_preallocated:
+                flags |= STATUS_RECURSE  # the file may have holes under the data: ask it
+            return BlockStatus(flags, re - rs, host + within)
         if kind is Kind.COMPRESSED:
             return BlockStatus(STATUS_DATA | STATUS_ALLOCATED | STATUS_COMPRESSED, re - rs)
         if kind in _ZERO_KINDS:
             return BlockStatus(STATUS_ZERO | STATUS_ALLOCATED, re - rs)
         return BlockStatus(0, re - rs)
+
+    def _detect_metadata_preallocation(self) -> bool:
+        """QEMU's heuristic: far more clusters in use than the file really occupies."""
+        actual = self.node.file.actual_size()
+        if actual is None:
+            return False
+        cs, rc = self.h.cluster_size, self.refcounts
+        real_clusters = actual // cs
+        threshold = max(real_clusters * 10 // 9, real_clusters + 2)
+        end_cluster = -(-self.node.file.getlength() // cs)
+        in_use = 0
+        for rt_index in range(-(-end_cluster // rc.fmt.entries)):
+            offset = rc.block_offset(rt_index)
+            if offset:
+                in_use += rc.fmt.count_nonzero(rc.cache.get(offset))
+                if in_use >= threshold:
+                    return True
+        return False
 
     def info(self) -> ImageInfo:
         h = self.h

@@ -70,6 +70,22 @@ class RefblockFormat:
             hi = max(first, lo)
         return None
 
+    def count_nonzero(self, block: bytes | bytearray) -> int:
+        """How many entries of ``block`` are nonzero, with big-integer bit operations.
+
+        OR-folding every entry's bits onto its lowest bit and counting those bits
+        works whatever the width and byte order, without a loop over entries.
+        """
+        value = int.from_bytes(block, "little")
+        folded = value
+        for shift in range(1, self.bits):
+            folded |= value >> shift
+        if self.bits < 8:
+            pattern = bytes([sum(1 << k for k in range(0, 8, self.bits))]) * len(block)
+        else:
+            pattern = (b"\x01" + bytes(self.bits // 8 - 1)) * (len(block) * 8 // self.bits)
+        return (folded & int.from_bytes(pattern, "little")).bit_count()
+
     def fill_ones(self, block: bytearray, lo: int, hi: int) -> None:
         """Set entries [lo, hi), all currently zero, to 1 (bulk for byte-wide widths)."""
         if self._struct:
