@@ -141,3 +141,21 @@ def test_resize_grows_l1_and_keeps_data(tools):
     expected[MiB - 100 : MiB] = b"\x42" * 100
     expected[39 * MiB : 39 * MiB + 4096] = b"\x43" * 4096
     tools.assert_qemu_compare(path, bytes(expected))
+
+
+def test_large_unaligned_write_over_backing_data(tools):
+    """A multi-MiB write with partial end clusters: both ends copied from the backing file."""
+    base = tools.path("base.raw")
+    tools.qemu_img("create", "-q", "-f", "raw", base, "8M")
+    tools.qemu_io(base, "write -P 0x44 0 8M", fmt="raw")
+    top = tools.path("top.qcow2")
+    create_image(top, "qcow2", 8 * MiB, {"backing_file": "base.raw", "backing_fmt": "raw",
+                                          "cluster_size": 4096})
+    expected = bytearray(b"\x44" * (8 * MiB))
+    data = bytes(range(256)) * (3 * MiB // 256) + b"\x01" * 1001
+    with open_image(top, fmt="qcow2") as image:
+        image.pwrite(123_457, data)
+        expected[123_457 : 123_457 + len(data)] = data
+        assert image.pread(0, 8 * MiB) == expected
+    tools.assert_qemu_check_clean(top)
+    assert tools.raw_by_qemu(top) == expected

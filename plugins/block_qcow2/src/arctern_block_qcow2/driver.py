@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 DEFAULT_L2_CACHE_MAX = 32 << 20  # QEMU's DEFAULT_L2_CACHE_MAX_SIZE on Linux
 DEFAULT_REFCOUNT_CACHE_CLUSTERS = 4  # QEMU's MIN_REFCOUNT_CACHE_SIZE
 MAX_PENDING_FREES = 4096
+#: Runs up to this size are written as one buffer when they need copy on write.
+COW_MERGE_LIMIT = 1 << 20
 PREALLOCATION_MODES = ("off", "metadata", "falloc", "full")
 
 _ZERO_KINDS = (Kind.ZERO_PLAIN, Kind.ZERO_ALLOC)
@@ -372,7 +374,8 @@ class Qcow2Driver(BlockDriver):
                 self._write_data(host + (rs - (c << cb)), chunk)
             else:
                 target = host if host is not None else self.refcounts.alloc(n)
-                self._write_data(target, self._with_cow(c, n, rs, re, chunk))
+                for delta, piece in self._with_cow(c, n, rs, re, chunk):
+                    self._write_data(target + delta, piece)
                 table = self.map.cache.get(l2_offset)
                 for k in range(n):
                     old = table[c + k - base]
@@ -382,19 +385,44 @@ class Qcow2Driver(BlockDriver):
                 self.map.cache.mark_dirty(l2_offset)
             c += n
 
-    def _with_cow(self, c: int, n: int, rs: int, re: int, chunk: memoryview) -> memoryview:
-        """The bytes of whole clusters [c, c+n) with ``chunk`` at rs; the rest copied on write."""
+    def _with_cow(self, c: int, n: int, rs: int, re: int,
+                  chunk: memoryview) -> list[tuple[int, memoryview]]:
+        """What to write for whole clusters [c, c+n) holding ``chunk`` at guest offset rs.
+
+        Partial first and last clusters are completed with their current content
+        (copy on write). The pieces are (offset into the run, bytes): one buffer for
+        small runs; for large ones the two completed end clusters and ``chunk`` itself
+        in between, so a big request is never copied.
+        """
         cb = self.h.cluster_bits
         head, tail = rs - (c << cb), ((c + n) << cb) - re
         if not head and not tail:
-            return chunk
-        buf = memoryview(bytearray(n << cb))
+            return [(0, chunk)]
+        if n <= 2 or (n << cb) <= COW_MERGE_LIMIT:
+            buf = memoryview(bytearray(n << cb))
+            if head:
+                self._read(c << cb, buf[:head])
+            buf[head : head + len(chunk)] = chunk
+            if tail:
+                self._read(re, buf[len(buf) - tail :])
+            return [(0, buf)]
+        cs = 1 << cb
+        pieces = []
+        start = 0
         if head:
-            self._read(c << cb, buf[:head])
-        buf[head : head + len(chunk)] = chunk
+            first = memoryview(bytearray(cs))
+            self._read(c << cb, first[:head])
+            first[head:] = chunk[: cs - head]
+            pieces.append((0, first))
+            start = cs - head
+        stop = len(chunk) - (cs - tail if tail else 0)
+        pieces.append((head + start, chunk[start:stop]))
         if tail:
-            self._read(re, buf[len(buf) - tail :])
-        return buf
+            last = memoryview(bytearray(cs))
+            last[: cs - tail] = chunk[stop:]
+            self._read(re, last[cs - tail :])
+            pieces.append(((n - 1) << cb, last))
+        return pieces
 
     def _write_data(self, host: int, data: memoryview) -> None:
         cb = self.h.cluster_bits
