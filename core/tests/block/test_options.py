@@ -234,3 +234,14 @@ def test_o_direct_read_modify_writes_from_several_threads_lose_nothing(raw, regi
             t.join()
         expected = bytes(range(1, threads_count + 1)) * per_thread
         assert b.pread(0, len(expected)) == expected
+
+
+def test_inactivation_syncs_unless_unsafe(raw, registry, fdatasyncs):
+    with open_image(raw, fmt="raw", cache="unsafe", registry=registry) as b:
+        b.pwrite(0, b"x")
+        b.inactivate()
+    assert fdatasyncs == []
+    with open_image(raw, fmt="raw", registry=registry) as b:
+        b.pwrite(0, b"x")
+        b.inactivate()
+    assert len(fdatasyncs) == 1

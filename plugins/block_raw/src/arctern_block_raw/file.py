@@ -175,6 +175,11 @@ class FileDriver(BlockDriver):
         except OSError as exc:
             raise self._error("flush", exc) from exc
 
+    def inactivate(self) -> None:
+        """Make what was written stable before another process takes over (unless unsafe)."""
+        if not self.node.cache.no_flush:
+            self.flush()
+
     def invalidate_cache(self) -> None:
         """Drop the host page cache of the file (nothing to drop with O_DIRECT).
 
