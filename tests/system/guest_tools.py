@@ -9,6 +9,7 @@ the exit status and the serial output.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 GUESTS = Path(__file__).parent / "guests"
@@ -27,7 +28,10 @@ CFLAGS = [
     "-Wl,--no-warn-rwx-segments",
 ]
 #: The emulators a guest is run under; each test compares their behaviour.
-EMULATORS = {"qemu": ["qemu-system-i386"]}
+EMULATORS = {
+    "qemu": ["qemu-system-i386"],
+    "arctern": [str(Path(sys.executable).with_name("arctern-system"))],
+}
 
 
 def build(name: str, out_dir: Path) -> Path:

@@ -116,7 +116,8 @@ class Microvm(MachineType):
             pic.intr.connect(cpu.set_irq)
             cpu.irq_ack = pic.acknowledge
         if self.opts["pit"] != "off":
-            machine.create_device("i8254", iobase=0x40, irq=0)
+            # No port 0x61 (PC speaker, channel 2 gate) on microvm: reads there give 0xff.
+            machine.create_device("i8254", iobase=0x40, irq=0, **{"gate-port": 0})
         if self.opts["isa-serial"] and machine.serial_hds:
             machine.create_device("isa-serial", iobase=0x3F8, irq=4, chardev=machine.serial_hds[0])
 

@@ -1,0 +1,349 @@
+"""arctern-system: run a machine with qemu-system's options, messages and exit statuses.
+
+A guest that runs under ``qemu-system-i386 -M microvm ...`` runs unchanged
+under ``arctern-system -M microvm ...`` with the same options. The process
+exits with the guest's status: 0 after a power-off, ``(v << 1) | 1`` after
+``isa-debug-exit`` receives v, 1 after an error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from arctern.cpu import trace
+from arctern.errors import MachineError, UsageError
+from arctern.machine.launch import (
+    DeviceConfig,
+    DriveConfig,
+    MachineConfig,
+    launch,
+    option_context,
+)
+from arctern.machine.machine import Machine
+from arctern.machine.props import parse_bool, parse_size
+from arctern.monitor.options import add_monitor_options, attach_monitor
+from arctern.plugins import default_registry
+
+from .common import run_cli
+from .qemu_opts import parse_opts
+
+PROG = "arctern-system"
+DEFAULT_MACHINE = "microvm"
+#: -m without a suffix counts MiB, as in QEMU.
+MIB = 1 << 20
+DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
+#: -d items beyond the CPU's trace items, each routed to a logger.
+LOG_ITEMS = {
+    **trace.ITEMS,
+    "guest_errors": "log when the guest does something invalid (eg accessing a "
+    "non-existent register)",
+    "unimp": "log unimplemented functionality",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, as every Arctern tool
+        raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            raise UsageError(f"{extra[0]}: invalid option")
+        return parsed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
+    add = parser.add_argument
+    add("-M", "-machine", dest="machine", metavar="NAME[,PROP=VALUE...]", default=DEFAULT_MACHINE)
+    add("-cpu", metavar="MODEL")
+    add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
+    add("-smp", metavar="N", help="number of CPUs (only 1)")
+    add("-nodefaults", action="store_true", help="no default serial port")
+    add("-global", dest="globals", action="append", default=[], metavar="DRIVER.PROP=VALUE")
+    add("-kernel", metavar="FILE", help="Multiboot ELF kernel")
+    add("-append", metavar="CMDLINE", default="", help="kernel command line")
+    add("-drive", dest="drives", action="append", default=[], metavar="OPTIONS")
+    add("-device", dest="devices", action="append", default=[], metavar="DRIVER[,PROP=VALUE...]")
+    add("-serial", dest="serials", action="append", default=[], metavar="DEV")
+    add("-display", metavar="TYPE", help="only 'none'")
+    add("-nographic", action="store_true", help="no display; default serial port on stdio")
+    add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
+    add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
+    add("-d", dest="log_items", metavar="ITEM[,...]", help="log items ('-d help' lists them)")
+    add("-D", dest="log_file", metavar="FILE", help="write -d logs to FILE")
+    add_monitor_options(parser)
+    return parser
+
+
+# --- help listings ---------------------------------------------------------------
+
+
+def _machine_help(registry) -> str:
+    lines = ["Supported machines are:"]
+    for name, cls in sorted(registry.machine_types.items()):
+        default = " (default)" if name == DEFAULT_MACHINE else ""
+        lines.append(f"{name:<20} {cls.description}{default}")
+    return "\n".join(lines)
+
+
+def _props_help(title: str, props: dict) -> str:
+    lines = [f"{title} options:"]
+    for name, prop in sorted(props.items()):
+        default = "" if prop.default is None else f" (default: {_show(prop.default)})"
+        lines.append(
+            f"  {name}=<{prop.kind}>{' - ' + prop.description if prop.description else ''}{default}"
+        )
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _device_help(registry) -> str:
+    lines = []
+    for name, cls in sorted(registry.devices.items()):
+        if not cls.user_creatable:
+            continue
+        bus = f", bus {cls.bus_type}" if cls.bus_type else ""
+        desc = f', desc "{cls.description}"' if cls.description else ""
+        lines.append(f'name "{name}"{bus}{desc}')
+    return "\n".join(lines)
+
+
+def _cpu_help(registry) -> str:
+    lines = ["Available CPUs:"]
+    for name, cls in sorted(registry.cpu_models.items()):
+        lines.append(f"{cls.arch or '?':<4} {name:<24} {getattr(cls, 'description', '')}".rstrip())
+    return "\n".join(lines)
+
+
+def _log_help() -> str:
+    lines = ["Log items (comma separated):"]
+    lines += [f"{item:<15} {text}" for item, text in LOG_ITEMS.items()]
+    return "\n".join(lines)
+
+
+def _help_requested(args: argparse.Namespace, registry) -> str | None:
+    """The text of ``-M help``, ``-device help``, ``-cpu help``, ``-d help``, if asked."""
+    machine = parse_opts(args.machine, "type")
+    if machine["type"] in ("help", "?"):
+        return _machine_help(registry)
+    if machine.get("help") == "on":
+        cls = _lookup(registry.machine_types, machine["type"], "unsupported machine type")
+        return _props_help(f"{cls.name}-machine", cls.options)
+    if args.cpu in ("help", "?"):
+        return _cpu_help(registry)
+    if args.log_items in ("help", "?"):
+        return _log_help()
+    for text in args.devices:
+        opts = parse_opts(text, "driver")
+        if opts["driver"] in ("help", "?"):
+            return _device_help(registry)
+        if opts.get("help") == "on":
+            with option_context(f"-device {text}"):
+                cls = _lookup(
+                    registry.devices,
+                    opts["driver"],
+                    f"'{opts['driver']}' is not a valid device model name",
+                )
+            return _props_help(cls.name, cls.properties)
+    return None
+
+
+def _lookup(table: dict, name: str, message: str) -> type:
+    if name not in table:
+        raise MachineError(message)
+    return table[name]
+
+
+# --- option translation --------------------------------------------------------
+
+
+def _ram_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    opts = parse_opts(text, "size")
+    size = opts.get("size")
+    if size is None:
+        return None
+    try:
+        value = parse_size(size) * (MIB if size.strip().isdigit() else 1)
+    except ValueError:
+        raise UsageError(
+            f"-m {text}: Parameter 'size' expects a non-negative number below 2^64"
+        ) from None
+    if value == 0:
+        return None  # QEMU: -m 0 means the default
+    page = 4096
+    return (value + page - 1) // page * page
+
+
+def _check_smp(text: str | None) -> None:
+    if text is None:
+        return
+    opts = parse_opts(text, "cpus")
+    for key in ("cpus", "maxcpus", "sockets", "cores", "threads", "dies"):
+        value = opts.get(key, "1")
+        if not value.isdigit():
+            raise UsageError(f"-smp {text}: Parameter '{key}' expects a number")
+        if int(value) > 1:
+            raise UsageError(f"-smp {text}: Arctern emulates one CPU; use -smp 1")
+
+
+def _global(text: str) -> tuple[str, str, str]:
+    target, sep, value = text.partition("=")
+    driver, dot, prop = target.rpartition(".")
+    if not sep or not dot or not driver or not prop:
+        raise UsageError(f"-global {text}: Invalid format: expected DRIVER.PROPERTY=VALUE")
+    return driver, prop, value
+
+
+def _drive(text: str) -> DriveConfig:
+    opts = parse_opts(text)
+    for key in opts:
+        if key not in DRIVE_KEYS:
+            fmt = opts.get("format", "raw")
+            raise UsageError(
+                f"-drive {text}: Block format '{fmt}' does not support the option '{key}'"
+            )
+    if "file" not in opts:
+        raise UsageError(f'-drive {text}: A block device must be specified for "file"')
+    try:
+        read_only = parse_bool(opts.get("readonly", "off"))
+    except ValueError:
+        raise UsageError(f"-drive {text}: Parameter 'read-only' expects 'on' or 'off'") from None
+    return DriveConfig(
+        opts["file"],
+        format=opts.get("format"),
+        interface=opts.get("if", "ide"),
+        id=opts.get("id"),
+        cache=opts.get("cache", "writeback"),
+        read_only=read_only,
+        discard=opts.get("discard", "ignore"),
+        detect_zeroes=opts.get("detect-zeroes", "off"),
+        origin=f"-drive {text}",
+    )
+
+
+def _device(text: str) -> DeviceConfig:
+    opts = parse_opts(text, "driver")
+    driver = opts.pop("driver")
+    return DeviceConfig(
+        driver, opts, id=opts.pop("id", None), bus=opts.pop("bus", None), origin=f"-device {text}"
+    )
+
+
+def _serials(args: argparse.Namespace) -> list[str]:
+    if args.serials:
+        return [s for s in args.serials if s != "none"]
+    if args.nodefaults:
+        return []
+    return ["stdio"] if args.nographic else ["null"]
+
+
+def _setup_logging(items: str | None, log_file: str | None) -> None:
+    if not items:
+        return
+    chosen = [item for item in items.split(",") if item]
+    unknown = [item for item in chosen if item not in LOG_ITEMS]
+    if unknown:
+        raise UsageError(f"-d {items}: unknown log item '{unknown[0]}' (-d help lists them)")
+    trace.enable(chosen)
+    for item in ("guest_errors", "unimp"):
+        if item in chosen:
+            logging.getLogger(f"arctern.{item}").setLevel(logging.DEBUG)
+    if log_file:
+        try:
+            handler = logging.FileHandler(log_file, mode="w")
+        except OSError as exc:
+            raise UsageError(f"-D {log_file}: {exc.strerror}") from None
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        for name in ("arctern.cpu", "arctern.guest_errors", "arctern.unimp"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.propagate = False
+
+
+def config_from_args(args: argparse.Namespace) -> MachineConfig:
+    """Translate parsed options into the description :func:`launch` builds."""
+    machine_opts = parse_opts(args.machine, "type")
+    if args.display not in (None, "none"):
+        raise UsageError(f"-display {args.display}: Arctern has no graphical display; use none")
+    _check_smp(args.smp)
+    return MachineConfig(
+        machine_opts.pop("type"),
+        machine_options=machine_opts,
+        cpu=args.cpu,
+        ram_size=_ram_size(args.memory),
+        kernel=args.kernel,
+        append=args.append,
+        drives=[_drive(text) for text in args.drives],
+        devices=[_device(text) for text in args.devices],
+        globals=[_global(text) for text in args.globals],
+        serials=_serials(args),
+        no_reboot=args.no_reboot,
+        incoming=bool(args.incoming),
+    )
+
+
+# --- running ---------------------------------------------------------------------
+
+
+def _stop_on_signals(machine: Machine) -> dict[str, int]:
+    """SIGTERM/SIGINT/SIGHUP end the run like QEMU: 'terminating on signal N', status 0."""
+    caught: dict[str, int] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        caught["signal"] = signum
+        machine.request_exit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+    return caught
+
+
+def _main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    registry = default_registry()
+    text = _help_requested(args, registry)
+    if text is not None:
+        print(text)
+        return 0
+    config = config_from_args(args)
+    _setup_logging(args.log_items, args.log_file)
+    machine = launch(config, registry=registry)
+    monitor = None
+    try:
+        monitor = attach_monitor(
+            machine,
+            qmp=args.qmp,
+            monitor=args.monitor,
+            incoming=args.incoming,
+            autostart=not args.stopped,
+        )
+        caught = _stop_on_signals(machine)
+        status = machine.run(start=not args.stopped and not args.incoming)
+        if "signal" in caught:
+            print(f"{PROG}: terminating on signal {caught['signal']}", file=sys.stderr)
+        return status or 0
+    finally:
+        if monitor is not None:
+            monitor.close()
+        machine.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
