@@ -17,6 +17,24 @@ from arctern.block import open_image
 
 KiB, MiB = 1 << 10, 1 << 20
 
+#: The image shapes the interop matrices run over: (compat, cluster size, refcount bits).
+IMAGE_SHAPES = [
+    ("1.1", 512, 16),
+    ("1.1", 4 * KiB, 1),
+    ("1.1", 4 * KiB, 8),
+    ("1.1", 64 * KiB, 16),
+    ("1.1", 2 * MiB, 64),
+    ("0.10", 512, 16),
+    ("0.10", 64 * KiB, 16),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests taking ``image_shape`` run once per entry of IMAGE_SHAPES."""
+    if "image_shape" in metafunc.fixturenames:
+        metafunc.parametrize("image_shape", IMAGE_SHAPES,
+                             ids=[f"compat{c}-c{s}-r{b}" for c, s, b in IMAGE_SHAPES])
+
 
 class Tools:
     """qemu-img/qemu-io wrappers and image helpers, bound to a test's tmp_path."""

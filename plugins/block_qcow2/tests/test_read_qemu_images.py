@@ -8,21 +8,6 @@ import pytest
 
 KiB, MiB = 1 << 10, 1 << 20
 
-# (compat, cluster_size, refcount_bits)
-MATRIX = [
-    ("1.1", 512, 16),
-    ("1.1", 4 * KiB, 1),
-    ("1.1", 64 * KiB, 16),
-    ("1.1", 2 * MiB, 64),
-    ("0.10", 512, 16),
-    ("0.10", 64 * KiB, 16),
-]
-
-
-def _ids(params):
-    compat, cluster, bits = params
-    return f"compat{compat}-c{cluster}-r{bits}"
-
 
 def _scribble(tools, path: str, size: int, cluster: int, seed: int, zeroes: bool) -> None:
     """Writes with qemu-io at awkward offsets, plus zero clusters (v3) and discards."""
@@ -39,9 +24,8 @@ def _scribble(tools, path: str, size: int, cluster: int, seed: int, zeroes: bool
     tools.qemu_io(path, *commands)
 
 
-@pytest.mark.parametrize("params", MATRIX, ids=_ids)
-def test_qemu_made_image_reads_identical(tools, params):
-    compat, cluster, bits = params
+def test_qemu_made_image_reads_identical(tools, image_shape):
+    compat, cluster, bits = image_shape
     size = max(8 * MiB, 6 * cluster) + 3 * 512
     path = tools.path("img.qcow2")
     tools.qemu_img("create", "-q", "-f", "qcow2", "-o",

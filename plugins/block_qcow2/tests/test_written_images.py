@@ -10,25 +10,8 @@ from arctern.block import create_image, open_image
 
 KiB, MiB = 1 << 10, 1 << 20
 
-MATRIX = [
-    ("1.1", 512, 16),
-    ("1.1", 4 * KiB, 1),
-    ("1.1", 64 * KiB, 16),
-    ("1.1", 2 * MiB, 64),
-    ("0.10", 512, 16),
-    ("0.10", 64 * KiB, 16),
-    ("1.1", 4 * KiB, 8),
-]
-
-
-def _ids(params):
-    compat, cluster, bits = params
-    return f"compat{compat}-c{cluster}-r{bits}"
-
-
-@pytest.mark.parametrize("params", MATRIX, ids=_ids)
-def test_random_io_passes_qemu_check_and_compare(tools, random_io, params):
-    compat, cluster, bits = params
+def test_random_io_passes_qemu_check_and_compare(tools, random_io, image_shape):
+    compat, cluster, bits = image_shape
     size = max(4 * MiB, 6 * cluster) + 1536
     path = tools.path("ours.qcow2")
     create_image(path, "qcow2", size,

@@ -188,32 +188,26 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
     errors = []
     stored = _Stored(drv)
 
-    def refcount(offset: int) -> int:
-        return stored.get(offset >> cb)
+    cs = drv.h.cluster_size
+
+    def mismatch(entry: int, offset: int, item: tuple, what: str) -> None:
+        rc = stored.get(offset >> cb)
+        if (rc == 1) != bool(entry & L.OFLAG_COPIED):
+            res.corruptions += 1
+            res.messages.append(f"ERROR OFLAG_COPIED {what} refcount={rc}")
+            errors.append((*item, rc))
 
     for l1_index, l1_entry in enumerate(drv.map.l1):
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
         if not l2_offset or l2_offset % drv.h.cluster_size or \
                 l2_offset + drv.h.cluster_size > drv.node.file.getlength():
             continue
-        rc = refcount(l2_offset)
-        if (rc == 1) != bool(l1_entry & L.OFLAG_COPIED):
-            res.corruptions += 1
-            res.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={l1_index} "
-                                f"l1_entry={l1_entry:x} refcount={rc}")
-            errors.append(("l1", l1_index, rc))
+        mismatch(l1_entry, l2_offset, ("l1", l1_index),
+                 f"L2 cluster: l1_index={l1_index} l1_entry={l1_entry:x}")
         for i, entry in enumerate(drv.map.cache.get(l2_offset)):
-            if entry_kind(entry) not in (Kind.NORMAL, Kind.ZERO_ALLOC):
-                continue
             host = entry & L.L2E_OFFSET_MASK
-            if host % drv.h.cluster_size:
-                continue
-            rc = refcount(host)
-            if (rc == 1) != bool(entry & L.OFLAG_COPIED):
-                res.corruptions += 1
-                res.messages.append(f"ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} "
-                                    f"refcount={rc}")
-                errors.append(("l2", l2_offset, i, rc))
+            if entry_kind(entry) in (Kind.NORMAL, Kind.ZERO_ALLOC) and not host % cs:
+                mismatch(entry, host, ("l2", l2_offset, i), f"data cluster: l2_entry={entry:x}")
     return errors
 
 
