@@ -8,7 +8,7 @@ import mmap
 import pytest
 
 from arctern.block import create_image, open_image
-from arctern.errors import OutOfRangeError
+from arctern.errors import BlockError, OutOfRangeError
 
 
 @pytest.fixture
@@ -65,3 +65,11 @@ def test_refused_requests_are_not_counted(backend):
     with pytest.raises(OutOfRangeError):
         backend.pwrite(65536, b"x")
     assert backend.stats["wr_operations"] == 0
+
+
+def test_block_status_of_a_driver_must_make_progress(backend, monkeypatch):
+    from arctern.block.driver import BlockStatus
+
+    monkeypatch.setattr(backend.node.driver, "block_status", lambda o, n: BlockStatus(1, 0))
+    with pytest.raises(BlockError, match="reported a status run of 0 bytes"):
+        backend.block_status(0, 4096)

@@ -161,7 +161,19 @@ class BlockNode:
             self.driver.pwrite_zeroes(offset, length, may_unmap=may_unmap)
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
-        return self.driver.block_status(offset, length)
+        """The driver's status of the range from ``offset``, checked to make progress.
+
+        Callers walk an image by status; a driver answering with an empty or
+        overlong run would make them loop forever or skip data.
+        """
+        status = self.driver.block_status(offset, length)
+        if length > 0 and not 0 < status.length <= length:
+            raise BlockError(
+                f"block driver '{self.format_name}' reported a status run of "
+                f"{status.length} bytes for {length} bytes at offset {offset} of "
+                f"'{self.filename}'"
+            )
+        return status
 
     def actual_size(self) -> int | None:
         """Host bytes used by this node's storage (asks the file child if the driver can't say)."""
