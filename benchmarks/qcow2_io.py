@@ -32,8 +32,9 @@ TOOLS = {"arctern": ARCTERN_IMG, "qemu": "qemu-img"}
 
 def bench_rate(tool: str, path: str, size: int, count: int, write: bool) -> float:
     args = [TOOLS[tool], "bench", "-f", "qcow2", "-d", "1", "-c", str(count), "-s", str(size)]
-    out = subprocess.run(args + (["-w"] if write else []) + [path], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        args + (["-w"] if write else []) + [path], check=True, capture_output=True, text=True
+    ).stdout
     return count / float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
 
 
@@ -74,8 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         full = fresh_image(str(Path(tmp) / "full.qcow2"), args.image_size)
-        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {args.image_size}M",
-                        full], check=True, capture_output=True)
+        subprocess.run(
+            ["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {args.image_size}M", full],
+            check=True,
+            capture_output=True,
+        )
         print(f"{'row':<34}{'arctern':>12}{'qemu-img':>12} {'unit':<6}{'ratio':>7}")
         for size in (4096, 65536):
             for write in (False, True):
@@ -92,11 +96,12 @@ def main() -> None:
         write_sparse_raw(raw, args.convert_size * MiB)
         qcow2 = str(Path(tmp) / "converted.qcow2")
         back = str(Path(tmp) / "back.raw")
-        for label, source, fmt, target in (("raw->qcow2", raw, "qcow2", qcow2),
-                                           ("qcow2->raw", qcow2, "raw", back)):
+        for label, source, fmt, target in (
+            ("raw->qcow2", raw, "qcow2", qcow2),
+            ("qcow2->raw", qcow2, "raw", back),
+        ):
             secs = best_convert_times(source, fmt, target)
-            row(f"convert {label} {args.convert_size}M", secs["arctern"], secs["qemu"], "s",
-                False)
+            row(f"convert {label} {args.convert_size}M", secs["arctern"], secs["qemu"], "s", False)
 
 
 def best_convert_times(source: str, fmt: str, target: str) -> dict[str, float]:
@@ -110,6 +115,7 @@ def best_convert_times(source: str, fmt: str, target: str) -> dict[str, float]:
             elapsed = timed([TOOLS[tool], "convert", "-O", fmt, source, target])
             best[tool] = min(best.get(tool, elapsed), elapsed)
     return best
+
 
 if __name__ == "__main__":
     main()

@@ -32,8 +32,9 @@ IMAGE_SHAPES = [
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests taking ``image_shape`` run once per entry of IMAGE_SHAPES."""
     if "image_shape" in metafunc.fixturenames:
-        metafunc.parametrize("image_shape", IMAGE_SHAPES,
-                             ids=[f"compat{c}-c{s}-r{b}" for c, s, b in IMAGE_SHAPES])
+        metafunc.parametrize(
+            "image_shape", IMAGE_SHAPES, ids=[f"compat{c}-c{s}-r{b}" for c, s, b in IMAGE_SHAPES]
+        )
 
 
 class Tools:
@@ -120,8 +121,12 @@ def random_io():
         size = len(expected)
         for i in range(count):
             kind = rng.choices(("write", "zero", "discard"), (6, 1, 1))[0]
-            length = min(size, rng.choice(
-                (1, 511, cluster_size, cluster_size + 700, 3 * cluster_size + 5, 70_000)))
+            length = min(
+                size,
+                rng.choice(
+                    (1, 511, cluster_size, cluster_size + 700, 3 * cluster_size + 5, 70_000)
+                ),
+            )
             offset = rng.randrange(0, size - length + 1)
             if rng.random() < 0.3:
                 offset -= offset % cluster_size

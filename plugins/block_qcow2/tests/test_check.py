@@ -11,8 +11,15 @@ import pytest
 from arctern.block import create_image, open_image
 
 MiB = 1 << 20
-REPORT_KEYS = ("image-end-offset", "total-clusters", "allocated-clusters",
-               "fragmented-clusters", "compressed-clusters", "leaks", "corruptions")
+REPORT_KEYS = (
+    "image-end-offset",
+    "total-clusters",
+    "allocated-clusters",
+    "fragmented-clusters",
+    "compressed-clusters",
+    "leaks",
+    "corruptions",
+)
 
 
 def _ours(path: str, fix: str = "") -> dict:
@@ -39,8 +46,15 @@ def qemu_image(tools) -> str:
     """Data, zero clusters, a compressed cluster, fragmentation and an internal snapshot."""
     path = tools.path("mixed.qcow2")
     tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", path, "8M")
-    tools.qemu_io(path, "write -P 1 0 100000", "write -z 200000 50000", "write -c 1M 64k",
-                  "write -P 2 5M 8k", "write -P 3 300k 8k", "write -z -u 5M 4k")
+    tools.qemu_io(
+        path,
+        "write -P 1 0 100000",
+        "write -z 200000 50000",
+        "write -c 1M 64k",
+        "write -P 2 5M 8k",
+        "write -P 3 300k 8k",
+        "write -z -u 5M 4k",
+    )
     tools.qemu_img("snapshot", "-c", "snap", path)
     tools.qemu_io(path, "write -P 4 0 10000")
     return path
@@ -112,6 +126,8 @@ def test_arctern_img_check_exit_codes(tools, qemu_image):
         image.flush()
     assert subprocess.run([arctern_img, "check", leaky], capture_output=True).returncode == 3
     assert tools.qemu_img("check", leaky, ok=(3,)).returncode == 3
-    assert subprocess.run([arctern_img, "check", "-r", "leaks", leaky],
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run([arctern_img, "check", "-r", "leaks", leaky], capture_output=True).returncode
+        == 0
+    )
     tools.assert_qemu_check_clean(leaky)

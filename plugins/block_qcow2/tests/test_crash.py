@@ -32,7 +32,9 @@ def _run_and_kill(path: str, first: int, slot_size: int, delay: float, options: 
     """Start a writer at slot ``first``, SIGKILL it after ``delay`` s; return durable slots."""
     proc = subprocess.Popen(
         [sys.executable, str(WRITER), path, str(first), str(slot_size), json.dumps(options)],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)

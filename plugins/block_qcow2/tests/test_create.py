@@ -57,35 +57,41 @@ def test_create_with_backing_file_is_byte_identical(tools):
     tools.qemu_img("create", "-q", "-f", "qcow2", base, "7M")
     ours, theirs = tools.path("ours.qcow2"), tools.path("theirs.qcow2")
     create_image(ours, "qcow2", 7 * MiB, {"backing_file": "base.qcow2", "backing_fmt": "qcow2"})
-    tools.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", theirs,
-                   "7M")
+    tools.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", theirs, "7M")
     assert Path(ours).read_bytes() == Path(theirs).read_bytes()
     with open_image(ours, fmt="qcow2", read_only=True) as image:
         assert image.node.driver.backing_filename == "base.qcow2"
         assert image.node.driver.backing_format == "qcow2"
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"backing_file": "x.qcow2"}, "Backing file specified without backing format"),
-    ({"extended_l2": "on"}, "extended_l2"),
-    ({"compat": "0.10", "refcount_bits": 8}, "compatibility level 1.1"),
-    ({"compat": "0.10", "lazy_refcounts": "on"}, "Lazy refcounts"),
-    ({"compat": "0.10", "compression_type": "zstd"}, "compatibility level 1.1"),
-    ({"cluster_size": 1000}, "Cluster size"),
-    ({"cluster_size": 4 * MiB}, "Cluster size"),
-    ({"refcount_bits": 3}, "Refcount width"),
-    ({"compat": "2.0"}, "compatibility level"),
-    ({"preallocation": "lots"}, "preallocation"),
-    ({"compression_type": "lzo"}, "compression type"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"backing_file": "x.qcow2"}, "Backing file specified without backing format"),
+        ({"extended_l2": "on"}, "extended_l2"),
+        ({"compat": "0.10", "refcount_bits": 8}, "compatibility level 1.1"),
+        ({"compat": "0.10", "lazy_refcounts": "on"}, "Lazy refcounts"),
+        ({"compat": "0.10", "compression_type": "zstd"}, "compatibility level 1.1"),
+        ({"cluster_size": 1000}, "Cluster size"),
+        ({"cluster_size": 4 * MiB}, "Cluster size"),
+        ({"refcount_bits": 3}, "Refcount width"),
+        ({"compat": "2.0"}, "compatibility level"),
+        ({"preallocation": "lots"}, "preallocation"),
+        ({"compression_type": "lzo"}, "compression type"),
+    ],
+)
 def test_bad_create_options_are_refused(tools, options, message):
     with pytest.raises(UsageError, match=message):
         create_image(tools.path("bad.qcow2"), "qcow2", MiB, options)
 
 
 def test_info_matches_qemu_img(tools):
-    for options in ({}, {"compat": "0.10"}, {"lazy_refcounts": "on", "refcount_bits": 1},
-                    {"compression_type": "zstd"}):
+    for options in (
+        {},
+        {"compat": "0.10"},
+        {"lazy_refcounts": "on", "refcount_bits": 1},
+        {"compression_type": "zstd"},
+    ):
         path = tools.path("info.qcow2")
         create_image(path, "qcow2", MiB, options)
         theirs = json.loads(tools.qemu_img("info", "--output=json", path).stdout)

@@ -64,7 +64,7 @@ def test_dirty_image_left_by_qemu_is_repaired_before_writing(tools):
         f.seek(0x20000 + 2 * 5)
         f.write(struct.pack(">H", 0))
     assert tools.qemu_img("check", path, ok=(2,)).returncode == 2
-    assert tools.read_all(path)[: MiB] == b"\x41" * MiB
+    assert tools.read_all(path)[:MiB] == b"\x41" * MiB
     with open_image(path, fmt="qcow2") as image:
         assert image.node.driver.info().dirty
         image.pwrite(2 * MiB, b"\x42" * 4096)

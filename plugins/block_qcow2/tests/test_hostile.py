@@ -85,8 +85,12 @@ def _use(path: str) -> None:
 def _assert_cli_one_line(path: str) -> None:
     for args in (["info"], ["check"], ["map", "--output=json"], ["convert", "-O", "raw"]):
         extra = [path + ".out"] if args[0] == "convert" else []
-        proc = subprocess.run([ARCTERN_IMG, *args, "-f", "qcow2", path, *extra],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [ARCTERN_IMG, *args, "-f", "qcow2", path, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "Traceback" not in proc.stderr, proc.stderr
         if proc.returncode and args[0] != "check":  # check lists what it found
             assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -28,9 +28,16 @@ def test_qemu_made_image_reads_identical(tools, image_shape):
     compat, cluster, bits = image_shape
     size = max(8 * MiB, 6 * cluster) + 3 * 512
     path = tools.path("img.qcow2")
-    tools.qemu_img("create", "-q", "-f", "qcow2", "-o",
-                   f"compat={compat},cluster_size={cluster},refcount_bits={bits}", path,
-                   str(size))
+    tools.qemu_img(
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        f"compat={compat},cluster_size={cluster},refcount_bits={bits}",
+        path,
+        str(size),
+    )
     _scribble(tools, path, size, cluster, seed=cluster + bits, zeroes=compat == "1.1")
     assert tools.read_all(path) == tools.raw_by_qemu(path)
 
@@ -42,13 +49,27 @@ def test_backing_chain_reads_identical(tools, backing_fmt):
     tools.qemu_img("create", "-q", "-f", backing_fmt, base, str(3 * MiB))
     tools.qemu_io(base, "write -P 0x11 0 3M", fmt=backing_fmt)
     mid, top = tools.path("mid.qcow2"), tools.path("top.qcow2")
-    tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b",
-                   f"base.{backing_fmt}", "-F", backing_fmt, mid, str(4 * MiB))
+    tools.qemu_img(
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=4096",
+        "-b",
+        f"base.{backing_fmt}",
+        "-F",
+        backing_fmt,
+        mid,
+        str(4 * MiB),
+    )
     _scribble(tools, mid, 4 * MiB, 4096, seed=1, zeroes=True)
-    tools.qemu_img("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top,
-                   str(5 * MiB))
-    tools.qemu_io(top, "write -P 0x77 1000 70000", "write -z 2097152 65536",
-                  "write -P 0x78 4194000 600000")
+    tools.qemu_img(
+        "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top, str(5 * MiB)
+    )
+    tools.qemu_io(
+        top, "write -P 0x77 1000 70000", "write -z 2097152 65536", "write -P 0x78 4194000 600000"
+    )
     assert tools.read_all(top) == tools.raw_by_qemu(top)
 
 
@@ -60,13 +81,22 @@ def test_compressed_image_reads_identical(tools, compression, cluster):
     content = bytearray(6 * MiB)
     for _ in range(40):
         offset = rng.randrange(0, len(content) - 50_000)
-        content[offset : offset + 50_000] = bytes([rng.randrange(256)]) * 30_000 + \
-            rng.randbytes(20_000)
+        content[offset : offset + 50_000] = bytes([rng.randrange(256)]) * 30_000 + rng.randbytes(
+            20_000
+        )
     with open(source, "wb") as f:
         f.write(content)
     path = tools.path("compressed.qcow2")
-    tools.qemu_img("convert", "-c", "-O", "qcow2", "-o",
-                   f"cluster_size={cluster},compression_type={compression}", source, path)
+    tools.qemu_img(
+        "convert",
+        "-c",
+        "-O",
+        "qcow2",
+        "-o",
+        f"cluster_size={cluster},compression_type={compression}",
+        source,
+        path,
+    )
     assert tools.read_all(path) == bytes(content)
 
 

@@ -14,8 +14,9 @@ from arctern_block_qcow2.refscan import differing, pack
 def test_pack_matches_entry_encoding(order):
     fmt = RefblockFormat(order, 512)
     rng = random.Random(order)
-    values = array("Q", (rng.randrange(fmt.max + 1) if rng.random() < 0.3 else 0
-                         for _ in range(fmt.entries)))
+    values = array(
+        "Q", (rng.randrange(fmt.max + 1) if rng.random() < 0.3 else 0 for _ in range(fmt.entries))
+    )
     block = bytearray(512)
     for i, value in enumerate(values):
         fmt.set(block, i, value)

@@ -10,12 +10,14 @@ from arctern.block import create_image, open_image
 
 KiB, MiB = 1 << 10, 1 << 20
 
+
 def test_random_io_passes_qemu_check_and_compare(tools, random_io, image_shape):
     compat, cluster, bits = image_shape
     size = max(4 * MiB, 6 * cluster) + 1536
     path = tools.path("ours.qcow2")
-    create_image(path, "qcow2", size,
-                 {"compat": compat, "cluster_size": cluster, "refcount_bits": bits})
+    create_image(
+        path, "qcow2", size, {"compat": compat, "cluster_size": cluster, "refcount_bits": bits}
+    )
     expected = bytearray(size)
     with open_image(path, fmt="qcow2", discard="unmap") as image:
         random_io(image, expected, seed=cluster + bits, count=60, cluster_size=cluster)
@@ -63,8 +65,12 @@ def test_backing_chain_writes(tools, base_fmt):
     tools.qemu_img("create", "-q", "-f", base_fmt, base, "2M")
     tools.qemu_io(base, "write -P 0x33 0 2M", fmt=base_fmt)
     top = tools.path("top.qcow2")
-    create_image(top, "qcow2", 3 * MiB, {"backing_file": f"base.{base_fmt}",
-                                          "backing_fmt": base_fmt, "cluster_size": 4096})
+    create_image(
+        top,
+        "qcow2",
+        3 * MiB,
+        {"backing_file": f"base.{base_fmt}", "backing_fmt": base_fmt, "cluster_size": 4096},
+    )
     expected = bytearray(b"\x33" * (2 * MiB) + bytes(MiB))
     with open_image(top, fmt="qcow2", discard="unmap") as image:
         image.pwrite(5000, b"\xaa" * 100)
@@ -132,8 +138,12 @@ def test_large_unaligned_write_over_backing_data(tools):
     tools.qemu_img("create", "-q", "-f", "raw", base, "8M")
     tools.qemu_io(base, "write -P 0x44 0 8M", fmt="raw")
     top = tools.path("top.qcow2")
-    create_image(top, "qcow2", 8 * MiB, {"backing_file": "base.raw", "backing_fmt": "raw",
-                                          "cluster_size": 4096})
+    create_image(
+        top,
+        "qcow2",
+        8 * MiB,
+        {"backing_file": "base.raw", "backing_fmt": "raw", "cluster_size": 4096},
+    )
     expected = bytearray(b"\x44" * (8 * MiB))
     data = bytes(range(256)) * (3 * MiB // 256) + b"\x01" * 1001
     with open_image(top, fmt="qcow2") as image:

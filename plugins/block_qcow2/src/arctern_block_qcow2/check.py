@@ -21,6 +21,7 @@ from arctern_block_qcow2.refscan import References, differing
 if TYPE_CHECKING:
     from arctern_block_qcow2.driver import Qcow2Driver
 
+
 def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: bool) -> None:
     cb = drv.h.cluster_bits
     seen: set[int] = set()
@@ -33,8 +34,9 @@ def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: 
             continue
         if l2_offset % drv.h.cluster_size:
             res.corruptions += 1
-            res.messages.append(f"ERROR l2_offset={l2_offset:x}: Table is not cluster aligned; "
-                                "L1 entry corrupted")
+            res.messages.append(
+                f"ERROR l2_offset={l2_offset:x}: Table is not cluster aligned; L1 entry corrupted"
+            )
             continue
         refs.add(l2_offset >> cb)
         if l2_offset in seen:
@@ -58,8 +60,10 @@ def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: 
             if kind is Kind.COMPRESSED:
                 if entry & L.OFLAG_COPIED:
                     res.corruptions += 1
-                    res.messages.append(f"ERROR: coffset=0x{entry & L.L2E_OFFSET_MASK:x}: "
-                                        "copied flag must never be set for compressed clusters")
+                    res.messages.append(
+                        f"ERROR: coffset=0x{entry & L.L2E_OFFSET_MASK:x}: "
+                        "copied flag must never be set for compressed clusters"
+                    )
                 if active:
                     # Compressed clusters count as fragmented, as in qemu-img check.
                     res.allocated_clusters += 1
@@ -69,8 +73,10 @@ def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: 
                 host = entry & L.L2E_OFFSET_MASK
                 if host % drv.h.cluster_size:
                     res.corruptions += 1
-                    res.messages.append(f"ERROR offset={host:x}: Cluster is not properly "
-                                        "aligned; L2 entry corrupted")
+                    res.messages.append(
+                        f"ERROR offset={host:x}: Cluster is not properly "
+                        "aligned; L2 entry corrupted"
+                    )
                     continue
                 if active:
                     res.allocated_clusters += 1
@@ -91,8 +97,7 @@ def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> R
         refs.add(h.snapshots_offset >> cb, -(-drv.snapshot_table_bytes // cs))
     for snap in drv.snapshots:
         refs.add(snap.l1_table_offset >> cb, -(-snap.l1_size * 8 // cs))
-        _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res,
-                  active=False)
+        _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res, active=False)
     refs.add(h.refcount_table_offset >> cb, h.refcount_table_clusters)
     for offset in _Stored(drv, res).block_offsets():
         refs.add(offset >> cb)
@@ -118,8 +123,10 @@ class _Stored:
         offset = self.rc.reftable[rt_index] & L.REFT_OFFSET_MASK
         problem = None
         if offset % self.cs:
-            problem = (f"ERROR refcount block {rt_index} is not cluster aligned; "
-                       "refcount table entry corrupted")
+            problem = (
+                f"ERROR refcount block {rt_index} is not cluster aligned; "
+                "refcount table entry corrupted"
+            )
         elif offset and offset + self.cs > self.file_length:
             problem = f"ERROR refcount block {rt_index} is outside image"
         if problem:
@@ -157,16 +164,19 @@ def _mismatches(drv: Qcow2Driver, refs: References, nb_clusters: int):
     # only references count (as qemu-img, which grows its table for them).
     found += [(c, 0, refs.get(c)) for c in refs.nonzero(covered, nb_clusters)]
     found += [(c, stored.get(c), n) for c, n in sorted(refs.sparse.items()) if c >= nb_clusters]
-    found += [(c, stored.get(c), refs.get(c)) for c in
-              refs.nonzero(max(covered, nb_clusters), len(refs.dense))]
+    found += [
+        (c, stored.get(c), refs.get(c))
+        for c in refs.nonzero(max(covered, nb_clusters), len(refs.dense))
+    ]
     return found, max([highest] + [c for c, _, _ in found if c >= nb_clusters])
 
 
 def _scan(drv: Qcow2Driver) -> tuple[CheckResult, list[tuple[int, int, int]], list]:
     """One pass: the result, (cluster, stored, referenced) mismatches, COPIED flag errors."""
     cs = drv.h.cluster_size
-    res = CheckResult(corruptions=0, leaks=0, allocated_clusters=0, fragmented_clusters=0,
-                      compressed_clusters=0)
+    res = CheckResult(
+        corruptions=0, leaks=0, allocated_clusters=0, fragmented_clusters=0, compressed_clusters=0
+    )
     res.total_clusters = -(-drv.h.size // cs)
     nb_clusters = -(-drv.node.file.getlength() // cs)
     refs = _count_references(drv, res, nb_clusters)
@@ -199,11 +209,18 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
 
     for l1_index, l1_entry in enumerate(drv.map.l1):
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
-        if not l2_offset or l2_offset % drv.h.cluster_size or \
-                l2_offset + drv.h.cluster_size > drv.node.file.getlength():
+        if (
+            not l2_offset
+            or l2_offset % drv.h.cluster_size
+            or l2_offset + drv.h.cluster_size > drv.node.file.getlength()
+        ):
             continue
-        mismatch(l1_entry, l2_offset, ("l1", l1_index),
-                 f"L2 cluster: l1_index={l1_index} l1_entry={l1_entry:x}")
+        mismatch(
+            l1_entry,
+            l2_offset,
+            ("l1", l1_index),
+            f"L2 cluster: l1_index={l1_index} l1_entry={l1_entry:x}",
+        )
         for i, entry in enumerate(drv.map.cache.get(l2_offset)):
             host = entry & L.L2E_OFFSET_MASK
             if entry_kind(entry) in (Kind.NORMAL, Kind.ZERO_ALLOC) and not host % cs:
@@ -216,8 +233,7 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
     rc = drv.refcounts
     messages = []
     # Never hand out a cluster that something references while refcounts are rewritten.
-    end = max([c for c, _, _ in mismatches] + [-(-drv.node.file.getlength() //
-                                                 drv.h.cluster_size)])
+    end = max([c for c, _, _ in mismatches] + [-(-drv.node.file.getlength() // drv.h.cluster_size)])
     rc.free_hint = max(rc.free_hint, end + 1)
     for cluster, have, want in mismatches:
         if have > want or fix == "all":
@@ -231,16 +247,19 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
                 entry = drv.map.l1[l1_index]
                 fixed = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
                 drv.map.set_l1_entry(l1_index, fixed)
-                messages.append(f"Repairing OFLAG_COPIED L2 cluster: l1_index={l1_index} "
-                                f"l1_entry={entry:x} refcount={count}")
+                messages.append(
+                    f"Repairing OFLAG_COPIED L2 cluster: l1_index={l1_index} "
+                    f"l1_entry={entry:x} refcount={count}"
+                )
             else:
                 _, l2_offset, i, count = item
                 table = drv.map.cache.get(l2_offset)
                 entry = table[i]
                 table[i] = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
                 drv.map.cache.mark_dirty(l2_offset)
-                messages.append(f"Repairing OFLAG_COPIED data cluster: l2_entry={entry:x} "
-                                f"refcount={count}")
+                messages.append(
+                    f"Repairing OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={count}"
+                )
     rc.flush()
     drv.node.file.flush()
     drv.map.cache.flush()

@@ -23,8 +23,7 @@ def compressed_extent(entry: int, cluster_bits: int) -> tuple[int, int]:
     return offset, sectors * L.SECTOR - (offset & (L.SECTOR - 1))
 
 
-def decompress_cluster(data: bytes, cluster_size: int, compression_type: int,
-                       where: str) -> bytes:
+def decompress_cluster(data: bytes, cluster_size: int, compression_type: int, where: str) -> bytes:
     """Inflate one cluster; raise ImageFormatError unless exactly a cluster comes out."""
     try:
         if compression_type == L.COMPRESSION_ZSTD:

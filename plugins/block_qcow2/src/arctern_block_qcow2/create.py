@@ -19,8 +19,18 @@ from arctern_block_qcow2.refcount import RefblockFormat
 from arctern_block_qcow2.tables import entry_bytes
 
 _COMPAT = {"0.10": 2, "v2": 2, "1.1": 3, "v3": 3}
-_KNOWN = {"compat", "backing_file", "backing_fmt", "cluster_size", "preallocation",
-          "lazy_refcounts", "refcount_bits", "compression_type", "extended_l2", "size"}
+_KNOWN = {
+    "compat",
+    "backing_file",
+    "backing_fmt",
+    "cluster_size",
+    "preallocation",
+    "lazy_refcounts",
+    "refcount_bits",
+    "compression_type",
+    "extended_l2",
+    "size",
+}
 
 
 @dataclass
@@ -58,11 +68,15 @@ def parse_create_options(options: dict[str, Any]) -> CreateSettings:
         raise UsageError("Refcount width must be a power of two and may not exceed 64 bits")
     st.lazy_refcounts = parse_bool("lazy_refcounts", opts.get("lazy_refcounts", "off"))
     if st.version < 3 and rb != 16:
-        raise UsageError("Different refcount widths than 16 bits require compatibility "
-                         "level 1.1 or above (use version=v3 or greater)")
+        raise UsageError(
+            "Different refcount widths than 16 bits require compatibility "
+            "level 1.1 or above (use version=v3 or greater)"
+        )
     if st.version < 3 and st.lazy_refcounts:
-        raise UsageError("Lazy refcounts only supported with compatibility level 1.1 and "
-                         "above (use version=v3 or greater)")
+        raise UsageError(
+            "Lazy refcounts only supported with compatibility level 1.1 and "
+            "above (use version=v3 or greater)"
+        )
     st.preallocation = str(opts.get("preallocation", "off"))
     if st.preallocation not in ("off", "metadata", "falloc", "full"):
         raise UsageError(f"Invalid preallocation mode: '{st.preallocation}'")
@@ -72,8 +86,10 @@ def parse_create_options(options: dict[str, Any]) -> CreateSettings:
         raise UsageError(f"Invalid compression type '{ctype}' (use zlib or zstd)")
     st.compression_type = names[ctype]
     if st.version < 3 and st.compression_type != L.COMPRESSION_ZLIB:
-        raise UsageError("Compression type other than zlib requires compatibility level "
-                         "1.1 or above (use version=v3 or greater)")
+        raise UsageError(
+            "Compression type other than zlib requires compatibility level "
+            "1.1 or above (use version=v3 or greater)"
+        )
     st.backing_file = opts.get("backing_file")
     st.backing_fmt = opts.get("backing_fmt")
     if st.backing_file and not st.backing_fmt:
@@ -83,8 +99,9 @@ def parse_create_options(options: dict[str, Any]) -> CreateSettings:
     if st.backing_file and len(st.backing_file.encode()) > L.MAX_BACKING_NAME:
         raise UsageError("Backing file name too long")
     if st.backing_file and st.preallocation != "off":
-        raise UsageError("Backing file and preallocation can only be used at the same time "
-                         "if extended_l2 is on")
+        raise UsageError(
+            "Backing file and preallocation can only be used at the same time if extended_l2 is on"
+        )
     return st
 
 

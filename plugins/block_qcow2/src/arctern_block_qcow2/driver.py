@@ -124,7 +124,8 @@ class Qcow2Driver(BlockDriver):
         self.snapshot_table_bytes = snap_bytes = 0
         if h.nb_snapshots:
             self.snapshots, snap_bytes = read_snapshots(
-                file, h.snapshots_offset, h.nb_snapshots, h.cluster_size, self._name, length)
+                file, h.snapshots_offset, h.nb_snapshots, h.cluster_size, self._name, length
+            )
             self.snapshot_table_bytes = snap_bytes
         self.lazy = h.lazy_refcounts
         if "lazy-refcounts" in self._options:
@@ -137,9 +138,11 @@ class Qcow2Driver(BlockDriver):
         if snap_bytes:
             first_snap = h.snapshots_offset >> h.cluster_bits
             self.refcounts.reserved.append(
-                (first_snap, first_snap + -(-snap_bytes // h.cluster_size)))
-        self.map = ClusterMap(file, h, self.refcounts, self._name, l2_cache,
-                              self._before_l2_store, self._queue_free)
+                (first_snap, first_snap + -(-snap_bytes // h.cluster_size))
+            )
+        self.map = ClusterMap(
+            file, h, self.refcounts, self._name, l2_cache, self._before_l2_store, self._queue_free
+        )
         self.backing_filename = h.backing_file
         self.backing_format = h.backing_format
         self._pending_frees: list[tuple[int, int]] = []
@@ -276,8 +279,9 @@ class Qcow2Driver(BlockDriver):
                 host = self._host(entry)
                 while c + n <= last:
                     nxt = table[c + n - base]
-                    if entry_kind(nxt) is not Kind.NORMAL or nxt & L.L2E_OFFSET_MASK != \
-                            host + (n << cb):
+                    if entry_kind(nxt) is not Kind.NORMAL or nxt & L.L2E_OFFSET_MASK != host + (
+                        n << cb
+                    ):
                         break
                     n += 1
             elif kind is not Kind.COMPRESSED:
@@ -329,8 +333,12 @@ class Qcow2Driver(BlockDriver):
         offset, length = compressed_extent(entry, self.h.cluster_bits)
         raw = bytearray(length)
         self.node.file.pread(offset, memoryview(raw))
-        data = decompress_cluster(bytes(raw), self.h.cluster_size, self.h.compression_type,
-                                  f"qcow2 image '{self._name}' at 0x{offset:x}")
+        data = decompress_cluster(
+            bytes(raw),
+            self.h.cluster_size,
+            self.h.compression_type,
+            f"qcow2 image '{self._name}' at 0x{offset:x}",
+        )
         self._last_compressed = (entry, data)
         return data
 
@@ -385,8 +393,9 @@ class Qcow2Driver(BlockDriver):
                 self.map.cache.mark_dirty(l2_offset)
             c += n
 
-    def _with_cow(self, c: int, n: int, rs: int, re: int,
-                  chunk: memoryview) -> list[tuple[int, memoryview]]:
+    def _with_cow(
+        self, c: int, n: int, rs: int, re: int, chunk: memoryview
+    ) -> list[tuple[int, memoryview]]:
         """What to write for whole clusters [c, c+n) holding ``chunk`` at guest offset rs.
 
         Partial first and last clusters are completed with their current content
@@ -482,8 +491,9 @@ class Qcow2Driver(BlockDriver):
             return L.OFLAG_ZERO if self.h.version >= 3 else 0
         return 0
 
-    def _update_entries(self, start: int, stop: int, new_entry, *,
-                        skip_unallocated_l2: bool = False) -> None:
+    def _update_entries(
+        self, start: int, stop: int, new_entry, *, skip_unallocated_l2: bool = False
+    ) -> None:
         """Rewrite the L2 entries of whole clusters [start, stop); queue frees of old clusters."""
         cb = self.h.cluster_bits
         has_backing = getattr(self.node, "backing", None) is not None
@@ -497,8 +507,10 @@ class Qcow2Driver(BlockDriver):
                 new = new_entry(old)
                 if new != old:
                     table[i] = new
-                    if new & L.L2E_OFFSET_MASK != old & L.L2E_OFFSET_MASK or \
-                            entry_kind(old) is Kind.COMPRESSED:
+                    if (
+                        new & L.L2E_OFFSET_MASK != old & L.L2E_OFFSET_MASK
+                        or entry_kind(old) is Kind.COMPRESSED
+                    ):
                         self._free_entry(old)
             self.map.cache.mark_dirty(l2_offset)
 
@@ -524,8 +536,9 @@ class Qcow2Driver(BlockDriver):
     def block_status(self, offset: int, length: int) -> BlockStatus:
         length = min(length, self.h.size - offset)
         if length <= 0:
-            raise OutOfRangeError(f"'{self._name}': block status asked at 0x{offset:x}, past "
-                                  "the end of the image")
+            raise OutOfRangeError(
+                f"'{self._name}': block status asked at 0x{offset:x}, past the end of the image"
+            )
         l1_index, start, end = next(self._segments(offset, length))
         table = self.map.l2_table(l1_index)
         kind, _, host, rs, re = next(self._runs(table, l1_index, start, end))
@@ -627,8 +640,7 @@ class Qcow2Driver(BlockDriver):
         cb = self.h.cluster_bits
         file = self.node.file
         file_mode = "off" if mode == "metadata" else mode
-        self.refcounts.free_hint = max(self.refcounts.free_hint,
-                                       -(-file.getlength() >> cb))
+        self.refcounts.free_hint = max(self.refcounts.free_hint, -(-file.getlength() >> cb))
         for l1_index, s, e in self._segments(start, end - start):
             l2_offset, table = self.map.writable_l2(l1_index)
             base = l1_index << (cb - 3)

@@ -155,25 +155,52 @@ def parse_header(data: bytes, file_length: int, filename: str) -> Header:
 
     if len(data) < L.V2_HEADER_LENGTH or data[:4] != L.MAGIC:
         raise bad("not a qcow2 image (bad magic or too short)")
-    (_, version, bf_off, bf_size, cbits, size, crypt, l1_size, l1_off, rt_off, rt_clusters,
-     nb_snap, snap_off) = _V2.unpack_from(data)
+    (
+        _,
+        version,
+        bf_off,
+        bf_size,
+        cbits,
+        size,
+        crypt,
+        l1_size,
+        l1_off,
+        rt_off,
+        rt_clusters,
+        nb_snap,
+        snap_off,
+    ) = _V2.unpack_from(data)
     if version not in (2, 3):
         raise bad(f"unsupported qcow2 version {version}")
     if not L.MIN_CLUSTER_BITS <= cbits <= L.MAX_CLUSTER_BITS:
         raise bad(f"unsupported cluster size 2^{cbits} (must be 512 B .. 2 MiB)")
-    h = Header(version=version, backing_file_offset=bf_off, backing_file_size=bf_size,
-               cluster_bits=cbits, size=size, crypt_method=crypt, l1_size=l1_size,
-               l1_table_offset=l1_off, refcount_table_offset=rt_off,
-               refcount_table_clusters=rt_clusters, nb_snapshots=nb_snap,
-               snapshots_offset=snap_off)
+    h = Header(
+        version=version,
+        backing_file_offset=bf_off,
+        backing_file_size=bf_size,
+        cluster_bits=cbits,
+        size=size,
+        crypt_method=crypt,
+        l1_size=l1_size,
+        l1_table_offset=l1_off,
+        refcount_table_offset=rt_off,
+        refcount_table_clusters=rt_clusters,
+        nb_snapshots=nb_snap,
+        snapshots_offset=snap_off,
+    )
     cs = h.cluster_size
     if version == 2:
         h.header_length = L.V2_HEADER_LENGTH
     else:
         if len(data) < L.MIN_V3_HEADER_LENGTH:
             raise bad("truncated version 3 header")
-        (h.incompatible_features, h.compatible_features, h.autoclear_features,
-         h.refcount_order, h.header_length) = _V3_EXTRA.unpack_from(data, L.V2_HEADER_LENGTH)
+        (
+            h.incompatible_features,
+            h.compatible_features,
+            h.autoclear_features,
+            h.refcount_order,
+            h.header_length,
+        ) = _V3_EXTRA.unpack_from(data, L.V2_HEADER_LENGTH)
         if h.header_length < L.MIN_V3_HEADER_LENGTH or h.header_length % 8:
             raise bad(f"invalid header length {h.header_length}")
         if h.header_length > cs or h.header_length > len(data):
@@ -256,8 +283,7 @@ def _check_tables(h: Header, file_length: int, bad) -> None:
     if h.nb_snapshots > L.MAX_SNAPSHOTS:
         raise bad(f"too many snapshots ({h.nb_snapshots})")
     if h.nb_snapshots:
-        _check_table(h, "snapshot table", h.snapshots_offset, 40 * h.nb_snapshots,
-                     file_length, bad)
+        _check_table(h, "snapshot table", h.snapshots_offset, 40 * h.nb_snapshots, file_length, bad)
 
 
 def _check_table(h: Header, what: str, offset: int, length: int, file_length: int, bad) -> None:

@@ -85,8 +85,9 @@ class ClusterMap:
         if offset + self.cs > self.file.getlength():
             raise self._corrupt(f"L2 table at 0x{offset:x} lies past the end of the file")
         if self.refcounts.reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
-            raise self._corrupt(f"L2 table at 0x{offset:x} overlaps the header, the L1 table "
-                                "or the refcount table")
+            raise self._corrupt(
+                f"L2 table at 0x{offset:x} overlaps the header, the L1 table or the refcount table"
+            )
         buf = bytearray(self.cs)
         self.file.pread(offset, memoryview(buf))
         return table_from_bytes(buf)
@@ -145,8 +146,9 @@ class ClusterMap:
         self.h.l1_size, self.h.l1_table_offset = new_size, offset
         self.l1 = table
         cb = self.h.cluster_bits
-        self.refcounts.reserved.remove((old_offset >> cb, (old_offset >> cb) + _clusters(
-            old_size * 8, self.cs)))
+        self.refcounts.reserved.remove(
+            (old_offset >> cb, (old_offset >> cb) + _clusters(old_size * 8, self.cs))
+        )
         self.refcounts.reserved.append((offset >> cb, (offset >> cb) + clusters))
         if old_size:
             self.on_free(old_offset >> cb, _clusters(old_size * 8, self.cs))
@@ -163,7 +165,9 @@ def reserved_ranges(h: Header) -> list[tuple[int, int]]:
     """Cluster ranges that hold the header, active L1, refcount table and snapshot table."""
     cb, cs = h.cluster_bits, h.cluster_size
     ranges = [(0, 1)]
-    for offset, nbytes in ((h.l1_table_offset, h.l1_size * 8),
-                           (h.refcount_table_offset, h.refcount_table_clusters * cs)):
+    for offset, nbytes in (
+        (h.l1_table_offset, h.l1_size * 8),
+        (h.refcount_table_offset, h.refcount_table_clusters * cs),
+    ):
         ranges.append((offset >> cb, (offset >> cb) + _clusters(nbytes, cs)))
     return ranges

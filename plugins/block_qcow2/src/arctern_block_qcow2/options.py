@@ -6,8 +6,16 @@ from typing import Any
 
 from arctern.errors import UsageError
 
-_SUFFIXES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-             "p": 1 << 50, "e": 1 << 60}
+_SUFFIXES = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "m": 1 << 20,
+    "g": 1 << 30,
+    "t": 1 << 40,
+    "p": 1 << 50,
+    "e": 1 << 60,
+}
 
 
 def parse_size(name: str, value: Any) -> int:

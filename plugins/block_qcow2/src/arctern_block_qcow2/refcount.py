@@ -26,8 +26,12 @@ from arctern_block_qcow2.tables import entry_bytes, table_from_bytes, table_to_b
 
 log = logging.getLogger(__name__)
 
-_STRUCTS = {3: struct.Struct(">B"), 4: struct.Struct(">H"), 5: struct.Struct(">I"),
-            6: struct.Struct(">Q")}
+_STRUCTS = {
+    3: struct.Struct(">B"),
+    4: struct.Struct(">H"),
+    5: struct.Struct(">I"),
+    6: struct.Struct(">Q"),
+}
 
 
 class RefblockFormat:
@@ -125,8 +129,10 @@ class Refcounts:
         if offset + self.cs > self.file.getlength():
             raise self._corrupt(f"refcount block at 0x{offset:x} lies past the end of the file")
         if self.reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
-            raise self._corrupt(f"refcount block at 0x{offset:x} overlaps the header, the L1 "
-                                "table or the refcount table")
+            raise self._corrupt(
+                f"refcount block at 0x{offset:x} overlaps the header, the L1 "
+                "table or the refcount table"
+            )
         block = bytearray(self.cs)
         self.file.pread(offset, memoryview(block))
         return block
@@ -141,8 +147,9 @@ class Refcounts:
         entry = self.reftable[rt_index]
         offset = entry & L.REFT_OFFSET_MASK
         if entry & ~L.REFT_OFFSET_MASK or offset % self.cs:
-            raise self._corrupt(f"refcount table entry {rt_index} (0x{entry:x}) is not "
-                                "cluster aligned")
+            raise self._corrupt(
+                f"refcount table entry {rt_index} (0x{entry:x}) is not cluster aligned"
+            )
         return offset
 
     def get(self, cluster: int) -> int:
@@ -219,8 +226,9 @@ class Refcounts:
                 used = None
                 if block_off:
                     block = self.cache.get(block_off)
-                    used = self.fmt.last_nonzero(block, probe - rt_index * epb,
-                                                 stop - rt_index * epb)
+                    used = self.fmt.last_nonzero(
+                        block, probe - rt_index * epb, stop - rt_index * epb
+                    )
                 if used is None:
                     used = self.reserved_in(probe, stop)
                 else:
@@ -245,8 +253,11 @@ class Refcounts:
             # missing refcount block is created, so the blocks land after the run.
             # Holes too small for this run stay skipped until something below is freed.
             self.free_hint = first + count
-            missing = [rt_index for rt_index in range(first // epb, (first + count - 1) // epb + 1)
-                       if not self.block_offset(rt_index)]
+            missing = [
+                rt_index
+                for rt_index in range(first // epb, (first + count - 1) // epb + 1)
+                if not self.block_offset(rt_index)
+            ]
             if not missing:
                 break
             for rt_index in missing:
@@ -332,12 +343,17 @@ class Refcounts:
         self.reftable = table
         for n, block in enumerate(new_blocks):
             self.cache.install((blocks_at + n) * cs, block, dirty=False)
-        self.reserved = [r for r in self.reserved if r != (old_offset // cs,
-                                                           old_offset // cs + old_clusters)]
+        self.reserved = [
+            r for r in self.reserved if r != (old_offset // cs, old_offset // cs + old_clusters)
+        ]
         self.reserved.append((area, area + table_clusters))
         self.update(old_offset // cs, old_clusters, -1)
-        log.debug("%s: refcount table moved to 0x%x (%d clusters)", self.filename,
-                  area * cs, table_clusters)
+        log.debug(
+            "%s: refcount table moved to 0x%x (%d clusters)",
+            self.filename,
+            area * cs,
+            table_clusters,
+        )
 
     def _corrupt(self, msg: str) -> ImageFormatError:
         return ImageFormatError(f"qcow2 image '{self.filename}' is corrupt: {msg}")

@@ -79,8 +79,9 @@ def pack(fmt: RefblockFormat, values: array) -> bytes | None:
     return total.to_bytes(len(padded) // per_byte, "little")
 
 
-def differing(fmt: RefblockFormat, block: bytes | bytearray, want: array,
-              base: int) -> Iterator[tuple[int, int, int]]:
+def differing(
+    fmt: RefblockFormat, block: bytes | bytearray, want: array, base: int
+) -> Iterator[tuple[int, int, int]]:
     """(cluster, stored, referenced) for entries of one block where the two differ.
 
     ``want`` covers entries [0, len(want)) of the block; ``base`` is its first cluster.

@@ -35,8 +35,9 @@ class Snapshot:
         }
 
 
-def read_snapshots(file, offset: int, count: int, cluster_size: int, filename: str,
-                   file_length: int) -> tuple[list[Snapshot], int]:
+def read_snapshots(
+    file, offset: int, count: int, cluster_size: int, filename: str, file_length: int
+) -> tuple[list[Snapshot], int]:
     """Parse ``count`` snapshot entries at ``offset``; return them and the table's byte size."""
 
     def bad(msg: str) -> ImageFormatError:
@@ -52,8 +53,9 @@ def read_snapshots(file, offset: int, count: int, cluster_size: int, filename: s
     for _ in range(count):
         if pos + _ENTRY.size > len(buf):
             raise bad("truncated")
-        (l1_off, l1_size, id_len, name_len, dsec, dnsec, vmclock, vmsize,
-         extra) = _ENTRY.unpack_from(buf, pos)
+        (l1_off, l1_size, id_len, name_len, dsec, dnsec, vmclock, vmsize, extra) = (
+            _ENTRY.unpack_from(buf, pos)
+        )
         pos += _ENTRY.size
         if extra >= 16 and pos + 8 <= len(buf):
             vmsize = int.from_bytes(buf[pos : pos + 8], "big")
