@@ -56,7 +56,9 @@ DEFAULT_TIMEOUT = 120.0
 
 
 def _cache_dir() -> Path:
-    path = Path(os.environ.get("ARCTERN_GUEST_CACHE") or Path(tempfile.gettempdir()) / "arctern-guests")
+    path = Path(
+        os.environ.get("ARCTERN_GUEST_CACHE") or Path(tempfile.gettempdir()) / "arctern-guests"
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -123,9 +125,7 @@ def run_guest(
     command += [*BASE_ARGS, "-kernel", str(elf), *args]
     if append is not None:
         command += ["-append", append]
-    result = subprocess.run(
-        command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    result = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return result.stdout.decode(errors="replace"), result.returncode
 
 

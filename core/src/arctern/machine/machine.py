@@ -54,6 +54,8 @@ class MachineType:
     default_ram_size: ClassVar[int] = 128 * MiB
     #: Guest-physical address where RAM starts (0 on PCs, 0x40000000 on ARM virt).
     ram_base: ClassVar[int] = 0
+    #: The most RAM the board can map (checked before anything is allocated); None: no limit.
+    max_ram_size: ClassVar[int | None] = None
     #: ``-M NAME,key=value`` options.
     options: ClassVar[dict[str, Prop]] = {}
 
@@ -102,6 +104,11 @@ class Machine:
             machine_type = cls(**(options or {}))
         self.machine_type = machine_type
         size = ram_size if ram_size else machine_type.default_ram_size
+        limit = machine_type.max_ram_size
+        if limit is not None and size > limit:
+            raise MachineError(
+                f"{machine_type.name}: at most {limit >> 20} MiB of RAM are supported"
+            )
         self.ram = RAM(size, base=machine_type.ram_base)
         self.address_space = AddressSpace(self.ram)
         self.io = IOSpace()

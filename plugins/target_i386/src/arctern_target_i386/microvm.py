@@ -70,6 +70,7 @@ class Microvm(MachineType):
     arch: ClassVar[str] = "i386"
     default_cpu: ClassVar[str] = "qemu32"
     default_ram_size: ClassVar[int] = 128 << 20
+    max_ram_size: ClassVar[int | None] = MAX_RAM
     options = {
         "acpi": _auto(),
         "pic": _auto(),
@@ -96,8 +97,6 @@ class Microvm(MachineType):
             raise MachineError("microvm: pcie=on is not supported")
         if self.opts["rtc"] == "on":
             log.warning("microvm: the MC146818 RTC is not emulated; rtc=on is ignored")
-        if machine.ram.size > MAX_RAM:
-            raise MachineError(f"microvm: at most {MAX_RAM >> 30} GiB of RAM are supported")
         cpu = machine.create_cpu()
         count, first_gsi = self.virtio_layout()
         for slot in range(count):

@@ -1,0 +1,122 @@
+"""The microvm board: QEMU 7.2's layout (transports, IRQs, PIC, PIT, COM1, GED) and its wiring."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from arctern_target_i386.microvm import GED_REGS_BASE, VIRTIO_MMIO_BASE
+
+from arctern.errors import MachineError
+from arctern.machine import Machine, MemoryChardev
+from arctern.machine.launch import DeviceConfig, DriveConfig, MachineConfig, launch
+
+MAGIC_VALUE, VERSION, DEVICE_ID = 0x000, 0x004, 0x008
+VIRTIO_ID_BLOCK = 2
+
+
+def board(**options) -> Machine:
+    machine = Machine("microvm", options=options)
+    machine.add_serial(MemoryChardev())
+    machine.build()
+    return machine
+
+
+def transports(machine: Machine) -> list[tuple[int, int]]:
+    return [(d.props["addr"], d.props["irq"]) for d in machine.find_device("virtio-mmio")]
+
+
+def test_default_board_has_24_transports_on_gsi_24_up():
+    machine = board()
+    assert transports(machine) == [(VIRTIO_MMIO_BASE + 0x200 * i, 24 + i) for i in range(24)]
+    last = VIRTIO_MMIO_BASE + 0x200 * 23
+    assert machine.address_space.read(last + MAGIC_VALUE, 4) == 0x74726976
+    assert machine.address_space.read(last + 0x200 + MAGIC_VALUE, 4) == 0  # past the last one
+
+
+def test_acpi_off_board_has_8_transports_on_isa_irq_5_up():
+    machine = board(acpi="off")
+    assert transports(machine) == [(VIRTIO_MMIO_BASE + 0x200 * i, 5 + i) for i in range(8)]
+    assert machine.address_space.read(VIRTIO_MMIO_BASE + 0x200 * 8, 4) == 0
+
+
+@pytest.mark.parametrize("acpi, slot", [("on", 23), ("off", 7)])
+def test_first_virtio_blk_device_takes_the_highest_slot(tmp_path, acpi, slot):
+    image = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), "1M"], check=True)
+    machine = launch(
+        MachineConfig(
+            "microvm",
+            machine_options={"acpi": acpi},
+            drives=[DriveConfig(str(image), format="raw", id="d0")],
+            devices=[DeviceConfig("virtio-blk-device", {"drive": "d0"})],
+            incoming=True,  # no kernel needed
+        )
+    )
+    try:
+        base = VIRTIO_MMIO_BASE + 0x200 * slot
+        assert machine.address_space.read(base + DEVICE_ID, 4) == VIRTIO_ID_BLOCK
+        assert machine.address_space.read(base - 0x200 + DEVICE_ID, 4) == 0
+        assert machine.address_space.read(base + VERSION, 4) == 1  # legacy, as QEMU 7.2
+    finally:
+        machine.close()
+
+
+def test_com1_on_the_first_serial_backend_and_irq_4_through_the_pic():
+    machine = board()
+    (serial,) = machine.find_device("isa-serial")
+    assert serial.props["iobase"] == 0x3F8 and serial.props["irq"] == 4
+    cpu = machine.cpus[0]
+    machine.power_on()
+    for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xEF)):
+        machine.io.write(port, 1, value)  # ICW1-4: vectors from 0x20; then unmask IRQ 4 only
+    machine.gsi(3).raise_()
+    assert not cpu.irq_level
+    machine.gsi(4).raise_()
+    assert cpu.irq_level
+    assert cpu.irq_ack() == 0x20 + 4
+
+
+def test_no_serial_device_without_a_backend_or_with_isa_serial_off():
+    assert not Machine("microvm").find_device("isa-serial")
+    assert not board(**{"isa-serial": "off"}).find_device("isa-serial")
+
+
+def test_pit_on_port_0x40_irq_0_and_no_speaker_port():
+    machine = board()
+    (pit,) = machine.find_device("i8254")
+    assert pit.props["iobase"] == 0x40 and pit.props["irq"] == 0
+    assert machine.io.read(0x61, 1) == 0xFF
+    assert not board(pit="off").find_device("i8254")
+
+
+def test_ged_sleep_register_powers_off_with_status_0():
+    machine = board()
+    machine.power_on()
+    machine.resume()
+    machine.address_space.write(GED_REGS_BASE, 1, 0x20 | (3 << 2))  # S3: not a power-off
+    assert not machine.finished
+    machine.address_space.write(GED_REGS_BASE, 1, 0x34)
+    assert machine.finished and machine.exit_status == 0 and machine.runstate == "shutdown"
+
+
+def test_ged_reset_register_and_no_ged_without_acpi():
+    machine = board(**{"isa-serial": "off"})
+    machine.power_on()
+    machine.resume()
+    machine.address_space.write(GED_REGS_BASE + 2, 1, 0x42)
+    assert machine.exit_request and not machine.finished  # reset at the end of the slice
+    quiet = board(acpi="off")
+    quiet.power_on()
+    quiet.resume()
+    quiet.address_space.write(GED_REGS_BASE, 1, 0x34)
+    assert not quiet.finished
+
+
+def test_ram_limit_and_unsupported_options_are_one_error():
+    with pytest.raises(MachineError, match="at most 3072 MiB"):
+        Machine("microvm", ram_size=4 << 30)  # refused before 4 GiB are allocated
+    with pytest.raises(MachineError, match="pcie=on"):
+        board(pcie="on")
+    with pytest.raises(MachineError, match="Parameter 'acpi' expects"):
+        board(acpi="maybe")
