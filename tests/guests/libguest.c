@@ -68,11 +68,12 @@ static int format(struct sink *out, const char *fmt, va_list ap)
             emit(out, *fmt);
             continue;
         }
-        int left = 0, width = 0, longs = 0;
+        int left = 0, width = 0, longs = 0, alt = 0;
         char pad = ' ';
         for (;; fmt++) {
             if (fmt[1] == '-') left = 1;
             else if (fmt[1] == '0') pad = '0';
+            else if (fmt[1] == '#') alt = 1;
             else break;
         }
         while (fmt[1] >= '0' && fmt[1] <= '9') width = width * 10 + (*++fmt - '0');
@@ -89,6 +90,11 @@ static int format(struct sink *out, const char *fmt, va_list ap)
         }
         case 'u': case 'x': case 'X': case 'o':
             value = longs > 1 ? va_arg(ap, uint64_t) : va_arg(ap, uint32_t);
+            if (alt && value && conv != 'u') {     /* '#': 0x / 0X / 0 prefix, as C's printf */
+                emit(out, '0');
+                if (conv != 'o') emit(out, conv);
+                width = width > 2 ? width - (conv == 'o' ? 1 : 2) : 0;
+            }
             n = format_number(tmp, value, conv == 'u' ? 10 : conv == 'o' ? 8 : 16, conv == 'X', 0);
             emit_padded(out, tmp, n, width, left, pad);
             break;

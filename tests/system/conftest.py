@@ -4,3 +4,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/: the guests runtime package
+
+from guests.build import guest_elf, run_guest_both  # noqa: E402,F401  (fixtures)

@@ -1,0 +1,74 @@
+"""Guests see the same boot and end the same way under arctern-system as under QEMU.
+
+Each guest (C, built with tests/guests) runs under qemu-system-i386 -M microvm
+and under arctern-system with the same options; serial output and exit status
+must be identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def multiboot_info(guest_elf) -> Path:
+    return guest_elf(HERE / "multiboot_info.c")
+
+
+@pytest.fixture(scope="module")
+def power_guest(guest_elf) -> Path:
+    return guest_elf(HERE / "power_guest.c")
+
+
+def assert_same(runs: dict[str, tuple[str, int]]) -> tuple[str, int]:
+    qemu, arctern = runs["qemu"], runs["arctern"]
+    assert arctern[1] == qemu[1], f"status {arctern[1]} != QEMU's {qemu[1]}\n{arctern[0]}"
+    assert arctern[0].splitlines() == qemu[0].splitlines()
+    return qemu
+
+
+@pytest.mark.parametrize(
+    "args, append, machine_options",
+    [
+        ((), None, ""),
+        (("-m", "64"), "console=ttyS0 quiet", "acpi=off"),
+        (("-m", "1000M"), "", ""),
+    ],
+)
+def test_multiboot_entry_and_info_block_match_qemu(
+    multiboot_info, run_guest_both, args, append, machine_options
+):
+    output, status = assert_same(
+        run_guest_both(multiboot_info, *args, append=append, machine_options=machine_options)
+    )
+    assert status == 1 and output.startswith("magic 2badb002 info 0x9500\n")
+    assert f"'{multiboot_info} {append or ''}'" in output
+
+
+def test_printf_formatter_and_exit_code(guest_elf, run_guest_both):
+    output, status = assert_same(run_guest_both(guest_elf(HERE / "printf_guest.c")))
+    assert status == (6 << 1) | 1
+    assert "width [   42] [42   ] [-0042] [0x00ab] [   ab] [ab   ] [  z]" in output
+    assert "magic 0x2badb002 2badb002 2BADB002" in output
+    assert "snprintf 22 'truncated-12345'" in output
+
+
+@pytest.mark.parametrize(
+    "append, args, machine_options, status",
+    [
+        ("poweroff", (), "", 0),  # ACPI GED sleep register
+        ("poweroff", (), "acpi=off", 11),  # no GED: the guest carries on and exits 5
+        ("reset", ("-no-reboot",), "", 0),
+        ("triple", ("-no-reboot",), "acpi=off", 0),
+        ("exit 7", (), "", 15),
+    ],
+)
+def test_machine_ends_as_under_qemu(
+    power_guest, run_guest_both, append, args, machine_options, status
+):
+    runs = run_guest_both(power_guest, *args, append=append, machine_options=machine_options)
+    assert assert_same(runs)[1] == status
