@@ -62,6 +62,12 @@ class MigrationStream:
         """Write all of ``data`` or raise TransportError."""
         raise NotImplementedError
 
+    def readinto(self, buf: memoryview) -> int:
+        """Read up to ``len(buf)`` bytes into ``buf``; 0 only at end of stream."""
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
     def fileno(self) -> int:
         raise NotImplementedError
 
@@ -74,6 +80,16 @@ class MigrationStream:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def read_exact_into(self, buf: memoryview) -> int:
+        """Fill ``buf``; returns how much was read (less only if the stream ended)."""
+        have = 0
+        while have < len(buf):
+            n = self.readinto(buf[have:])
+            if not n:
+                break
+            have += n
+        return have
 
     def read_exact(self, size: int) -> bytes:
         """Exactly ``size`` bytes, or fewer only if the stream ended."""
@@ -114,6 +130,14 @@ class SocketStream(MigrationStream):
         except OSError as exc:
             if self._closed:
                 return b""
+            raise TransportError(f"migration stream {self.description}: {_reason(exc)}") from None
+
+    def readinto(self, buf: memoryview) -> int:
+        try:
+            return self.sock.recv_into(buf)
+        except OSError as exc:
+            if self._closed:
+                return 0
             raise TransportError(f"migration stream {self.description}: {_reason(exc)}") from None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
