@@ -27,7 +27,25 @@ def kernel(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def disks(tmp_path) -> dict[str, Path]:
-    images = {"qcow2": tmp_path / "disk0.qcow2", "raw": tmp_path / "disk1.raw"}
+    return make_disks(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def qemu_output(kernel, tmp_path_factory):
+    """QEMU's serial output for a mode and transport version, run once on its own disks."""
+    cache: dict[tuple[str, bool], str] = {}
+
+    def get(mode: str, legacy: bool) -> str:
+        if (mode, legacy) not in cache:
+            images = make_disks(tmp_path_factory.mktemp("reference"))
+            cache[mode, legacy] = run_guest("qemu", kernel, images, mode, legacy)[1]
+        return cache[mode, legacy]
+
+    return get
+
+
+def make_disks(directory: Path) -> dict[str, Path]:
+    images = {"qcow2": directory / "disk0.qcow2", "raw": directory / "disk1.raw"}
     for fmt, size in (("qcow2", "4M"), ("raw", "2M")):
         path = images[fmt]
         subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), size], check=True)
@@ -74,10 +92,13 @@ def run_guest(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, le
 @pytest.mark.parametrize("emulator", sorted(guest_tools.EMULATORS))
 @pytest.mark.parametrize("mode", ["poll", "irq"])
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "modern"])
-def test_guest_driver_reads_and_writes_both_disks(kernel, disks, emulator, mode, legacy):
+def test_guest_driver_reads_and_writes_both_disks(
+    kernel, disks, qemu_output, emulator, mode, legacy
+):
     status, output = run_guest(emulator, kernel, disks, mode, legacy)
     lines = output.splitlines()
     assert status == 1, output  # isa-debug-exit: the guest reported success (0 << 1 | 1)
+    assert lines == qemu_output(mode, legacy).splitlines()  # line for line what QEMU prints
     assert lines[0] == (
         "virtio-blk guest: interrupts" if mode == "irq" else "virtio-blk guest: polling"
     )
