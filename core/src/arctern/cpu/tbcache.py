@@ -22,7 +22,10 @@ from arctern.machine.memory import PAGE_SHIFT, RAM
 class TranslatedBlock:
     """One translated guest block: the compiled function plus what invalidation needs."""
 
-    __slots__ = ("key", "fn", "pc", "count", "ranges", "lines", "next_pcs", "loops", "text")
+    __slots__ = (
+        "key", "fn", "pc", "count", "ranges", "lines", "pcs", "next_pcs", "offsets", "loops",
+        "text",
+    )
 
     def __init__(
         self,
@@ -32,7 +35,9 @@ class TranslatedBlock:
         count: int,
         ranges: Sequence[tuple[int, int]],
         lines: Sequence[int] = (),
+        pcs: Sequence[int] = (),
         next_pcs: Sequence[int] = (),
+        offsets: Sequence[int] = (),
         loops: bool = False,
         text: str = "",
     ) -> None:
@@ -40,15 +45,19 @@ class TranslatedBlock:
         self.fn = fn
         #: Guest address of the first instruction.
         self.pc = pc
-        #: Guest instructions retired by one pass through the block.
+        #: Guest instructions of the entry block (the most a call can retire when not ``loops``).
         self.count = count
         #: Guest-physical [start, end) byte ranges the block was translated from.
         self.ranges = tuple(ranges)
         #: First source line of each instruction in the generated code (fault positions).
         self.lines = tuple(lines)
-        #: Address of the instruction following each instruction.
+        #: Address of each instruction, and of the instruction following it.
+        self.pcs = tuple(pcs)
         self.next_pcs = tuple(next_pcs)
-        #: True when the block loops back to its own start without returning.
+        #: Index of each instruction within its basic block (a region holds several).
+        self.offsets = tuple(offsets) or tuple(range(len(self.pcs)))
+        #: True when the code counts what it retires at run time (loops, regions of
+        #: several blocks); the CPU then reads the count the code left behind.
         self.loops = loops
         #: The generated source (for -d op style debugging).
         self.text = text

@@ -123,6 +123,8 @@ class Microvm(MachineType):
     def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
         try:
             data = Path(path).read_bytes()
+        except IsADirectoryError:
+            raise MachineError(f"could not load kernel '{path}': Is a directory") from None
         except OSError as exc:
             raise MachineError(f"could not open kernel file '{path}': {exc.strerror}") from None
         entry = load_multiboot(machine.ram, data, path, cmdline)

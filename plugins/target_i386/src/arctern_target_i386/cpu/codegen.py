@@ -24,6 +24,8 @@ from arctern.cpu.translate import Source
 from . import flags as F
 from .decoder import CS, DS, ES, SS, Imm, Insn, Mem, Reg
 
+#: Marks a pending INC/DEC whose CF (the carry before it) is computed only if stored.
+CARRY_IN = "<cf>"
 REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: (1 << 64) - 1}
 SIGNS = {1: 0x80, 2: 0x8000, 4: 0x80000000}
@@ -60,6 +62,8 @@ _READS = frozenset(
     """jcc setcc cmov adc sbb rcl rcr pushf lahf into loope loopne daa das aaa aas aam aad
     enter lar lsl verr verw ins outs""".split()
 )
+_SYNCED = frozenset("enter lar lsl verr verw ins outs popf iret int int3 int1 into".split())
+_DIRECT_BRANCHES = frozenset("jcc jmp loop loope loopne jecxz".split())
 _STRINGS = frozenset("movs cmps stos lods scas ins outs".split())
 PRIVILEGED = frozenset(
     """hlt lgdt lidt lldt ltr mov_ctl mov_from_ctl invlpg clts wbinvd rdmsr wrmsr
@@ -97,19 +101,39 @@ class Mode:
         )
 
 
-def flag_liveness(insns: list[Insn]) -> list[bool]:
-    """For each instruction: are the flags it writes read before being overwritten?"""
-    live = True
+def flag_liveness(insns: list[Insn], live_out: bool = True) -> tuple[list[bool], bool]:
+    """Per instruction: are the flags it writes read later? And are flags live on entry?"""
+    live = live_out
     needed = [True] * len(insns)
     for idx in range(len(insns) - 1, -1, -1):
         insn = insns[idx]
         needed[idx] = live
         op = insn.op
-        if op in _READS or op in TERMINATORS or (insn.rep and op in _STRINGS):
+        if op in _READS or (op in TERMINATORS and idx != len(insns) - 1):
+            live = True
+        elif op in TERMINATORS and op not in _DIRECT_BRANCHES and op != "call":
             live = True
         elif op in _WRITES_ALL or (op in ("shl", "shr", "sar") and _imm_count(insn)):
             live = False
-    return needed
+        if insn.rep and op in _STRINGS or op in _SYNCED:
+            live = True
+    return needed, live
+
+
+def successors(last: Insn) -> tuple[int, ...] | None:
+    """Addresses a block continues at, known at translation time; None: also elsewhere."""
+    if last.op in ("jcc", "loop", "loope", "loopne", "jecxz"):
+        return (last.target, last.next)
+    if last.op in ("jmp", "call"):
+        return (last.target,)
+    if last.op in TERMINATORS:
+        return None
+    return (last.next,)
+
+
+def _same_reg(a: Reg, b: Reg) -> bool:
+    """Do the two register operands share bits (AL and EAX, AH and AX, ...)?"""
+    return (a.n if a.size > 1 else a.n & 3) == (b.n if b.size > 1 else b.n & 3)
 
 
 def _imm_count(insn: Insn) -> int:
@@ -120,10 +144,11 @@ def _imm_count(insn: Insn) -> int:
 class BlockCompiler:
     """Generates ``def tb(lim): ...`` for one block of instructions."""
 
-    def __init__(self, insns: list[Insn], mode: Mode, start: int) -> None:
-        self.insns = insns
+    def __init__(self, blocks: list[tuple[int, list[Insn]]], mode: Mode) -> None:
+        self.blocks = blocks
+        self.block_counts = {pc: len(insns) for pc, insns in blocks}
         self.mode = mode
-        self.start = start
+        self.start = blocks[0][0]
         self.fast = mode.flat and not mode.paging and not mode.slow
         self.src = Source()
         self.used: set[int] = set()
@@ -131,12 +156,26 @@ class BlockCompiler:
         self.flags_touched = False
         self.flags_written = False
         self.stores = False
-        self.loops = False
+        self.stores_any = False
+        last = blocks[0][1][-1]
+        #: A region of several blocks, or a block looping on itself: count executed
+        #: instructions at run time (``ic``) instead of using the static block length.
+        self.counted = len(blocks) > 1 or (
+            last.op in _DIRECT_BRANCHES and last.target == self.start
+        )
         self.fkind: tuple[int, int] | None = None
-        self.needed = flag_liveness(insns)
-        self.cur: Insn = insns[0]
+        self.pending: tuple[int, int, str, str, str] | None = None
+        self.block_pc = self.start
+        self.self_loop = False
+        self.base_depth = 3
+        self.insns: list[Insn] = blocks[0][1]
+        self.needed: list[bool] = []
+        self.cur: Insn = self.insns[0]
         self.idx = 0
-        self.count = len(insns)
+        self.count = len(self.insns)
+        self.next_block: int | None = None
+        #: For every instruction, in emission order: its index within its basic block.
+        self.offsets: list[int] = []
 
     # --- emission helpers -------------------------------------------------------
 
@@ -278,12 +317,34 @@ class BlockCompiler:
     # --- flags ------------------------------------------------------------------
 
     def set_flags(self, kind: int, size: int, r: str, a: str = "0", b: str = "0") -> None:
+        """The instruction produced flags (r, a, b are expressions valid until the next one).
+
+        They stay *pending* (not stored) while only a condition consumer follows, so
+        ``cmp; jcc`` compiles to one comparison; :meth:`flush` stores them otherwise.
+        """
+        self.pending = None
         if not self.needed[self.idx]:
             self.fkind = None
             return
         self.touch_flags(write=True)
-        self.e(f"fo = {F.op_code(kind, size)}; fr = {r}; fa = {a}; fb = {b}")
+        self.pending = (kind, size, r, a, b)
         self.fkind = (kind, size)
+        if self.src.depth != self.base_depth:  # inside a conditional: store now
+            self.flush()
+
+    def emit_pending(self) -> None:
+        """Store pending flags into the flag locals (without forgetting them)."""
+        if self.pending is None:
+            return
+        kind, size, r, a, b = self.pending
+        if b == CARRY_IN:
+            self.carry()
+            b = "c"
+        self.e(f"fo = {F.op_code(kind, size)}; fr = {r}; fa = {a}; fb = {b}")
+
+    def flush(self) -> None:
+        self.emit_pending()
+        self.pending = None
 
     def touch_flags(self, write: bool = False) -> None:
         self.flags_touched = True
@@ -292,6 +353,13 @@ class BlockCompiler:
 
     def cond(self, cc: int) -> str:
         self.touch_flags()
+        if self.pending is not None:
+            kind, size, r, a, b = self.pending
+            if b != CARRY_IN or cc >> 1 in (2, 4, 5):
+                expr = F.cond_static(cc, kind, size, r, a, b)
+                if expr is not None:
+                    return expr
+            self.flush()
         if self.fkind is not None:
             expr = F.cond_static(cc, *self.fkind)
             if expr is not None:
@@ -300,6 +368,7 @@ class BlockCompiler:
         return F.cond_on_flags(cc)
 
     def materialize_expr(self) -> str:
+        self.flush()
         self.touch_flags()
         if self.fkind is not None and self.fkind[0] == F.EFL:
             return "fr"
@@ -310,9 +379,11 @@ class BlockCompiler:
         return "FL[fo](fr, fa, fb)"
 
     def carry(self) -> str:
-        """Emit ``c = CF``."""
+        """Emit ``c = CF`` (from the flag locals)."""
+        if self.pending is not None and self.pending[4] != CARRY_IN:
+            self.flush()
         self.touch_flags()
-        kind = self.fkind
+        kind = self.fkind if self.pending is None else None
         if kind is not None and kind[0] == F.SUB:
             self.e("c = 1 if fa < fb else 0")
         elif kind is not None and kind[0] == F.ADD:
@@ -327,6 +398,7 @@ class BlockCompiler:
 
     def set_efl(self, expr: str) -> None:
         """Flags are now the materialized value ``expr``."""
+        self.flush()
         self.touch_flags(write=True)
         self.e(f"fr = {expr}; fo = 0")
         self.fkind = (F.EFL, 4)
@@ -335,6 +407,7 @@ class BlockCompiler:
 
     def sync_call(self, call: str) -> None:
         """Write state back, run ``call`` (which may read/modify ``cpu``), reload the state."""
+        self.flush()
         self.used.update(range(8))
         self.written.update(range(8))
         self.touch_flags(write=True)
@@ -354,85 +427,161 @@ class BlockCompiler:
     # --- block ---------------------------------------------------------------
 
     def compile(self) -> tuple[str, list[int], bool]:
-        """Return (source, first line of each instruction, whether the block loops)."""
+        """Return (source, first line of each instruction, whether execution is counted)."""
         body = self.src
-        body.depth = 3
+        self.live_in = self._region_liveness()
+        for k, (pc, insns) in enumerate(self.blocks):
+            self.insns, self.count = insns, len(insns)
+            self.needed, _ = flag_liveness(insns, self.live_out[pc])
+            self.fkind = None
+            self.pending = None
+            self.block_pc = pc
+            self.next_block = self.blocks[k + 1][0] if k + 1 < len(self.blocks) else None
+            last = insns[-1]
+            self.self_loop = last.op in _DIRECT_BRANCHES and last.target == pc
+            body.depth = 3
+            if self.counted:
+                self.e(f"if pc == {pc:#x}:")
+                body.depth = 4
+                if self.self_loop:
+                    self.e("while True:")
+                    body.depth = 5
+            self.base_depth = body.depth
+            self._compile_block(insns)
+        if self.counted:
+            body.depth = 3
+            self.e("return pc")
+        return self._assemble()
+
+    def _region_liveness(self) -> dict[int, bool]:
+        """Flags live on entry to each block, over the region's control flow."""
+        live_in = {pc: False for pc, _ in self.blocks}
+        self.live_out: dict[int, bool] = {}
+        changed = True
+        while changed:
+            changed = False
+            for pc, insns in self.blocks:
+                succ = successors(insns[-1])
+                out = succ is None or any(live_in.get(t, True) for t in succ)
+                self.live_out[pc] = out
+                _, live = flag_liveness(insns, out)
+                if live != live_in[pc]:
+                    live_in[pc] = live
+                    changed = True
+        return live_in
+
+    def _compile_block(self, insns: list[Insn]) -> None:
         ended = False
-        for idx, insn in enumerate(self.insns):
+        for idx, insn in enumerate(insns):
             self.idx = idx
             self.cur = insn
-            body.mark()
+            self.offsets.append(idx)
+            if self.pending is not None and not self._consumes_pending(insn):
+                self.flush()
+            self.src.mark()
             if insn.op in PRIVILEGED and self.mode.cpl:
                 self.fault(13, 0)
                 ended = True
                 break
             getattr(self, "g_" + insn.op)(insn)
             if self.stores:
-                self.e("if smc: raise CodeModified")
-            self.stores_any = getattr(self, "stores_any", False) or self.stores
+                self.e("if smc:")
+                self.src.depth += 1
+                self.emit_pending()
+                self.e("raise CodeModified")
+                self.src.depth -= 1
+            self.stores_any = self.stores_any or self.stores
             self.stores = False
             if insn.op in TERMINATORS:
                 ended = True
         if not ended:
-            self.e(f"return {self.insns[-1].next:#x}")
-        return self._assemble()
+            self.jump(insns[-1].next, tail=True)
+
+    def _consumes_pending(self, insn: Insn) -> bool:
+        """Instructions that read pending flags without disturbing their expressions."""
+        if insn.op == "jcc":
+            return True
+        if insn.op == "setcc":
+            return isinstance(insn.ops[0], Reg) and not self.needed[self.idx]
+        if insn.op == "cmov":
+            return isinstance(insn.ops[1], Reg) and not self.needed[self.idx]
+        return False
 
     def _assemble(self) -> tuple[str, list[int], bool]:
         used = sorted(self.used | self.written)
         written = sorted(self.written)
+        flags = self.flags_touched or self.flags_written
         head = ["def tb(lim):"]
-        for n in used:
-            head.append(f"    {REGS[n]} = R[{n}]")
-        if self.flags_touched or self.flags_written:
+        head += [f"    {REGS[n]} = R[{n}]" for n in used]
+        if flags:
             head.append("    fo, fr, fa, fb = cpu.fl")
-        if getattr(self, "stores_any", False):
+        if self.stores_any:
             head.append("    smc = False")
-        if self.loops:
-            head.append(f"    it = 0; maxit = lim // {self.count} - 1")
+        if self.counted:
+            head.append(f"    rem = lim; pc = {self.start:#x}")
         back = [f"R[{n}] = {REGS[n]}" for n in written]
         if self.flags_written:
             back.append("cpu.fl = (fo, fr, fa, fb)")
-        if self.loops:
-            back.append(f"cpu.loopn = it * {self.count}")
+        reload = [f"{REGS[n]} = R[{n}]" for n in used]
+        if flags:
+            reload.append("fo, fr, fa, fb = cpu.fl")
         head.append("    try:")
-        head.append("        while True:" if self.loops else "        if True:")
+        head.append("        while True:" if self.counted else "        if True:")
         offset = len(head)
         lines = []
         for line in self.src.lines:
             stripped = line.strip()
             pad = line[: len(line) - len(line.lstrip())]
             if stripped == "#SYNC#":
-                lines.append(pad + "; ".join(back[: len(back) - self.loops] or ["pass"]))
+                lines.append(pad + ("; ".join(back) or "pass"))
             elif stripped == "#RELOAD#":
-                reload = [f"{REGS[n]} = R[{n}]" for n in used]
-                if self.flags_touched or self.flags_written:
-                    reload.append("fo, fr, fa, fb = cpu.fl")
-                lines.append(pad + "; ".join(reload))
+                lines.append(pad + ("; ".join(reload) or "pass"))
             else:
                 lines.append(line)
+        if self.counted:
+            back.append("cpu.loopn = lim - rem")
         tail = ["    finally:"] + ["        " + line for line in back or ["pass"]]
         src = "\n".join(head + lines + tail) + "\n"
         marks = [m + offset for m in self.src.marks]
-        return src, marks, self.loops
+        return src, marks, self.counted
 
     # --- control transfer -----------------------------------------------------
 
-    def jump(self, target: str | int) -> None:
-        """Leave the block for ``target`` (looping in place when it is the block's start)."""
-        if isinstance(target, int) and target == self.start and self.idx == self.count - 1:
-            self.loops = True
-            self.e("if it >= maxit:")
-            self.e(f"    return {target:#x}")
-            self.e("it += 1", "continue")
-            return
+    def exit(self, target: str | int) -> None:
+        """Leave the translated code for ``target`` (an address or an expression)."""
+        self.emit_pending()
+        if self.counted:
+            self.e(f"rem -= {self.count}")
         self.e(f"return {target:#x}" if isinstance(target, int) else f"return {target}")
+
+    def jump(self, target: str | int, tail: bool = False) -> None:
+        """Continue at ``target``: inside the region when it is one of its blocks.
+
+        ``tail``: this is the last statement of the block, so a jump to the block
+        emitted next needs no ``continue``.
+        """
+        if not (self.counted and isinstance(target, int) and target in self.block_counts):
+            self.exit(target)
+            return
+        if self.live_in[target]:
+            self.emit_pending()
+        self.e(f"rem -= {self.count}")
+        self.e(f"if rem < {self.block_counts[target]}: return {target:#x}")
+        if target == self.block_pc and self.self_loop:
+            self.e("continue")
+            return
+        self.e(f"pc = {target:#x}")
+        if self.self_loop:
+            self.e("break")
+        elif not (tail and target == self.next_block):
+            self.e("continue")
 
     def branch(self, cond: str, target: int, fallthrough: int) -> None:
         self.e(f"if {cond}:")
         self.src.depth += 1
         self.jump(target)
         self.src.depth -= 1
-        self.e(f"return {fallthrough:#x}")
+        self.jump(fallthrough, tail=True)
 
     def eip_mask(self, expr: str) -> str:
         return expr if self.cur.size == 4 else f"({expr}) & 0xffff"
@@ -454,7 +603,7 @@ class BlockCompiler:
 
     def g_fwait(self, i: Insn) -> None:
         self.e("if cpu.cr[0] & 0xa == 0xa: raise Fault(7)")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_mov(self, i: Insn) -> None:
         dst, src = i.ops
@@ -487,7 +636,6 @@ class BlockCompiler:
         op, size = i.op, i.size
         m = MASKS[size]
         kind = _ALU_KIND[op]
-        needed = self.needed[self.idx]
         writes = op not in ("cmp", "test")
         if isinstance(dst, Mem):
             s = self.rd(src)
@@ -501,28 +649,29 @@ class BlockCompiler:
             self.set_flags(kind, size, "r", "d", s)
             return
         s = self.rd_tmp(src, "s")
+        if isinstance(src, Reg) and writes and _same_reg(src, dst) and src != dst:
+            self.e(f"s = {s}")
+            s = "s"
         d = self.reg(dst.n, size)
         if op in ("adc", "sbb"):
             self.carry()
-        if op in ("xor", "sub") and isinstance(src, Reg) and src == dst:
-            expr = "0"
-        else:
-            expr = None
-        if not needed:
-            self.fkind = None
-            if writes:
-                self.set_reg(dst.n, size, expr or _ALU_EXPR[op].format(d=d, s=s, m=m))
+        zero = op in ("xor", "sub") and src == dst
+        if not writes:
+            self.set_flags(kind, size, _ALU_EXPR[op].format(d=d, s=s, m=m), d, s)
             return
-        self.touch_flags(write=True)
+        if not self.needed[self.idx]:
+            self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d=d, s=s, m=m))
+            self.set_flags(kind, size, "0")
+            return
         if kind == F.LOGIC:
-            self.e("fr = " + (expr or _ALU_EXPR[op].format(d=d, s=s, m=m)))
-        else:
-            self.e(f"fa = {d}", f"fb = {s}")
-            self.e("fr = " + (expr or _ALU_EXPR[op].format(d="fa", s="fb", m=m)))
-        if writes:
-            self.set_reg(dst.n, size, "fr")
-        self.e(f"fo = {F.op_code(kind, size)}")
-        self.fkind = (kind, size)
+            self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d=d, s=s, m=m))
+            self.set_flags(kind, size, self.reg(dst.n, size))
+            return
+        self.e(f"d = {d}")
+        if s == d:
+            s = "d"
+        self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d="d", s=s, m=m))
+        self.set_flags(kind, size, self.reg(dst.n, size), "d", s)
 
     g_add = g_or = g_adc = g_sbb = g_and = g_sub = g_xor = g_cmp = g_test = _alu
 
@@ -531,20 +680,14 @@ class BlockCompiler:
         size = i.size
         m = MASKS[size]
         delta = "+ 1" if i.op == "inc" else "- 1"
-        needed = self.needed[self.idx]
         if isinstance(dst, Mem):
             self.addr(dst)
             self.e(f"d = {self.ld('a', size)}")
         else:
             self.e(f"d = {self.reg(dst.n, size)}")
-        if needed:
-            self.carry()
         self.e(f"r = (d {delta}) & {m:#x}")
         self.wr(dst, "r")
-        if needed:
-            self.set_flags(F.INC if i.op == "inc" else F.DEC, size, "r", "d", "c")
-        else:
-            self.fkind = None
+        self.set_flags(F.INC if i.op == "inc" else F.DEC, size, "r", "d", CARRY_IN)
 
     g_inc = g_dec = _incdec
 
@@ -713,6 +856,7 @@ class BlockCompiler:
     def g_setcc(self, i: Insn) -> None:
         (dst,) = i.ops
         cond = self.cond(i.cc)
+        self.pending = None
         if isinstance(dst, Mem):
             self.addr(dst)
         self.wr(dst, f"(1 if {cond} else 0)")
@@ -721,12 +865,13 @@ class BlockCompiler:
         dst, src = i.ops
         s = self.rd_tmp(src, "s")
         self.e(f"if {self.cond(i.cc)}:")
+        self.pending = None
         self.src.depth += 1
         self.set_reg(dst.n, i.size, s)
         self.src.depth -= 1
 
     def g_jmp(self, i: Insn) -> None:
-        self.jump(i.target)
+        self.jump(i.target, tail=True)
 
     def g_jmp_ind(self, i: Insn) -> None:
         self.e(f"t = {self.rd(i.ops[0])}")
@@ -734,7 +879,7 @@ class BlockCompiler:
 
     def g_call(self, i: Insn) -> None:
         self.push(f"{i.next:#x}", i.size)
-        self.jump(i.target)
+        self.jump(i.target, tail=True)
 
     def g_call_ind(self, i: Insn) -> None:
         self.e(f"t = {self.rd(i.ops[0])}")
@@ -809,7 +954,7 @@ class BlockCompiler:
         self.pop_value(i.size, "t")
         self.pop_commit(i.size)
         self.sync_call(f"cpu.h_popf(t, {i.size})")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_lahf(self, i: Insn) -> None:
         self.set_reg(4, 1, f"({self.materialize_expr()} & 0xd5) | 2")
@@ -839,11 +984,11 @@ class BlockCompiler:
         if self.mode.cpl:
             self.e(f"if {self.mode.cpl} > (cpu.eflags >> 12) & 3: raise Fault(13, 0)")
         self.e("cpu.eflags |= 0x200; cpu.inhibit = True")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_hlt(self, i: Insn) -> None:
         self.e("cpu.halted = True; cpu.inhibit = False")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_cbw(self, i: Insn) -> None:
         if i.size == 2:
@@ -995,9 +1140,12 @@ class BlockCompiler:
         if i.rep or i.asize != 4 or i.op in ("ins", "outs") or not self.fast:
             seg = i.seg if i.seg is not None else DS
             self.sync_call(f"t = cpu.h_string({i.op!r}, {i.size}, {seg}, {i.rep!r}, {i.asize})")
-            self.e(f"if t: return {i.addr:#x}")
+            self.e("if t:")
+            self.src.depth += 1
+            self.exit(i.addr)
+            self.src.depth -= 1
             if i.op == "outs":
-                self.e(f"return {i.next:#x}")
+                self.exit(i.next)
             return
         size = i.size
         m = MASKS[size]
@@ -1049,7 +1197,7 @@ class BlockCompiler:
         port, src = i.ops
         self.io_check()
         self.e(f"IO_W({self.rd(port)}, {i.size}, {self.reg(0, i.size)})")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_cpuid(self, i: Insn) -> None:
         self.used.update((0, 1))
@@ -1069,14 +1217,14 @@ class BlockCompiler:
 
     def g_wrmsr(self, i: Insn) -> None:
         self.e(f"cpu.wrmsr({self.reg(1)}, ({self.reg(2)} << 32) | {self.reg(0)})")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_wbinvd(self, i: Insn) -> None:
         self.e("pass")
 
     def _int_common(self, vector: str, i: Insn) -> None:
         self.sync_call(f"cpu.h_int({vector}, {i.next:#x})")
-        self.e("return cpu.eip")
+        self.exit("cpu.eip")
 
     def g_int(self, i: Insn) -> None:
         self._int_common(str(i.ops[0].value), i)
@@ -1092,12 +1240,12 @@ class BlockCompiler:
         self.src.depth += 1
         self._int_common("4", i)
         self.src.depth -= 1
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def _sys(self, call: str, i: Insn, end: bool = True) -> None:
         self.sync_call(call)
         if end:
-            self.e("return cpu.eip")
+            self.exit("cpu.eip")
 
     def g_iret(self, i: Insn) -> None:
         self._sys(f"cpu.h_iret({i.size})", i)
@@ -1127,7 +1275,7 @@ class BlockCompiler:
         sreg, src = i.ops
         self.e(f"t = {self.rd(src, 2)}")
         self.sync_call(f"cpu.h_load_seg({sreg.n}, t)")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_mov_from_sreg(self, i: Insn) -> None:
         dst, sreg = i.ops
@@ -1142,7 +1290,7 @@ class BlockCompiler:
         self.pop_value(i.size, "t")
         self.e("t &= 0xffff")
         self.sync_call(f"cpu.h_load_seg({i.ops[0].n}, t, {i.size})")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_lseg(self, i: Insn) -> None:
         sreg, dst, m = i.ops
@@ -1151,7 +1299,7 @@ class BlockCompiler:
         self.e(f"s = {self.ld('a2', 2)}")
         self.sync_call(f"cpu.h_load_seg({sreg.n}, s)")
         self.set_reg(dst.n, i.size, "t")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def _dtr(self, i: Insn) -> None:
         (m,) = i.ops
@@ -1163,7 +1311,7 @@ class BlockCompiler:
             if i.size == 2:
                 self.e("s &= 0xffffff")
             self.e(f"cpu.{table} = [s, t]")
-            self.e(f"return {i.next:#x}")
+            self.exit(i.next)
         else:
             self.st("a", 2, f"cpu.{table}[1]")
             self.e("a2 = (a + 2) & 0xffffffff")
@@ -1174,12 +1322,12 @@ class BlockCompiler:
     def g_lldt(self, i: Insn) -> None:
         self.e(f"t = {self.rd(i.ops[0], 2)}")
         self._sys("cpu.h_lldt(t)", i, end=False)
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_ltr(self, i: Insn) -> None:
         self.e(f"t = {self.rd(i.ops[0], 2)}")
         self._sys("cpu.h_ltr(t)", i, end=False)
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def _store_sel(self, i: Insn, expr: str) -> None:
         (dst,) = i.ops
@@ -1201,16 +1349,16 @@ class BlockCompiler:
     def g_lmsw(self, i: Insn) -> None:
         self.e(f"t = {self.rd(i.ops[0], 2)}")
         self._sys("cpu.h_write_cr(0, (cpu.cr[0] & ~0xe) | (t & 0xf) | (cpu.cr[0] & 1))", i, False)
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_mov_ctl(self, i: Insn) -> None:
         ctl, src = i.ops
         if ctl.kind == "dr":
             self.e(f"cpu.dr[{ctl.n}] = {self.reg(src.n)}")
-            self.e(f"return {i.next:#x}")
+            self.exit(i.next)
             return
         self._sys(f"cpu.h_write_cr({ctl.n}, {self.reg(src.n)})", i, end=False)
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_mov_from_ctl(self, i: Insn) -> None:
         dst, ctl = i.ops
@@ -1218,11 +1366,11 @@ class BlockCompiler:
 
     def g_invlpg(self, i: Insn) -> None:
         self.e(f"cpu.h_invlpg({self.ea(i.ops[0])})")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def g_clts(self, i: Insn) -> None:
         self.e("cpu.cr[0] &= ~8")
-        self.e(f"return {i.next:#x}")
+        self.exit(i.next)
 
     def _seg_check(self, i: Insn) -> None:
         dst, src = i.ops if len(i.ops) == 2 else (None, i.ops[0])

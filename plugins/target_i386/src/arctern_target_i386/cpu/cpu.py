@@ -26,6 +26,8 @@ from .system import FLAT_CODE, FLAT_DATA, SystemMixin
 log = logging.getLogger(__name__)
 
 MAX_BLOCK_INSNS = 64
+MAX_REGION_BLOCKS = 16
+MAX_REGION_INSNS = 256
 _SLOW = 1 << 5
 _SINGLE = 1 << 6
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
@@ -230,9 +232,10 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                         blk = self._translate(left)
                     traced = self.mode.single and self.eflags & TF
                     self.eip = blk.fn(left)
-                    done += blk.count
                     if blk.loops:
                         done += self.loopn
+                    else:
+                        done += blk.count
                     if traced:
                         self.raise_interrupt(1, None, self.eip)
             except Fault as exc:
@@ -254,8 +257,8 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         if blk is None:
             return 0
         idx = fault_index(exc, blk)
-        self.eip = blk.pc if idx == 0 else blk.next_pcs[idx - 1]
-        return idx + (self.loopn if blk.loops else 0)
+        self.eip = blk.pcs[idx]
+        return blk.offsets[idx] + (self.loopn if blk.loops else 0)
 
     def _step_slow(self) -> int:
         """Run one instruction with every memory access through the softmmu helpers."""
@@ -294,51 +297,63 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
     # --- translation -----------------------------------------------------------------
 
     def _translate(self, limit: int, extra: int = 0) -> TranslatedBlock:
-        """Translate the block at EIP (at most ``limit`` instructions) and cache it."""
+        """Translate the code at EIP and cache it.
+
+        The unit is a region: the block at EIP plus the blocks of the same page it
+        reaches through direct jumps, so loops spanning several blocks run inside one
+        Python function with the registers in locals. Its entry block holds at most
+        ``limit`` instructions.
+        """
         mode_bits = self.mode.bits | extra
         if limit < MAX_BLOCK_INSNS:
             mode_bits |= _SINGLE
         mode = Mode.from_bits(mode_bits)
         pc = self.eip
-        lin = (pc + self.segbase[CS]) & 0xFFFFFFFF
+        cs_base = self.segbase[CS]
+        lin = (pc + cs_base) & 0xFFFFFFFF
         phys = self.fetch_page(lin)
         key = (pc if self._key_is_eip else phys) | mode_bits << 32
         blk = self.cache.blocks.get(key)
         if blk is not None and blk.pc == pc:
             return blk
-        buf = self.phys.read_bytes(phys, 0x1000 - (lin & 0xFFF))
-        ranges = [(phys, phys + len(buf))]
-        insns = []
-        pos = 0
-        cap = 1 if mode.single else MAX_BLOCK_INSNS
-        while len(insns) < cap and pos < len(buf):
+        page_lin = lin & ~0xFFF
+        page = _Page(self, page_lin, phys & ~0xFFF, mode.code32)
+        blocks: list[tuple[int, list]] = []
+        seen: set[int] = set()
+        work = [pc]
+        total = 0
+        while work and len(blocks) < MAX_REGION_BLOCKS and total < MAX_REGION_INSNS:
+            start = work.pop(0)
+            if start in seen:
+                continue
+            seen.add(start)
             try:
-                insn = decode(buf, pos, (pc + pos) & 0xFFFFFFFF, mode.code32)
-            except NeedBytes:
-                try:
-                    nxt = self.fetch_page((lin + len(buf)) & 0xFFFFFFFF)
-                except Fault:
-                    if insns:
-                        break
+                insns = page.block(start, cs_base, 1 if mode.single else MAX_BLOCK_INSNS)
+            except Fault:
+                if not blocks:
                     raise
-                more = self.phys.read_bytes(nxt, 16)
-                ranges.append((nxt, nxt + 16))
-                insn = decode(buf + more, pos, (pc + pos) & 0xFFFFFFFF, mode.code32)
-            insns.append(insn)
-            pos += insn.length
-            if insn.op in TERMINATORS:
+                continue
+            if not insns:
+                continue
+            blocks.append((start, insns))
+            total += len(insns)
+            if mode.single:
                 break
-        compiler = BlockCompiler(insns, mode, pc)
-        source, lines, loops = compiler.compile()
+            for target in _successors(insns[-1]):
+                if (target + cs_base) & ~0xFFF == page_lin and target not in seen:
+                    work.append(target)
+        compiler = BlockCompiler(blocks, mode)
+        source, lines, counted = compiler.compile()
         fn = compile_block(source, f"<i386 block {pc:#x}>", self._namespace)
+        insns = [insn for _start, block in blocks for insn in block]
         blk = TranslatedBlock(
-            key, fn, pc, len(insns), ranges, lines, [i.next for i in insns], loops, source
+            key, fn, pc, len(blocks[0][1]), page.ranges, lines, [i.addr for i in insns],
+            [i.next for i in insns], compiler.offsets, counted, source,
         )
         self.cache.insert(blk)
         if trace.in_asm.isEnabledFor(logging.DEBUG):
-            trace.in_asm.debug(
-                "IN:\n%s\n", "\n".join(insn_text(i) for i in insns)
-            )
+            for start, block in blocks:
+                trace.in_asm.debug("IN:\n%s\n", "\n".join(insn_text(i) for i in block))
         return blk
 
     def dump_state(self) -> str:
@@ -356,3 +371,63 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             f"HLT={int(self.halted)}\n{segs}\nCR0={self.cr[0]:08x} CR2={self.cr[2]:08x} "
             f"CR3={self.cr[3]:08x} CR4={self.cr[4]:08x}"
         )
+
+
+def _successors(last) -> tuple[int, ...]:
+    """Addresses a block may continue at that are known at translation time."""
+    if last.op in ("jcc", "loop", "loope", "loopne", "jecxz"):
+        return (last.target, last.next)
+    if last.op == "jmp":
+        return (last.target,)
+    if last.op in TERMINATORS or last.op in ("call",):
+        return ()
+    return (last.next,)
+
+
+class _Page:
+    """The guest code page being translated: decodes blocks from it."""
+
+    def __init__(self, cpu: I386CPU, page_lin: int, page_phys: int, code32: bool) -> None:
+        self.cpu = cpu
+        self.page_lin = page_lin
+        self.buf = cpu.phys.read_bytes(page_phys, 0x1000)
+        self.code32 = code32
+        self.ranges = [(page_phys, page_phys + 0x1000)]
+        self.extended = False
+
+    def block(self, pc: int, cs_base: int, cap: int) -> list:
+        """Decode up to ``cap`` instructions from ``pc`` to a terminator or the page end.
+
+        Raises the fetch fault when not even the first instruction can be fetched.
+        """
+        insns = []
+        pos = (pc + cs_base - self.page_lin) & 0xFFFFFFFF
+        while len(insns) < cap and pos < 0x1000:
+            addr = (self.page_lin + pos - cs_base) & 0xFFFFFFFF
+            try:
+                insn = decode(self.buf, pos, addr, self.code32)
+            except NeedBytes:
+                try:
+                    extended = self._extend()
+                except Fault:
+                    if insns:
+                        break
+                    raise
+                if not extended:
+                    break
+                continue
+            insns.append(insn)
+            pos += insn.length
+            if insn.op in TERMINATORS:
+                break
+        return insns
+
+    def _extend(self) -> bool:
+        """Append the first bytes of the next page (an instruction straddles the boundary)."""
+        if self.extended:
+            return False
+        nxt = self.cpu.fetch_page((self.page_lin + 0x1000) & 0xFFFFFFFF)
+        self.buf += self.cpu.phys.read_bytes(nxt, 16)
+        self.ranges.append((nxt, nxt + 16))
+        self.extended = True
+        return True

@@ -26,6 +26,7 @@ IOPL = 0x3000
 ARITH = CF | PF | AF | ZF | SF | OF
 
 EFL, ADD, ADC, SUB, SBB, LOGIC, INC, DEC, SHL, SHR, SAR, MUL = range(12)
+F_EFL = EFL
 KIND_NAMES = ("EFL", "ADD", "ADC", "SUB", "SBB", "LOGIC", "INC", "DEC", "SHL", "SHR", "SAR", "MUL")
 
 SIZE_LOG = {1: 0, 2: 1, 4: 2}
@@ -139,45 +140,48 @@ def cond_on_flags(cc: int, f: str = "f") -> str:
     return f"not ({expr})" if cc & 1 else f"({expr})"
 
 
-def cond_static(cc: int, kind: int, size: int) -> str | None:
-    """Expression over locals fr/fa/fb for ``cc`` after a known operation, or None.
+def cond_static(
+    cc: int, kind: int, size: int, r: str = "fr", a: str = "fa", b: str = "fb"
+) -> str | None:
+    """Expression for ``cc`` after a known operation whose (result, a, b) are ``r, a, b``.
 
-    This is where ``cmp a, b; jl`` becomes one Python comparison.
+    This is where ``cmp a, b; jl`` becomes one Python comparison. None: no shortcut.
     """
     sign = 1 << (size * 8 - 1)
     base, neg = cc >> 1, cc & 1
     expr = None
-    if base == 2:  # e/ne on every kind that derives ZF from the result
-        if kind != EFL:
-            expr = "fr == 0"
-    elif base == 4 and kind != EFL:
-        expr = f"fr & {sign:#x}"
-    elif base == 5 and kind != EFL:
-        expr = "PARITY[fr & 0xff]"
+    if kind == F_EFL:
+        return cond_on_flags(cc, r)
+    if base == 2 and kind == SUB:
+        expr = f"{a} == {b}"
+    elif base == 2:
+        expr = f"{r} == 0"
+    elif base == 4:
+        expr = f"{r} & {sign:#x}"
+    elif base == 5:
+        expr = f"PARITY[{r} & 0xff]"
     elif kind == SUB:
         expr = {
-            0: f"(fa ^ fb) & (fa ^ fr) & {sign:#x}",
-            1: "fa < fb",
-            3: "fa <= fb",
-            6: f"(fa ^ {sign:#x}) < (fb ^ {sign:#x})",
-            7: f"(fa ^ {sign:#x}) <= (fb ^ {sign:#x})",
+            0: f"({a} ^ {b}) & ({a} ^ {r}) & {sign:#x}",
+            1: f"{a} < {b}",
+            3: f"{a} <= {b}",
+            6: f"({a} ^ {sign:#x}) < ({b} ^ {sign:#x})",
+            7: f"({a} ^ {sign:#x}) <= ({b} ^ {sign:#x})",
         }.get(base)
     elif kind == LOGIC:
         expr = {
             0: "False",
             1: "False",
-            3: "fr == 0",
-            6: f"fr & {sign:#x}",
-            7: f"fr == 0 or fr & {sign:#x}",
+            3: f"{r} == 0",
+            6: f"{r} & {sign:#x}",
+            7: f"{r} == 0 or {r} & {sign:#x}",
         }.get(base)
     elif kind == ADD:
         expr = {
-            0: f"(fa ^ fr) & (fb ^ fr) & {sign:#x}",
-            1: "fr < fa",
-            3: "fr < fa or fr == 0",
+            0: f"({a} ^ {r}) & ({b} ^ {r}) & {sign:#x}",
+            1: f"{r} < {a}",
+            3: f"{r} < {a} or {r} == 0",
         }.get(base)
-    elif kind == EFL:
-        return cond_on_flags(cc, "fr")
     if expr is None:
         return None
     return f"not ({expr})" if neg else f"({expr})"
