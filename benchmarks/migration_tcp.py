@@ -149,13 +149,12 @@ async def migrate(command: list[str], guest: Path, ram_mib: int, tmp: Path) -> d
         while (await dest.execute("query-status"))["status"] == "inmigrate":
             await asyncio.sleep(0.02)
         for client in (source, dest):
-            await client.execute("quit")
             await client.disconnect()
         return info
     finally:
         for process in (src, dst):
             if process.poll() is None:
-                process.kill()
+                process.terminate()
             process.wait()
 
 
