@@ -56,7 +56,7 @@ def test_sizes(text, value):
 @pytest.mark.parametrize(
     "given, message",
     [
-        ({"iobase": "zz"}, "Parameter 'iobase' expects uint16_t"),
+        ({"iobase": "zz"}, "Parameter 'iobase' expects integer"),
         ({"iobase": "0x10000"}, "Parameter 'iobase' expects uint16_t"),
         ({"force-legacy": "maybe"}, "Parameter 'force-legacy' expects 'on' or 'off'"),
         ({"size": "1Q"}, "Parameter 'size' expects a non-negative number below 2^64"),

@@ -224,7 +224,7 @@ def _drive(text: str) -> DriveConfig:
     return DriveConfig(
         opts["file"],
         format=opts.get("format"),
-        interface=opts.get("if", "ide"),
+        interface=opts.get("if", "none"),
         id=opts.get("id"),
         cache=opts.get("cache", "writeback"),
         read_only=read_only,

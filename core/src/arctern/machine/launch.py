@@ -45,8 +45,7 @@ class DriveConfig:
 
     file: str
     format: str | None = None  # None: probe, as QEMU does (with its warning)
-    interface: str = "none"  # "virtio": also plug a virtio-blk-device on it; QEMU's
-    # if=ide default of -drive does not exist on microvm (arctern-system refuses it as QEMU does)
+    interface: str = "none"  # "virtio": also plug a virtio-blk-device on it
     id: str | None = None  # default: IF + index ("none0", "virtio0"), as QEMU names them
     cache: str = "writeback"
     read_only: bool = False
@@ -133,9 +132,7 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
     machine.build()
     for device in [*implicit, *config.devices]:
         with option_context(device.origin):
-            cls = _device_class(machine, device.driver)
-            if not cls.user_creatable:
-                raise MachineError("Parameter 'driver' expects a pluggable device type")
+            _check_user_creatable(machine, device.driver)
             machine.create_device(device.driver, id=device.id, bus=device.bus, **device.props)
     if config.kernel is None and not config.incoming:
         raise MachineError(
@@ -146,10 +143,11 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
         machine.runstate = "inmigrate"
 
 
-def _device_class(machine: Machine, driver: str) -> type:
-    if driver not in machine.registry.devices:
+def _check_user_creatable(machine: Machine, driver: str) -> None:
+    """Board parts (PIC, PIT, transports) are unknown to -device, as in QEMU."""
+    cls = machine.registry.devices.get(driver)
+    if cls is None or not cls.user_creatable:
         raise MachineError(f"'{driver}' is not a valid device model name")
-    return machine.registry.devices[driver]
 
 
 def _open_drive(
@@ -167,8 +165,8 @@ def _open_drive(
     index = counters.get(drive.interface, 0)
     counters[drive.interface] = index + 1
     drive_id = drive.id or f"{drive.interface}{index}"
-    if drive_id in machine.drives:
-        raise MachineError(f"drive with id {drive_id} already exists")
+    if drive_id in machine.drives:  # checked before the image is opened and locked
+        raise MachineError(f"Duplicate ID '{drive_id}' for drive")
     backend = open_image(
         drive.file,
         fmt=drive.format,

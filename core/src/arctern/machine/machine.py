@@ -155,7 +155,7 @@ class Machine:
     def add_drive(self, id: str, backend: Any) -> None:
         """Make a BlockBackend available to devices as ``drive=ID``."""
         if id in self.drives:
-            raise MachineError(f"drive with id {id} already exists")
+            raise MachineError(f"Duplicate ID '{id}' for drive")
         self.drives[id] = backend
 
     def add_bus(self, bus: Bus) -> Bus:

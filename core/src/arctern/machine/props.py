@@ -30,14 +30,19 @@ class Prop:
     parser: Callable[[str], Any]
     check: Callable[[Any], bool] | None = None
     description: str = ""
+    parse_error: str = ""  # what unparseable text "expects", if not ``kind``
 
     def parse(self, text: str) -> Any:
-        """Parse command-line text; raise :class:`MachineError` naming the expected type."""
+        """Parse command-line text; raise :class:`MachineError` naming the expected type.
+
+        Like QEMU, text that is no value at all gets ``parse_error`` (``expects
+        integer``); a value out of range gets the precise type (``expects uint16_t``).
+        """
         try:
             value = self.parser(text)
         except (ValueError, OverflowError):
-            value = _INVALID
-        if value is _INVALID or (self.check is not None and not self.check(value)):
+            raise MachineError(f"expects {self.parse_error or self.kind}") from None
+        if self.check is not None and not self.check(value):
             raise MachineError(f"expects {self.kind}")
         return value
 
@@ -48,9 +53,6 @@ class Prop:
         if self.check is not None and not self.check(value):
             raise MachineError(f"expects {self.kind}")
         return value
-
-
-_INVALID = object()
 
 
 def parse_int(text: str) -> int:
@@ -100,7 +102,7 @@ def prop_int(
     def check(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
-    return Prop(default, kind, parse_int, check, description)
+    return Prop(default, kind, parse_int, check, description, parse_error="integer")
 
 
 def prop_bool(default: bool | None, *, description: str = "") -> Prop:

@@ -1,0 +1,112 @@
+"""arctern-system refuses bad options with QEMU's own words and exit status.
+
+Every case runs qemu-system-i386 with the same options; the first line of its
+error, without the ``qemu-system-i386: `` (or ``qemu: ``) prefix, must be ours
+without ``arctern-system: ``, and both must exit with status 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from arctern.cli.system import main
+
+PREFIXES = ("qemu-system-i386: ", "qemu: ", "arctern-system: ")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    where = tmp_path_factory.mktemp("cli")
+    disk = where / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    text = where / "notes.txt"
+    text.write_text("not a kernel\n" * 100)
+    return {"DISK": str(disk), "TEXT": str(text), "DIR": str(where)}
+
+
+CASES = [
+    "-device nosuch",
+    "-device i8259",
+    "-device isa-debug-exit,foo=1",
+    "-device isa-debug-exit,iobase=zz",
+    "-device isa-debug-exit,iobase=-1",
+    "-device virtio-blk-device",
+    "-device virtio-blk-device,drive=nod",
+    "-global virtio-mmio.force-legacy=maybe",
+    "-drive file=/nonexistent/disk.img,format=raw,if=none,id=d0",
+    "-drive file=DISK,format=zzz",
+    "-drive file=DISK,format=raw,if=ide",
+    "-drive file=DISK,format=raw,zz=1",
+    "-drive file=DISK,format=raw,cache=bogus",
+    "-drive file=DISK,format=raw,if=none,readonly=maybe",
+    "-drive file=DISK,format=raw,if=none,id=d0 -drive file=DISK,format=raw,if=none,id=d0",
+    "-serial zz",
+    "-m 1Q",
+    "-zzz",
+    "-M nosuch",
+    "-M microvm,zzz=1",
+    "-cpu nosuch",
+    "-kernel /nonexistent/kernel.elf",
+    "-kernel TEXT",
+    "-kernel DIR",
+]
+
+
+def first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    for prefix in PREFIXES:
+        if line.startswith(prefix):
+            return line[len(prefix) :]
+    return line
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_option_gets_qemus_message(case, files, capsys):
+    args = ["-nodefaults", *(files.get(word, word) for word in case.split())]
+    for key, value in files.items():
+        args = [a.replace(f"file={key},", f"file={value},") for a in args]
+    qemu = subprocess.run(
+        ["qemu-system-i386", "-M", "microvm", "-display", "none", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    status = main(args)
+    ours = capsys.readouterr()
+    assert (status, first_line(ours.err)) == (qemu.returncode, first_line(qemu.stderr))
+    assert ours.err.count("\n") == 1 and "Traceback" not in ours.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ("-smp 2", "-smp 2: Arctern emulates one CPU; use -smp 1"),
+        ("-display gtk", "-display gtk: Arctern has no graphical display; use none"),
+        ("-d nosuch", "-d nosuch: unknown log item 'nosuch' (-d help lists them)"),
+        ("", "no -kernel given: microvm boots a Multiboot kernel image"),
+    ],
+)
+def test_what_arctern_cannot_do_is_one_clear_line(args, message, capsys):
+    assert main(["-nodefaults", *args.split()]) == 1
+    assert capsys.readouterr().err == f"arctern-system: {message}\n"
+
+
+@pytest.mark.parametrize(
+    "args, first",
+    [
+        ("-M help", "Supported machines are:"),
+        ("-device help", 'name "isa-debug-exit"'),
+        ("-cpu help", "Available CPUs:"),
+        ("-d help", "Log items (comma separated):"),
+        ("-M microvm,help", "microvm-machine options:"),
+        ("-device virtio-blk-device,help", "virtio-blk-device options:"),
+    ],
+)
+def test_help_listings(args, first, capsys):
+    assert main(args.split()) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(first)
+    if args == "-device help":  # board parts are not offered to -device
+        assert "virtio-blk-device" in out and "i8259" not in out and "virtio-mmio" not in out
