@@ -25,6 +25,9 @@ enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8 };
 enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8 };
 enum { D_NEXT = 1, D_WRITE = 2 };
 #define F_FLUSH (1u << 9)
+#define F_INDIRECT_DESC (1u << 28)
+#define F_EVENT_IDX (1u << 29)
+enum { D_INDIRECT = 4 };
 
 struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; } __attribute__((packed));
 struct avail { uint16_t flags, idx, ring[QSIZE], used_event; } __attribute__((packed));
@@ -43,12 +46,14 @@ struct disk {
     volatile struct used *used;
     volatile struct req_hdr hdr;
     volatile uint8_t status;
+    volatile struct desc table[3]; /* the indirect descriptor table of a request */
+    uint32_t kicks, kicks_suppressed;
 };
 
 static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
 static uint8_t buf[4096] __attribute__((aligned(16)));
 static struct disk disks[MMIO_SLOTS];
-static int ndisks, use_irq;
+static int ndisks, use_irq, use_indirect, use_event_idx;
 static volatile int irq_count;
 
 struct idt_entry { uint16_t off_lo, sel; uint8_t zero, type; uint16_t off_hi; } __attribute__((packed));
@@ -111,7 +116,9 @@ static void init_disk(struct disk *d)
     d->features = rd(d, DEVICE_FEATURES);
     uint32_t status = S_ACK | S_DRIVER;
     wr(d, DRIVER_FEATURES_SEL, 0);
-    wr(d, DRIVER_FEATURES, d->features & F_FLUSH);
+    uint32_t wanted = F_FLUSH | (use_indirect ? F_INDIRECT_DESC : 0) | (use_event_idx ? F_EVENT_IDX : 0);
+    if ((d->features & wanted) != wanted) fail(d, "features offered");
+    wr(d, DRIVER_FEATURES, wanted);
     if (d->version == 1) {
         wr(d, GUEST_PAGE_SIZE, 4096);
     } else {
@@ -143,19 +150,31 @@ static int request(struct disk *d, uint32_t type, uint32_t sector, void *data, u
 {
     d->hdr.type = type; d->hdr.ioprio = 0; d->hdr.sector = sector;
     d->status = 0xFF;
-    d->desc[0] = (struct desc){(uint32_t)&d->hdr, sizeof(struct req_hdr), D_NEXT, 1};
+    volatile struct desc *chain = use_indirect ? d->table : d->desc;
+    chain[0] = (struct desc){(uint32_t)&d->hdr, sizeof(struct req_hdr), D_NEXT, 1};
     int n = 1;
     if (len) {
-        d->desc[1] = (struct desc){(uint32_t)data, len, D_NEXT | (type == T_OUT ? 0 : D_WRITE), 2};
+        chain[1] = (struct desc){(uint32_t)data, len, D_NEXT | (type == T_OUT ? 0 : D_WRITE), 2};
         n = 2;
     }
-    d->desc[n] = (struct desc){(uint32_t)&d->status, 1, D_WRITE, 0};
+    chain[n] = (struct desc){(uint32_t)&d->status, 1, D_WRITE, 0};
+    if (use_indirect)
+        d->desc[0] = (struct desc){(uint32_t)d->table, (n + 1) * sizeof(struct desc), D_INDIRECT, 0};
+    if (use_event_idx) d->avail->used_event = d->last_used; /* interrupt on the next completion */
     d->avail->ring[d->avail_idx % QSIZE] = 0;
     barrier();
+    uint16_t old = d->avail_idx;
     d->avail->idx = ++d->avail_idx;
     barrier();
     int seen = irq_count;
-    wr(d, QUEUE_NOTIFY, 0);
+    /* With EVENT_IDX the device says (avail_event) when it wants to be kicked. */
+    uint16_t event = d->used->avail_event;
+    if (!use_event_idx || (uint16_t)(d->avail_idx - event - 1) < (uint16_t)(d->avail_idx - old)) {
+        wr(d, QUEUE_NOTIFY, 0);
+        d->kicks++;
+    } else {
+        d->kicks_suppressed++;
+    }
     if (use_irq) {
         /* Every completion must also interrupt: sleep until both happened. */
         while (d->used->idx == d->last_used || irq_count == seen)
@@ -206,7 +225,8 @@ static void exercise(struct disk *d, int n)
     fill(expect, 4096, (uint8_t)(0x40 + n));
     for (uint32_t i = 0; i < 4096; i++)
         if (buf[i] != expect[i]) fail(d, "verify");
-    puts("disk"); putdec(n); puts(": write, flush, read back ok\n");
+    puts("disk"); putdec(n); puts(": write, flush, read back ok; kicks "); putdec(d->kicks);
+    puts(", suppressed "); putdec(d->kicks_suppressed); puts("\n");
 }
 
 int main(uint32_t *mbi)
@@ -214,7 +234,11 @@ int main(uint32_t *mbi)
     const char *cmdline = (mbi[0] & 4) ? (const char *)mbi[4] : "";
     for (const char *p = cmdline; *p; p++)
         if (p[0] == 'i' && p[1] == 'r' && p[2] == 'q') use_irq = 1;
-    puts(use_irq ? "virtio-blk guest: interrupts\n" : "virtio-blk guest: polling\n");
+        else if (p[0] == 'i' && p[1] == 'n' && p[2] == 'd') use_indirect = 1;
+        else if (p[0] == 'e' && p[1] == 'v' && p[2] == 'e') use_event_idx = 1;
+    puts(use_irq ? "virtio-blk guest: interrupts" : "virtio-blk guest: polling");
+    puts(use_indirect ? ", indirect descriptors" : "");
+    puts(use_event_idx ? ", event index\n" : "\n");
 
     for (int slot = MMIO_SLOTS - 1; slot >= 0; slot--) {
         struct disk *d = &disks[ndisks];
