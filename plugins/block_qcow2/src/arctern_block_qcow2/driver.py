@@ -268,11 +268,14 @@ class Qcow2Driver(BlockDriver):
 
         A run is a stretch of one kind; for data clusters also contiguous on the host.
         """
+        if table is None:  # no L2 table: the whole stretch is unallocated
+            yield Kind.UNALLOCATED, 0, None, start, end
+            return
         cb = self.h.cluster_bits
         base = l1_index << (cb - 3)
         c, last = start >> cb, (end - 1) >> cb
         while c <= last:
-            entry = table[c - base] if table is not None else 0
+            entry = table[c - base]
             kind = entry_kind(entry)
             n = 1
             if kind is Kind.NORMAL:
@@ -288,7 +291,7 @@ class Qcow2Driver(BlockDriver):
                 host = None
                 zero = kind in _ZERO_KINDS
                 while c + n <= last:
-                    nk = entry_kind(table[c + n - base]) if table is not None else kind
+                    nk = entry_kind(table[c + n - base])
                     if nk is Kind.NORMAL or nk is Kind.COMPRESSED or (nk in _ZERO_KINDS) != zero:
                         break
                     n += 1
@@ -434,8 +437,15 @@ class Qcow2Driver(BlockDriver):
         return pieces
 
     def _write_data(self, host: int, data: memoryview) -> None:
+        """Write guest data at ``host``, refusing to overwrite metadata (QEMU's overlap check)."""
         cb = self.h.cluster_bits
-        if self.refcounts.reserved_in(host >> cb, ((host + len(data) - 1) >> cb) + 1) is not None:
+        first, end = host >> cb, ((host + len(data) - 1) >> cb) + 1
+        clusters = range(first, end)
+        if (
+            self.refcounts.reserved_in(first, end) is not None
+            or not self.map.l2_clusters.isdisjoint(clusters)
+            or not self.refcounts.block_clusters.isdisjoint(clusters)
+        ):
             raise self.corruption(f"data write at 0x{host:x} would overwrite image metadata")
         self.node.file.pwrite(host, data)
         self._unsynced = True

@@ -69,6 +69,9 @@ class ClusterMap:
         self.l2_entries = self.cs // 8
         self.on_free = on_free
         self.l1 = self.read_l1(header.l1_table_offset, header.l1_size)
+        #: Clusters holding the active L2 tables (guest data must never be written there).
+        self.l2_clusters = {(e & L.L1E_OFFSET_MASK) >> header.cluster_bits for e in self.l1 if e}
+        self.l2_clusters.discard(0)
         self.cache: TableCache[array] = TableCache(
             cache_tables, self._load_l2, self._store_l2, before_l2_store
         )
@@ -84,7 +87,11 @@ class ClusterMap:
         """Read an L2 table named by the image (tables we create are installed directly)."""
         if offset + self.cs > self.file.getlength():
             raise self._corrupt(f"L2 table at 0x{offset:x} lies past the end of the file")
-        if self.refcounts.reserved_in(offset // self.cs, offset // self.cs + 1) is not None:
+        cluster = offset // self.cs
+        if (
+            self.refcounts.reserved_in(cluster, cluster + 1) is not None
+            or cluster in self.refcounts.block_clusters
+        ):
             raise self._corrupt(
                 f"L2 table at 0x{offset:x} overlaps the header, the L1 table or the refcount table"
             )
@@ -122,6 +129,7 @@ class ClusterMap:
         self.cache.write_one(new)
         self.file.flush()
         self.set_l1_entry(l1_index, new | L.OFLAG_COPIED)
+        self.l2_clusters.add(new >> self.h.cluster_bits)
         if old:
             self.on_free(old >> self.h.cluster_bits, 1)
         return new, table

@@ -113,6 +113,8 @@ class Refcounts:
             cache_clusters, self._load_block, self._store_block
         )
         self.reftable = self._read_reftable()
+        #: Clusters holding refcount blocks (guest data must never be written there).
+        self.block_clusters = {e >> header.cluster_bits for e in self.reftable if e}
         self.free_hint = 0
         #: Clusters that must never be allocated (the header, L1, reftable...): (start, end).
         self.reserved: list[tuple[int, int]] = []
@@ -297,6 +299,7 @@ class Refcounts:
             self.file.pwrite(offset, memoryview(block))
             self.file.flush()
             self.reftable[rt_index] = offset
+            self.block_clusters.add(cluster)
             self.file.pwrite(self.h.refcount_table_offset + rt_index * 8, entry_bytes(offset))
             self.cache.install(offset, block, dirty=False)
             log.debug("%s: new refcount block %d at 0x%x", self.filename, rt_index, offset)
@@ -341,6 +344,7 @@ class Refcounts:
         self.file.flush()
         self.h.refcount_table_offset, self.h.refcount_table_clusters = area * cs, table_clusters
         self.reftable = table
+        self.block_clusters.update(range(blocks_at, blocks_at + blocks))
         for n, block in enumerate(new_blocks):
             self.cache.install((blocks_at + n) * cs, block, dirty=False)
         self.reserved = [
