@@ -1,4 +1,4 @@
-"""qcow2 images: Arctern holds the lock bytes qemu-io holds, and they refuse each other."""
+"""qcow2 images and QEMU: the same lock bytes, mutual refusal, and a hand-over from qemu-io."""
 
 from __future__ import annotations
 
@@ -59,3 +59,30 @@ def test_our_writer_refuses_qemu_io_writer(image, qcow2_registry, qemu_io_read):
         f'qemu-io: can\'t open device {image}: Failed to get "write" lock\n'
         f"Is another process using the image [{image}]?\n"
     )
+
+
+def test_hand_over_from_qemu_io_to_an_inactive_image(image, qcow2_registry, tmp_path):
+    """The migration hand-over with QEMU as the source: what qemu-io allocated and
+    wrote while we were inactive (our qcow2 caches full of stale tables) is what
+    we read once activated."""
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 1 0 64k", image], check=True, capture_output=True
+    )
+    ours = open_image(image, fmt="qcow2", active=False, registry=qcow2_registry)
+    assert ours.pread(0, 65536) == b"\x01" * 65536  # caches now hold the old L1/L2/refcounts
+    subprocess.run(["qemu-img", "resize", "-q", "-f", "qcow2", image, "2M"], check=True)
+    commands = ["write -P 2 512k 128k", "write -P 3 1536k 4k", "write -z 0 4k"]
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", *(a for c in commands for a in ("-c", c)), image],
+        check=True,
+        capture_output=True,
+    )
+    expected = str(tmp_path / "expected.raw")  # made while we hold no lock
+    subprocess.run(["qemu-img", "convert", "-O", "raw", image, expected], check=True)
+    ours.activate()
+    with open(expected, "rb") as f:
+        assert ours.pread(0, ours.length) == f.read()
+    ours.pwrite(1 << 20, b"ours")
+    ours.close()
+    check = subprocess.run(["qemu-img", "check", image], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
