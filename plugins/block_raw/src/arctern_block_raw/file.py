@@ -2,8 +2,8 @@
 
 Data moves with os.preadv/os.pwritev straight between the file and the
 caller's memoryview. cache=none and directsync open the file O_DIRECT and
-declare the device's request alignment, so the layer hands over aligned,
-page-aligned buffers only. Locks are QEMU's OFD lock bytes
+declare the device's request alignment, so the layer hands over aligned
+requests in aligned memory only. Locks are QEMU's OFD lock bytes
 (:mod:`arctern.block.locking`), taken as the layer sets the node's
 permissions.
 """
