@@ -12,21 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from guests.build import CC, CFLAGS
+
 GUESTS = Path(__file__).parent / "guests"
-CFLAGS = [
-    "-std=gnu11",
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-fno-stack-protector",
-    "-nostdlib",
-    "-static",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-Wl,--build-id=none",
-    "-Wl,--no-warn-rwx-segments",
-]
 #: The emulators a guest is run under; each test compares their behaviour.
 EMULATORS = {
     "qemu": ["qemu-system-i386"],
@@ -39,7 +27,7 @@ def build(name: str, out_dir: Path) -> Path:
     common = GUESTS / "common"
     subprocess.run(
         [
-            "i686-linux-gnu-gcc",
+            CC,
             *CFLAGS,
             f"-Wl,-T,{common / 'link.ld'}",
             "-o",

@@ -28,9 +28,9 @@ from arctern.machine.machine import Machine
 from arctern.machine.props import parse_bool, parse_size
 from arctern.monitor.options import add_monitor_options, attach_monitor
 from arctern.plugins import default_registry
+from arctern.qemu_opts import parse_opts
 
 from .common import run_cli
-from .qemu_opts import parse_opts
 
 PROG = "arctern-system"
 DEFAULT_MACHINE = "microvm"

@@ -25,6 +25,7 @@ import termios
 from collections.abc import Callable
 
 from arctern.errors import MachineError
+from arctern.qemu_opts import parse_opts
 
 log = logging.getLogger(__name__)
 
@@ -260,20 +261,12 @@ def open_chardev(spec: str) -> Chardev | None:
     if kind == "file" and sep and rest:
         return FileChardev(rest)
     if kind == "unix" and sep and rest:
-        path, options = _split_options(rest)
+        options = parse_opts(rest, "path")
+        path = options.pop("path", "")
         if "server" not in options:
             raise MachineError(f"'{spec}': only the server side of unix sockets is supported")
         return UnixServerChardev(path, wait=_on(options.get("wait", "on"), spec))
     raise MachineError(f"'{spec}' is not a valid char driver")
-
-
-def _split_options(text: str) -> tuple[str, dict[str, str]]:
-    path, *items = text.split(",")
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        options[key] = value if sep else "on"
-    return path, options
 
 
 def _on(value: str, spec: str) -> bool:
