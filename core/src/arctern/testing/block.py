@@ -256,8 +256,8 @@ class BlockDriverConformance:
         with self.open(active=False) as inactive:
             with self.open() as writer:  # would raise ImageLockError if a lock were held
                 writer.pwrite(0, b"owner")
-                with self.open(read_only=True):  # readers, too
-                    pass
+            with self.open(read_only=True) as reader:
+                assert reader.pread(0, 5) == b"owner"
             assert not inactive.active
 
     def test_activate_picks_up_changes_made_through_another_handle(self):
