@@ -1,11 +1,11 @@
 """A guest with its own virtio-blk driver reads and writes a qcow2 and a raw disk.
 
-The guest (guests/virtio_blk, C built with i686-linux-gnu-gcc as a multiboot
-ELF) runs on ``-M microvm,acpi=off`` with both virtio-mmio versions, polling
-the used ring or sleeping until the PIC interrupts, with direct or indirect
-descriptors, with or without the event index. Each run is checked the way
-a user would: the serial output and exit status, ``qemu-img check`` on the
-qcow2 image, and the bytes the guest wrote read back with qemu-io.
+The guest (virtio_blk_guest.c, built with the tests/guests runtime) runs on
+``-M microvm,acpi=off`` with both virtio-mmio versions, polling the used ring
+or sleeping until the PIC interrupts, with direct or indirect descriptors,
+with or without the event index. Each run is checked the way a user would:
+the serial output (line for line QEMU's) and exit status, ``qemu-img check``
+on the qcow2 image, and the bytes the guest wrote read back with qemu-io.
 """
 
 from __future__ import annotations
@@ -14,16 +14,20 @@ import struct
 import subprocess
 from pathlib import Path
 
-import guest_tools
 import pytest
+from guests.build import run_guest
 
 SIGNATURE = "ARCTERN-DISK-SIGNATURE"
 SECTOR = 512
 
 
+HERE = Path(__file__).parent
+EMULATORS = ("qemu", "arctern")
+
+
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory) -> Path:
-    return guest_tools.build("virtio_blk", tmp_path_factory.mktemp("guest"))
+def kernel(guest_elf) -> Path:
+    return guest_elf(HERE / "virtio_blk_guest.c")
 
 
 @pytest.fixture
@@ -39,7 +43,7 @@ def qemu_output(kernel, tmp_path_factory):
     def get(mode: str, legacy: bool) -> str:
         if (mode, legacy) not in cache:
             images = make_disks(tmp_path_factory.mktemp("reference"))
-            cache[mode, legacy] = run_guest("qemu", kernel, images, mode, legacy)[1]
+            cache[mode, legacy] = run("qemu", kernel, images, mode, legacy)[0]
         return cache[mode, legacy]
 
     return get
@@ -74,7 +78,8 @@ def qemu_io(path: Path, fmt: str, *commands: str) -> str:
     return result.stdout
 
 
-def run_guest(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, legacy: bool):
+def run(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, legacy: bool):
+    """(serial output, exit status) of the guest on the two disks."""
     args = [
         "-drive",
         f"file={disks['qcow2']},format=qcow2,if=none,id=d0",
@@ -87,16 +92,16 @@ def run_guest(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, le
     ]
     if not legacy:
         args += ["-global", "virtio-mmio.force-legacy=false"]
-    return guest_tools.run(emulator, kernel, *args, append=mode)
+    return run_guest(emulator, kernel, *args, append=mode, machine_options="acpi=off")
 
 
-@pytest.mark.parametrize("emulator", sorted(guest_tools.EMULATORS))
+@pytest.mark.parametrize("emulator", EMULATORS)
 @pytest.mark.parametrize("mode", ["poll", "irq", "poll indirect", "irq indirect event"])
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "modern"])
 def test_guest_driver_reads_and_writes_both_disks(
     kernel, disks, qemu_output, emulator, mode, legacy
 ):
-    status, output = run_guest(emulator, kernel, disks, mode, legacy)
+    output, status = run(emulator, kernel, disks, mode, legacy)
     lines = output.splitlines()
     assert status == 1, output  # isa-debug-exit: the guest reported success (0 << 1 | 1)
     assert lines == qemu_output(mode, legacy).splitlines()  # line for line what QEMU prints

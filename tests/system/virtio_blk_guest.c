@@ -1,12 +1,13 @@
 /*
  * A bare-metal virtio-blk driver for -M microvm,acpi=off: finds the virtio-mmio
  * transports holding block devices, drives legacy (Version 1) or modern (Version 2)
- * registers, and reads, writes, flushes and identifies each disk, waiting for
- * completions by polling the used ring or by sleeping until the PIC interrupts
- * ("-append irq"). Everything it learns goes to COM1; it exits through
- * isa-debug-exit at 0xf4 (status 1 = success, 3 = failure).
+ * registers, and reads, writes, flushes and identifies each disk. The command line
+ * picks how: "irq" sleeps until the PIC interrupts instead of polling the used ring,
+ * "indirect" puts each request in an indirect descriptor table, "event" negotiates
+ * the event index (used_event / avail_event). Everything it learns goes to COM1;
+ * main's return value is the exit code (0: success).
  */
-#include <stdint.h>
+#include "guest.h"
 
 #define MMIO_BASE 0xFEB00000u
 #define MMIO_SLOTS 8
@@ -23,11 +24,10 @@ enum {
 };
 enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8 };
 enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8 };
-enum { D_NEXT = 1, D_WRITE = 2 };
+enum { D_NEXT = 1, D_WRITE = 2, D_INDIRECT = 4 };
 #define F_FLUSH (1u << 9)
 #define F_INDIRECT_DESC (1u << 28)
 #define F_EVENT_IDX (1u << 29)
-enum { D_INDIRECT = 4 };
 
 struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; } __attribute__((packed));
 struct avail { uint16_t flags, idx, ring[QSIZE], used_event; } __attribute__((packed));
@@ -39,7 +39,7 @@ struct req_hdr { uint32_t type, ioprio; uint64_t sector; } __attribute__((packed
 struct disk {
     uint32_t base;
     int slot, version, irq;
-    uint32_t features;
+    uint32_t features, kicks, kicks_suppressed;
     uint16_t avail_idx, last_used;
     volatile struct desc *desc;
     volatile struct avail *avail;
@@ -47,7 +47,6 @@ struct disk {
     volatile struct req_hdr hdr;
     volatile uint8_t status;
     volatile struct desc table[3]; /* the indirect descriptor table of a request */
-    uint32_t kicks, kicks_suppressed;
 };
 
 static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
@@ -56,28 +55,59 @@ static struct disk disks[MMIO_SLOTS];
 static int ndisks, use_irq, use_indirect, use_event_idx;
 static volatile int irq_count;
 
-struct idt_entry { uint16_t off_lo, sel; uint8_t zero, type; uint16_t off_hi; } __attribute__((packed));
-static struct idt_entry idt[0x30];
-extern void irq_stub(void);
-
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline uint32_t rd(struct disk *d, uint32_t off) { return *(volatile uint32_t *)(d->base + off); }
-static inline void wr(struct disk *d, uint32_t off, uint32_t v) { *(volatile uint32_t *)(d->base + off) = v; }
+static inline uint32_t rd(struct disk *d, uint32_t off) { return mmio_read32(d->base + off); }
+static inline void wr(struct disk *d, uint32_t off, uint32_t v) { mmio_write32(d->base + off, v); }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
-static void putc(char c) { while (!(inb(0x3FD) & 0x20)) {} outb(0x3F8, (uint8_t)c); }
-static void puts(const char *s) { while (*s) putc(*s++); }
-static void puthex(uint32_t v, int digits) { while (digits--) putc("0123456789abcdef"[(v >> (4 * digits)) & 15]); }
-static void putdec(uint32_t v) { char b[11]; int i = 0; do { b[i++] = '0' + v % 10; v /= 10; } while (v); while (i) putc(b[--i]); }
-static void exit_qemu(int code) { outb(0xF4, (uint8_t)code); for (;;) __asm__ volatile("cli; hlt"); }
-static void fail(struct disk *d, const char *what) { puts("disk"); putdec(d - disks); puts(": FAIL "); puts(what); puts("\n"); exit_qemu(1); }
+static void fail(struct disk *d, const char *what)
+{
+    printf("disk%d: FAIL %s\n", (int)(d - disks), what);
+    exit(1);
+}
+
+/* --- interrupts: our own GDT (the loader's may be gone) and IDT vectors 0x20-0x2f ---- */
+
+void irq_entry(void);
+__asm__(
+    ".text\n"
+    "irq_stub:\n"
+    "    pusha\n"
+    "    cld\n"
+    "    call irq_entry\n"
+    "    popa\n"
+    "    iret\n"
+    "load_gdt:\n"
+    "    lgdt gdt_desc\n"
+    "    ljmp $0x08, $1f\n"
+    "1:  mov $0x10, %ax\n"
+    "    mov %ax, %ds\n"
+    "    mov %ax, %es\n"
+    "    mov %ax, %ss\n"
+    "    ret\n"
+    ".section .rodata\n"
+    ".align 8\n"
+    "gdt:\n"
+    "    .quad 0\n"
+    "    .quad 0x00CF9A000000FFFF\n" /* 0x08: flat 32-bit code */
+    "    .quad 0x00CF92000000FFFF\n" /* 0x10: flat 32-bit data */
+    "gdt_desc:\n"
+    "    .word gdt_desc - gdt - 1\n"
+    "    .long gdt\n"
+    ".text\n");
+extern void irq_stub(void);
+extern void load_gdt(void);
+
+struct idt_entry { uint16_t off_lo, sel; uint8_t zero, type; uint16_t off_hi; } __attribute__((packed));
+static struct idt_entry idt[0x30];
 
 void irq_entry(void)
 {
     for (int i = 0; i < ndisks; i++) {
         uint32_t isr = rd(&disks[i], INTERRUPT_STATUS);
-        if (isr) { wr(&disks[i], INTERRUPT_ACK, isr); irq_count++; }
+        if (isr) {
+            wr(&disks[i], INTERRUPT_ACK, isr);
+            irq_count++;
+        }
     }
     outb(0xA0, 0x20);
     outb(0x20, 0x20);
@@ -85,26 +115,29 @@ void irq_entry(void)
 
 static void setup_interrupts(void)
 {
+    load_gdt();
     uint32_t handler = (uint32_t)irq_stub;
     for (int v = 0x20; v < 0x30; v++)
         idt[v] = (struct idt_entry){handler & 0xFFFF, 0x08, 0, 0x8E, handler >> 16};
     struct { uint16_t limit; uint32_t base; } __attribute__((packed)) idtr = {sizeof(idt) - 1, (uint32_t)idt};
     __asm__ volatile("lidt %0" : : "m"(idtr));
+    /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
+     * through it as ExtINT (a machine without a local APIC ignores these two stores). */
+    mmio_write32(0xFEE000F0u, 0x1FF); /* SPIV: APIC enabled, spurious vector 0xff */
+    mmio_write32(0xFEE00350u, 0x700); /* LVT LINT0: ExtINT, unmasked */
     static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
     for (int chip = 0; chip < 2; chip++) {
         uint16_t port = chip ? 0xA0 : 0x20;
         outb(port, init[chip][0]);
         for (int i = 1; i < 4; i++) outb(port + 1, init[chip][i]);
     }
-    /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
-     * through it as ExtINT (a machine without a local APIC ignores these two stores). */
-    *(volatile uint32_t *)0xFEE000F0u = 0x1FF; /* SPIV: APIC enabled, spurious vector 0xff */
-    *(volatile uint32_t *)0xFEE00350u = 0x700; /* LVT LINT0: ExtINT, unmasked */
     uint16_t mask = 0xFFFF & ~(1u << 2);
     for (int i = 0; i < ndisks; i++) mask &= ~(1u << disks[i].irq);
     outb(0x21, mask & 0xFF);
     outb(0xA1, mask >> 8);
 }
+
+/* --- the driver --------------------------------------------------------------------- */
 
 static void init_disk(struct disk *d)
 {
@@ -115,9 +148,9 @@ static void init_disk(struct disk *d)
     wr(d, DEVICE_FEATURES_SEL, 0);
     d->features = rd(d, DEVICE_FEATURES);
     uint32_t status = S_ACK | S_DRIVER;
-    wr(d, DRIVER_FEATURES_SEL, 0);
     uint32_t wanted = F_FLUSH | (use_indirect ? F_INDIRECT_DESC : 0) | (use_event_idx ? F_EVENT_IDX : 0);
     if ((d->features & wanted) != wanted) fail(d, "features offered");
+    wr(d, DRIVER_FEATURES_SEL, 0);
     wr(d, DRIVER_FEATURES, wanted);
     if (d->version == 1) {
         wr(d, GUEST_PAGE_SIZE, 4096);
@@ -194,51 +227,58 @@ static void fill(uint8_t *p, uint32_t n, uint8_t seed)
 
 static void exercise(struct disk *d, int n)
 {
-    puts("disk"); putdec(n); puts(": slot "); putdec(d->slot); puts(" irq "); putdec(d->irq);
-    puts(" version "); putdec(d->version); puts(" features "); puthex(d->features, 8);
     uint32_t cap_lo = rd(d, CONFIG), cap_hi = rd(d, CONFIG + 4);
-    puts(" capacity "); putdec(cap_lo); if (cap_hi) puts("+hi");
     uint32_t geometry = rd(d, CONFIG + 16);
-    puts(" chs "); putdec(geometry & 0xFFFF); putc('/'); putdec((geometry >> 16) & 0xFF);
-    putc('/'); putdec(geometry >> 24); puts("\n");
+    printf("disk%d: slot %d irq %d version %d features %08x capacity %u%s chs %u/%u/%u\n", n,
+           d->slot, d->irq, d->version, (unsigned)d->features, (unsigned)cap_lo,
+           cap_hi ? "+hi" : "", (unsigned)(geometry & 0xFFFF), (unsigned)((geometry >> 16) & 0xFF),
+           (unsigned)(geometry >> 24));
 
     if (request(d, T_GET_ID, 0, buf, 20)) fail(d, "get-id");
     buf[20] = 0;
-    puts("disk"); putdec(n); puts(": id '"); puts((char *)buf); puts("'\n");
+    printf("disk%d: id '%s'\n", n, (char *)buf);
 
     if (request(d, T_IN, 0, buf, 512)) fail(d, "read sector 0");
     buf[32] = 0;
-    puts("disk"); putdec(n); puts(": sector 0 '"); puts((char *)buf); puts("'\n");
+    printf("disk%d: sector 0 '%s'\n", n, (char *)buf);
 
     fill(buf, 4096, (uint8_t)(0x40 + n));
     if (request(d, T_OUT, 8, buf, 4096)) fail(d, "write");
     const char msg[] = "written by the guest";
-    for (uint32_t i = 0; i < 512; i++) buf[i] = i < sizeof(msg) ? (uint8_t)msg[i] : 0;
-    buf[sizeof(msg)] = '0' + n;
+    memset(buf, 0, 512);
+    memcpy(buf, msg, sizeof(msg));
+    buf[sizeof(msg)] = (uint8_t)('0' + n);
     if (request(d, T_OUT, cap_lo - 1, buf, 512)) fail(d, "write last sector");
     if (request(d, T_OUT, cap_lo, buf, 512) != 1) fail(d, "write past the end");
     if ((d->features & F_FLUSH) && request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush");
 
-    for (uint32_t i = 0; i < 4096; i++) buf[i] = 0;
+    memset(buf, 0, 4096);
     if (request(d, T_IN, 8, buf, 4096)) fail(d, "read back");
-    uint8_t expect[4096];
+    static uint8_t expect[4096];
     fill(expect, 4096, (uint8_t)(0x40 + n));
-    for (uint32_t i = 0; i < 4096; i++)
-        if (buf[i] != expect[i]) fail(d, "verify");
-    puts("disk"); putdec(n); puts(": write, flush, read back ok; kicks "); putdec(d->kicks);
-    puts(", suppressed "); putdec(d->kicks_suppressed); puts("\n");
+    if (memcmp(buf, expect, 4096)) fail(d, "verify");
+    printf("disk%d: write, flush, read back ok; kicks %u, suppressed %u\n", n,
+           (unsigned)d->kicks, (unsigned)d->kicks_suppressed);
 }
 
-int main(uint32_t *mbi)
+static int has_word(const char *s, const char *word)
 {
-    const char *cmdline = (mbi[0] & 4) ? (const char *)mbi[4] : "";
-    for (const char *p = cmdline; *p; p++)
-        if (p[0] == 'i' && p[1] == 'r' && p[2] == 'q') use_irq = 1;
-        else if (p[0] == 'i' && p[1] == 'n' && p[2] == 'd') use_indirect = 1;
-        else if (p[0] == 'e' && p[1] == 'v' && p[2] == 'e') use_event_idx = 1;
-    puts(use_irq ? "virtio-blk guest: interrupts" : "virtio-blk guest: polling");
-    puts(use_indirect ? ", indirect descriptors" : "");
-    puts(use_event_idx ? ", event index\n" : "\n");
+    size_t n = strlen(word);
+    for (; *s; s++)
+        if (!memcmp(s, word, n)) return 1;
+    return 0;
+}
+
+int main(uint32_t magic, const struct multiboot_info *mbi)
+{
+    (void)magic;
+    const char *cmdline = (mbi->flags & 4) ? (const char *)mbi->cmdline : "";
+    while (*cmdline && *cmdline != ' ') cmdline++; /* skip the kernel's path */
+    use_irq = has_word(cmdline, "irq");
+    use_indirect = has_word(cmdline, "indirect");
+    use_event_idx = has_word(cmdline, "event");
+    printf("virtio-blk guest: %s%s%s\n", use_irq ? "interrupts" : "polling",
+           use_indirect ? ", indirect descriptors" : "", use_event_idx ? ", event index" : "");
 
     for (int slot = MMIO_SLOTS - 1; slot >= 0; slot--) {
         struct disk *d = &disks[ndisks];
@@ -249,12 +289,14 @@ int main(uint32_t *mbi)
         d->version = (int)rd(d, VERSION);
         ndisks++;
     }
-    if (!ndisks) { puts("no virtio-blk device\n"); exit_qemu(1); }
+    if (!ndisks) {
+        puts("no virtio-blk device\n");
+        return 1;
+    }
     if (use_irq) setup_interrupts();
     for (int i = 0; i < ndisks; i++) init_disk(&disks[i]);
     for (int i = 0; i < ndisks; i++) exercise(&disks[i], i);
-    if (use_irq) { puts("interrupts: "); putdec(irq_count); puts("\n"); }
+    if (use_irq) printf("interrupts: %d\n", irq_count);
     puts("done\n");
-    exit_qemu(0);
     return 0;
 }

@@ -4,32 +4,39 @@
  * trigger levels, loopback, overrun, interrupt identification, character timeout), the
  * 8259A pair (IMR, ELCR masks, IRR/ISR, poll mode, EOI) driven by the 8254 PIT
  * (read-back status, latch, lobyte access, terminal count). Only timing-independent
- * facts are printed. Exits through isa-debug-exit at 0xf4 (status 1).
+ * facts are printed.
  */
-#include <stdint.h>
+#include "guest.h"
 
-#define COM1 0x3F8
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
 
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 
 /* Output collects here while COM1 is in loopback, and is printed afterwards. */
 static char log[4096];
 static int log_len;
 
-static void putc(char c) { if (log_len < (int)sizeof(log)) log[log_len++] = c; }
-static void puts(const char *s) { while (*s) putc(*s++); }
-static void puthex(uint32_t v, int digits) { while (digits--) putc("0123456789abcdef"[(v >> (4 * digits)) & 15]); }
-static void line(const char *what, uint32_t value) { puts(what); puts(" "); puthex(value, 2); puts("\n"); }
-static void flag(const char *what, int ok) { puts(what); puts(ok ? " yes\n" : " no\n"); }
+static void say(const char *text)
+{
+    while (*text && log_len < (int)sizeof(log)) log[log_len++] = *text++;
+}
+
+static void line(const char *what, uint32_t value)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "%s %02x\n", what, (unsigned)value);
+    say(text);
+}
+
+static void flag(const char *what, int ok)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "%s %s\n", what, ok ? "yes" : "no");
+    say(text);
+}
 
 static void flush_log(void)
 {
-    for (int i = 0; i < log_len; i++) {
-        while (!(inb(COM1 + LSR) & 0x20)) {}
-        outb(COM1 + THR, (uint8_t)log[i]);
-    }
+    for (int i = 0; i < log_len; i++) putc(log[i]);
     log_len = 0;
 }
 
@@ -75,9 +82,13 @@ static void uart(void)
     line("uart at trigger iir", inb(COM1 + IIR));
     for (const char *s = "efg"; *s; s++) outb(COM1 + THR, (uint8_t)*s); /* 17 bytes */
     line("uart overrun lsr", inb(COM1 + LSR));
-    puts("uart fifo data ");
-    while (inb(COM1 + LSR) & 0x01) putc((char)inb(COM1 + RBR));
-    puts("\n");
+    char data[32];
+    int n = 0;
+    while ((inb(COM1 + LSR) & 0x01) && n < (int)sizeof(data) - 1) data[n++] = (char)inb(COM1 + RBR);
+    data[n] = 0;
+    say("uart fifo data ");
+    say(data);
+    say("\n");
     line("uart drained iir", inb(COM1 + IIR));
     line("uart drained lsr", inb(COM1 + LSR));
 
@@ -165,16 +176,15 @@ static void pic_and_pit(void)
     flush_log();
 }
 
-int main(uint32_t *mbi)
+int main(uint32_t magic, const struct multiboot_info *mbi)
 {
+    (void)magic;
     (void)mbi;
-    puts("devices guest\n");
+    say("devices guest\n");
     flush_log();
     uart();
     pic_and_pit();
-    puts("done\n");
+    say("done\n");
     flush_log();
-    outb(0xF4, 0);
-    for (;;) __asm__ volatile("cli; hlt");
     return 0;
 }
