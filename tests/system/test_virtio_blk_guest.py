@@ -17,12 +17,10 @@ from pathlib import Path
 import pytest
 from guests.build import run_guest
 
-SIGNATURE = "ARCTERN-DISK-SIGNATURE"
-SECTOR = 512
-
-
 HERE = Path(__file__).parent
 EMULATORS = ("qemu", "arctern")
+SIGNATURE = "ARCTERN-DISK-SIGNATURE"
+SECTOR = 512
 
 
 @pytest.fixture(scope="module")
