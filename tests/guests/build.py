@@ -112,12 +112,14 @@ def run_guest(
     *args: str,
     append: str | None = None,
     machine_options: str = "",
+    stdin: bytes = b"",
     timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[str, int]:
     """Run ``elf`` to its exit; return (serial output, exit status).
 
     ``args`` are extra emulator options (-drive, -device, -global ...);
-    ``machine_options`` is appended to ``-M microvm`` (e.g. "acpi=off").
+    ``machine_options`` is appended to ``-M microvm`` (e.g. "acpi=off");
+    ``stdin`` is what the guest reads from COM1.
     """
     command = emulator_command(emulator)
     if machine_options:
@@ -125,7 +127,7 @@ def run_guest(
     command += [*BASE_ARGS, "-kernel", str(elf), *args]
     if append is not None:
         command += ["-append", append]
-    result = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, capture_output=True, timeout=timeout, input=stdin)
     return result.stdout.decode(errors="replace"), result.returncode
 
 
