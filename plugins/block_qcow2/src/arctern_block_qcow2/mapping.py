@@ -158,8 +158,8 @@ class ClusterMap:
             (old_offset >> cb, (old_offset >> cb) + _clusters(old_size * 8, self.cs))
         )
         self.refcounts.reserved.append((offset >> cb, (offset >> cb) + clusters))
-        if old_size:
-            self.on_free(old_offset >> cb, _clusters(old_size * 8, self.cs))
+        if old_size:  # the header pointing elsewhere is on disk: free the old table now
+            self.refcounts.update(old_offset >> cb, _clusters(old_size * 8, self.cs), -1)
 
     def _corrupt(self, msg: str) -> ImageFormatError:
         return ImageFormatError(f"qcow2 image '{self.filename}' is corrupt: {msg}")
