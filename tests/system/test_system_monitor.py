@@ -1,0 +1,61 @@
+"""arctern-system with -S and -qmp: the guest waits in prelaunch until a QMP client says cont.
+
+Driven with the qemu.qmp client library, like a management tool would drive QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from guests.build import BASE_ARGS, emulator_command
+from qemu.qmp import QMPClient
+
+HERE = Path(__file__).parent
+
+
+async def drive_qmp(socket_path: Path) -> list:
+    client = QMPClient("test")
+    await client.connect(str(socket_path))
+    try:
+        before = await client.execute("query-status")
+        await client.execute("cont")
+        return [before]
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize("emulator", ["qemu", "arctern"])
+def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_path, emulator):
+    elf = guest_elf(HERE / "printf_guest.c")
+    sock = tmp_path / "qmp.sock"
+    proc = subprocess.Popen(
+        [
+            *emulator_command(emulator),
+            *BASE_ARGS,
+            "-kernel",
+            str(elf),
+            "-S",
+            "-qmp",
+            f"unix:{sock},server=on,wait=off",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        (status,) = asyncio.run(drive_qmp(sock))
+        assert status == {"status": "prelaunch", "singlestep": False, "running": False}
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == (6 << 1) | 1, err
+        assert out.startswith(b"magic 0x2badb002")
+    finally:
+        proc.kill()
+        proc.communicate()
