@@ -161,3 +161,18 @@ def test_refcount_table_pointing_at_itself(base):
     path = _patched(base, [(0x10000, struct.pack(">Q", 0x10000))], "loop")
     with pytest.raises(ArcternError):
         _use(path)
+
+
+def test_metadata_overwrite_marks_image_corrupt(base):
+    """Guest data mapped onto the L2 table: the write is refused and the image marked corrupt."""
+    path = _patched(base, TABLE_CASES["data-on-l2-table"], "overlap")
+    with open_image(path, fmt="qcow2") as image:
+        with pytest.raises(ImageFormatError, match="overwrite image metadata"):
+            image.pwrite(0, b"x" * 512)
+        with pytest.raises(ImageFormatError, match="corrupt"):
+            image.pwrite(MiB, b"y")
+    with open(path, "rb") as f:
+        f.seek(72)
+        assert struct.unpack(">Q", f.read(8))[0] & 2  # the corrupt bit
+    with pytest.raises(ImageFormatError, match="corrupt"):
+        open_image(path, fmt="qcow2")
