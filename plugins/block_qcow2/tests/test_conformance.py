@@ -25,3 +25,14 @@ class TestQcow2LazyRefcounts(BlockDriverConformance):
 
     driver_name = "qcow2"
     create_options = {"lazy_refcounts": "on", "cluster_size": 2 << 20}
+
+
+class TestQcow2Direct(BlockDriverConformance):
+    """O_DIRECT (cache=none): the layer aligns the driver's small metadata writes."""
+
+    driver_name = "qcow2"
+    create_options = {"cluster_size": 4096}
+
+    def open(self, path=None, **kwargs):
+        kwargs.setdefault("cache", "none")
+        return super().open(path, **kwargs)
