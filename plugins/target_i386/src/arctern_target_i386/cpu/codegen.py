@@ -611,12 +611,17 @@ class BlockCompiler:
             v = self.rd(src)
             self.addr(dst)
             self.st("a", i.size, v)
-        else:
+        elif isinstance(src, Mem) and self.fast:
+            self.set_reg(dst.n, dst.size, self.ld(self.ea(src), src.size))
+        elif src != dst:
             self.set_reg(dst.n, dst.size, self.rd(src))
 
     def g_movzx(self, i: Insn) -> None:
         dst, src = i.ops
-        self.set_reg(dst.n, dst.size, self.rd(src))
+        if isinstance(src, Mem) and self.fast:
+            self.set_reg(dst.n, dst.size, self.ld(self.ea(src), src.size))
+        else:
+            self.set_reg(dst.n, dst.size, self.rd(src))
 
     def g_movsx(self, i: Insn) -> None:
         dst, src = i.ops
@@ -643,12 +648,17 @@ class BlockCompiler:
             self.e(f"d = {self.ld('a', size)}")
             if op in ("adc", "sbb"):
                 self.carry()
+            if not writes:
+                self.set_flags(kind, size, _ALU_EXPR[op].format(d="d", s=s, m=m), "d", s)
+                return
             self.e("r = " + _ALU_EXPR[op].format(d="d", s=s, m=m))
-            if writes:
-                self.st("a", size, "r")
+            self.st("a", size, "r")
             self.set_flags(kind, size, "r", "d", s)
             return
-        s = self.rd_tmp(src, "s")
+        if isinstance(src, Mem) and writes and (kind == F.LOGIC or not self.needed[self.idx]):
+            s = f"{self.ld(self.ea(src), src.size)}" if self.fast else self.rd_tmp(src, "s")
+        else:
+            s = self.rd_tmp(src, "s")
         if isinstance(src, Reg) and writes and _same_reg(src, dst) and src != dst:
             self.e(f"s = {s}")
             s = "s"
@@ -716,6 +726,19 @@ class BlockCompiler:
         dst, count = i.ops
         size = i.size
         bits, m, sign = size * 8, MASKS[size], SIGNS[size]
+        if (
+            isinstance(count, Imm) and isinstance(dst, Reg) and count.value & 0x1F
+            and i.op in ("shl", "shr", "sar") and not self.needed[self.idx]
+        ):
+            n, d = count.value & 0x1F, self.reg(dst.n, size)
+            expr = {
+                "shl": f"({d} << {n}) & {m:#x}",
+                "shr": f"{d} >> {n}",
+                "sar": f"((({d} ^ {sign:#x}) - {sign:#x}) >> {n}) & {m:#x}",
+            }[i.op]
+            self.set_reg(dst.n, size, expr)
+            self.set_flags(F.SHL, size, "0")
+            return
         if isinstance(dst, Mem):
             self.addr(dst)
         self.e(f"d = {self.rd_value(dst)}")
@@ -824,13 +847,20 @@ class BlockCompiler:
         size = i.size
         m, sign = MASKS[size], SIGNS[size]
         s = self.rd_tmp(src, "s")
-        other = self.rd(i.ops[2]) if len(i.ops) == 3 else self.reg(dst.n, size)
-        self.e(f"p = (({other} ^ {sign:#x}) - {sign:#x}) * (({s} ^ {sign:#x}) - {sign:#x})")
-        self.e(f"lo = p & {m:#x}")
-        self.set_reg(dst.n, size, "lo")
-        if self.needed[self.idx]:
-            self.e(f"o = 0 if -{sign:#x} <= p < {sign:#x} else 1")
-        self.set_flags(F.MUL, size, "lo", "0", "o")
+        if len(i.ops) == 3:
+            value = i.ops[2].value
+            other = str((value ^ sign) - sign)
+        else:
+            other = f"(({self.reg(dst.n, size)} ^ {sign:#x}) - {sign:#x})"
+        product = f"{other} * (({s} ^ {sign:#x}) - {sign:#x})"
+        if not self.needed[self.idx]:
+            self.set_reg(dst.n, size, f"({product}) & {m:#x}")
+            self.set_flags(F.MUL, size, "0")
+            return
+        self.e(f"p = {product}")
+        self.set_reg(dst.n, size, f"p & {m:#x}")
+        self.e(f"o = 0 if -{sign:#x} <= p < {sign:#x} else 1")
+        self.set_flags(F.MUL, size, self.reg(dst.n, size), "0", "o")
 
     def _div(self, i: Insn) -> None:
         (src,) = i.ops
