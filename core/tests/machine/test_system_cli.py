@@ -110,3 +110,14 @@ def test_help_listings(args, first, capsys):
     assert out.startswith(first)
     if args == "-device help":  # board parts are not offered to -device
         assert "virtio-blk-device" in out and "i8259" not in out and "virtio-mmio" not in out
+
+
+def test_device_nodes_and_empty_files_are_not_kernels(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert main(["-nodefaults", "-kernel", "/dev/zero"]) == 1
+    assert capsys.readouterr().err == (
+        "arctern-system: could not load kernel '/dev/zero': not a regular file\n"
+    )
+    assert main(["-nodefaults", "-kernel", str(empty)]) == 1
+    assert capsys.readouterr().err == "arctern-system: invalid kernel header\n"

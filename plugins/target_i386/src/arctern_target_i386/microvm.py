@@ -19,11 +19,11 @@ Use ``acpi=off`` for interrupt-driven virtio through the PIC.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import ClassVar
 
 from arctern.errors import MachineError
 from arctern.machine.device import prop_bool, prop_choice
+from arctern.machine.image_file import map_image_file
 from arctern.machine.machine import Machine, MachineType
 
 from .multiboot import BOOTLOADER_MAGIC, INFO_ADDR, load_multiboot
@@ -121,12 +121,7 @@ class Microvm(MachineType):
             machine.create_device("isa-serial", iobase=0x3F8, irq=4, chardev=machine.serial_hds[0])
 
     def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
-        try:
-            data = Path(path).read_bytes()
-        except IsADirectoryError:
-            raise MachineError(f"could not load kernel '{path}': Is a directory") from None
-        except OSError as exc:
-            raise MachineError(f"could not open kernel file '{path}': {exc.strerror}") from None
-        entry = load_multiboot(machine.ram, data, path, cmdline)
+        with map_image_file(path) as data:
+            entry = load_multiboot(machine.ram, data, path, cmdline)
         for cpu in machine.cpus:
             cpu.enter_flat_protected_mode(entry, BOOTLOADER_MAGIC, INFO_ADDR)
