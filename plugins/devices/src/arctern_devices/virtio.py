@@ -26,13 +26,10 @@ from arctern_devices.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtqu
 
 log = logging.getLogger(__name__)
 
-# Device status bits (virtio 1.x 2.1).
-STATUS_ACKNOWLEDGE = 1
-STATUS_DRIVER = 2
+# Device status bits the device acts on (virtio 1.x 2.1).
 STATUS_DRIVER_OK = 4
 STATUS_FEATURES_OK = 8
 STATUS_NEEDS_RESET = 0x40
-STATUS_FAILED = 0x80
 
 # Interrupt status bits.
 ISR_QUEUE = 1
