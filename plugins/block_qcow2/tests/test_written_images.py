@@ -152,3 +152,21 @@ def test_large_unaligned_write_over_backing_data(tools):
         assert image.pread(0, 8 * MiB) == expected
     tools.assert_qemu_check_clean(top)
     assert tools.raw_by_qemu(top) == expected
+
+
+def test_shrink_drops_clusters_and_l2_tables(tools):
+    path = tools.path("shrink.qcow2")
+    create_image(path, "qcow2", 16 * MiB, {"cluster_size": 4096})
+    data = bytes(range(256)) * (16 * MiB // 256)
+    with open_image(path, fmt="qcow2") as image:
+        image.pwrite(0, data)
+        image.truncate(3 * MiB + 512)  # inside an L2 table's range, not on a cluster boundary
+        assert image.length == 3 * MiB + 512
+    tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, data[: 3 * MiB + 512])
+    allocated = json.loads(tools.qemu_img("check", "--output=json", path).stdout)
+    assert allocated["allocated-clusters"] == (3 * MiB + 4096) // 4096
+    with open_image(path, fmt="qcow2") as image:
+        image.truncate(8 * MiB)  # grown again: the dropped data does not come back
+        assert image.pread(3 * MiB, 5 * MiB) == data[3 * MiB : 3 * MiB + 512] + bytes(5 * MiB - 512)
+    tools.assert_qemu_check_clean(path)

@@ -491,7 +491,8 @@ class Qcow2Driver(BlockDriver):
         self._begin_write()
         start, stop = self._whole_clusters(offset, length)
         if stop > start:
-            self._update_entries(start, stop, self._discarded_entry, skip_unallocated_l2=True)
+            has_backing = getattr(self.node, "backing", None) is not None
+            self._update_entries(start, stop, self._discarded_entry, allocate_l2=has_backing)
         self._apply_frees(discard=True)
 
     def _discarded_entry(self, old: int) -> int:
@@ -502,13 +503,15 @@ class Qcow2Driver(BlockDriver):
         return 0
 
     def _update_entries(
-        self, start: int, stop: int, new_entry, *, skip_unallocated_l2: bool = False
+        self, start: int, stop: int, new_entry, *, allocate_l2: bool = True
     ) -> None:
-        """Rewrite the L2 entries of whole clusters [start, stop); queue frees of old clusters."""
+        """Rewrite the L2 entries of whole clusters [start, stop); queue frees of old clusters.
+
+        Without ``allocate_l2``, stretches with no L2 table are left alone.
+        """
         cb = self.h.cluster_bits
-        has_backing = getattr(self.node, "backing", None) is not None
         for l1_index, s, e in self._segments(start, stop - start):
-            if skip_unallocated_l2 and not has_backing and not self.map.l2_offset(l1_index):
+            if not allocate_l2 and not self.map.l2_offset(l1_index):
                 continue
             l2_offset, table = self.map.writable_l2(l1_index)
             base = l1_index << (cb - 3)
@@ -625,19 +628,65 @@ class Qcow2Driver(BlockDriver):
     def truncate(self, size: int, *, preallocation: str = "off") -> None:
         if preallocation not in PREALLOCATION_MODES:
             raise BlockError(f"unsupported preallocation mode '{preallocation}'")
-        if size < self.h.size:
-            raise BlockError(f"'{self._name}': qcow2 images cannot be shrunk")
         if size % L.SECTOR:
-            raise BlockError(f"'{self._name}': size must be a multiple of 512 bytes")
+            raise BlockError(f"'{self._name}': The new size must be a multiple of 512")
         self._begin_write()
         old = self.h.size
+        if size < old:
+            if preallocation != "off":
+                raise BlockError("Preallocation can only be used when growing an image")
+            self._shrink(size)
+            return
         needed_l1 = -(-size // (self.h.cluster_size << (self.h.cluster_bits - 3)))
         if needed_l1 > len(self.map.l1):
             self.map.grow_l1(needed_l1)
+        self._zero_tail(old, size)
         if preallocation != "off":
             self._preallocate(old, size, preallocation)
         self.node.file.pwrite(24, struct.pack(">Q", size))
         self.h.size = size
+        self.node.file.flush()
+
+    def _zero_tail(self, old: int, new: int) -> None:
+        """Make the rest of a partial last cluster read as zeroes before the image grows.
+
+        (After a shrink, or with a backing file, it may hold old bytes; unlike QEMU,
+        which shows them again, the grown area reads as zeroes.)
+        """
+        stop = min(new, -(-old // self.h.cluster_size) * self.h.cluster_size)
+        if stop <= old:
+            return
+        status = self.block_status(old - 1, 1)
+        backing = getattr(self.node, "backing", None) is not None
+        if status.flags & STATUS_DATA or (not status.flags and backing):
+            self.pwrite(old, memoryview(bytes(stop - old)))
+
+    def _shrink(self, size: int) -> None:
+        """Drop every cluster past ``size``, then the L2 tables wholly past it (QEMU's order)."""
+        if self.snapshots:
+            raise BlockError(f"'{self._name}': Can't resize an image which has snapshots")
+        cs = self.h.cluster_size
+        start = -(-size // cs) * cs
+        end = -(-self.h.size // cs) * cs
+        if end > start:
+            self._update_entries(start, end, lambda old: 0, allocate_l2=False)
+        self._apply_frees(discard=True)
+        self.node.file.pwrite(24, struct.pack(">Q", size))
+        self.node.file.flush()
+        self.h.size = size
+        first_unused = -(-size // (cs << (self.h.cluster_bits - 3)))
+        dropped = []
+        for l1_index in range(first_unused, len(self.map.l1)):
+            l2_offset = self.map.l2_offset(l1_index)
+            if l2_offset:
+                self.map.set_l1_entry(l1_index, 0)
+                self.map.cache.forget(l2_offset)
+                self.map.l2_clusters.discard(l2_offset >> self.h.cluster_bits)
+                dropped.append(l2_offset >> self.h.cluster_bits)
+        if dropped:
+            self.node.file.flush()
+            for cluster in dropped:
+                self.refcounts.update(cluster, 1, -1)
         self.node.file.flush()
 
     def _preallocate(self, start: int, end: int, mode: str) -> None:
