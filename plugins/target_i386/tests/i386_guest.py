@@ -12,8 +12,8 @@ STACK = 0x80000
 IDT = 0x500  # 64 gates, up to the GDT
 VECTOR_SLOT = 0x4F0  # where the IDT stubs record the vector taken
 GDT = 0x700
-#: null, null, flat code (0x10) and flat data (0x18): the selectors enter_flat_protected_mode uses.
-GDT_ENTRIES = [0, 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF]
+#: null, flat code (0x08), flat data (0x10): the selectors enter_flat_protected_mode uses.
+GDT_ENTRIES = [0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF, 0]
 HANDLERS = 0x2000  # handler for vector v at HANDLERS + 16 * v
 
 
@@ -60,7 +60,7 @@ class Guest:
         ram = self.machine.ram
         for v in range(32):
             handler = HANDLERS + 16 * v
-            gate = (0x10 << 16) | (handler & 0xFFFF), (handler & 0xFFFF0000) | 0x8E00
+            gate = (0x08 << 16) | (handler & 0xFFFF), (handler & 0xFFFF0000) | 0x8E00
             ram.write(IDT + 8 * v, gate[0].to_bytes(4, "little") + gate[1].to_bytes(4, "little"))
             ram.write(handler, assemble(f"mov dword ptr [{VECTOR_SLOT}], {v}; hlt", handler))
         self.clear_vector()

@@ -45,7 +45,7 @@ def test_fault_is_delivered_with_eip_of_the_faulting_instruction(
     assert sys_guest.vector == vector
     eip, cs, eflags = _frame(sys_guest, 3 if vector != 13 else 4)[-3:]
     assert eip == CODE + len(assemble(prefix) if prefix else b"")
-    assert cs == 0x10
+    assert cs == 0x08
     assert eflags & 2
 
 
@@ -88,8 +88,8 @@ def test_segment_load_checks_descriptor_type_and_presence(sys_guest):
     sys_guest.run("mov ax, 0x28\nmov ss, ax")  # code segment into SS
     assert sys_guest.vector == 13 and _frame(sys_guest, 1)[0] == 0x28
     sys_guest.clear_vector()
-    sys_guest.run("mov ax, 0x18\nmov es, ax\nmov bx, es")
-    assert sys_guest.vector == 0xFFFFFFFF and sys_guest.reg("ebx") & 0xFFFF == 0x18
+    sys_guest.run("mov ax, 0x10\nmov es, ax\nmov bx, es")
+    assert sys_guest.vector == 0xFFFFFFFF and sys_guest.reg("ebx") & 0xFFFF == 0x10
 
 
 def test_idt_limit_exceeded_escalates_to_double_fault(sys_guest):
@@ -113,9 +113,9 @@ def test_nm_when_cr0_ts_set_for_fpu(sys_guest):
 def test_privileged_instruction_in_ring3_is_gp(sys_guest):
     cpu = sys_guest.cpu
     ram = sys_guest.machine.ram
-    # 0x20 user code, 0x28 user data, 0x30 the TSS at 0x800 (ring-0 stack SS:ESP = 0x18:STACK)
+    # 0x20 user code, 0x28 user data, 0x30 the TSS at 0x800 (ring-0 stack SS:ESP = 0x10:STACK)
     sys_guest.set_gdt([0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | (0x800 << 16)])
-    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x18).to_bytes(4, "little"))
+    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x10).to_bytes(4, "little"))
     cpu.h_ltr(0x30)
     # iret to ring 3 at user_code, which executes HLT (privileged)
     user = CODE + 0x100
@@ -126,7 +126,7 @@ def test_privileged_instruction_in_ring3_is_gp(sys_guest):
     assert sys_guest.vector == 13
     err, eip, cs, eflags, esp, ss = _frame(sys_guest, 6)
     assert (err, eip, cs, esp, ss) == (0, user, 0x23, 0x70000, 0x2B)
-    assert cpu.cpl == 0 and cpu.sel[2] == 0x18
+    assert cpu.cpl == 0 and cpu.sel[2] == 0x10
 
 
 def _identity_paging(guest: Guest, large: bool = False) -> None:
@@ -204,7 +204,7 @@ def test_external_interrupt_wakes_hlt_and_iret_returns(sys_guest):
     ram = sys_guest.machine.ram
     handler = 0x2800
     ram.write(handler, assemble("inc dword ptr [0x4f4]\niretd", handler))
-    gate_lo = (0x10 << 16) | handler
+    gate_lo = (0x08 << 16) | handler
     gate_hi = 0x8E00
     ram.write(IDT + 8 * 0x20, gate_lo.to_bytes(4, "little") + gate_hi.to_bytes(4, "little"))
     cpu.irq_ack = lambda: (cpu.set_irq(False), 0x20)[1]

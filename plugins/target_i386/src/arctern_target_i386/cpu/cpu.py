@@ -110,9 +110,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         """The state a Multiboot loader leaves: flat 4 GiB segments, PE=1, paging off, IF=0."""
         self.cr[0] = (self.cr[0] | CR0_PE) & ~CR0_PG & 0xFFFFFFFF
         self.cpl = 0
-        for seg in (ES, SS, DS, FS, GS):
-            self.set_segment(seg, 0x18, 0, 0xFFFFFFFF, FLAT_DATA)
-        self.set_segment(CS, 0x10, 0, 0xFFFFFFFF, FLAT_CODE)
+        for seg in (ES, SS, DS, FS, GS):  # QEMU's multiboot loader: code 0x08, data 0x10
+            self.set_segment(seg, 0x10, 0, 0xFFFFFFFF, FLAT_DATA)
+        self.set_segment(CS, 0x08, 0, 0xFFFFFFFF, FLAT_CODE)
         self.set_eflags(2)
         self.r[0], self.r[3] = eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF
         self.eip = eip & 0xFFFFFFFF
