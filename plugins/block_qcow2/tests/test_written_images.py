@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -164,8 +165,9 @@ def test_shrink_drops_clusters_and_l2_tables(tools):
         assert image.length == 3 * MiB + 512
     tools.assert_qemu_check_clean(path)
     tools.assert_qemu_compare(path, data[: 3 * MiB + 512])
-    allocated = json.loads(tools.qemu_img("check", "--output=json", path).stdout)
-    assert allocated["allocated-clusters"] == (3 * MiB + 4096) // 4096
+    report = json.loads(tools.qemu_img("check", "--output=json", path).stdout)
+    assert report["allocated-clusters"] == (3 * MiB + 4096) // 4096
+    assert report["image-end-offset"] == Path(path).stat().st_size  # the tail went back
     with open_image(path, fmt="qcow2") as image:
         image.truncate(8 * MiB)  # grown again: the dropped data does not come back
         assert image.pread(3 * MiB, 5 * MiB) == data[3 * MiB : 3 * MiB + 512] + bytes(5 * MiB - 512)

@@ -687,7 +687,11 @@ class Qcow2Driver(BlockDriver):
             self.node.file.flush()
             for cluster in dropped:
                 self.refcounts.update(cluster, 1, -1)
+        self.refcounts.flush()
         self.node.file.flush()
+        end = (self.refcounts.last_used_cluster() + 1) * cs
+        if end < self.node.file.getlength():  # give the freed tail back, as QEMU does
+            self.node.file.truncate(end)
 
     def _preallocate(self, start: int, end: int, mode: str) -> None:
         """Allocate data clusters (and their L2 tables) for [start, end) at the end of the file.

@@ -213,6 +213,17 @@ class Refcounts:
     def flush(self) -> bool:
         return self.cache.flush()
 
+    def last_used_cluster(self) -> int:
+        """The highest cluster with a nonzero refcount (-1 if none)."""
+        epb = self.fmt.entries
+        for rt_index in range(len(self.reftable) - 1, -1, -1):
+            offset = self.block_offset(rt_index)
+            if offset:
+                last = self.fmt.last_nonzero(self.cache.get(offset), 0, epb)
+                if last is not None:
+                    return rt_index * epb + last
+        return -1
+
     # --- allocation ---------------------------------------------------------
 
     def find_free(self, count: int) -> int:
