@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from arctern.errors import ImageFormatError, UsageError
 
 from .img_common import HELP_HINT, image_opts, open_image, output_format, parse_args
-from .img_status import MapEntry, merged
+from .img_status import MapEntry, merge, walk
 from .img_units import parse_size
 
 
@@ -47,7 +47,7 @@ def write_json(entries: Iterable[MapEntry], out) -> None:
 def write_human(entries: Iterable[MapEntry], out) -> None:
     """Only data runs, with qemu-img's coalescing of zero and unallocated runs."""
     out.write(f"{'Offset':<16}{'Length':<16}{'Mapped to':<16}File\n")
-    for entry in _human_runs(entries):
+    for entry in merge(entries, human=True):
         if entry.data and entry.offset is None:
             raise ImageFormatError("File contains external, encrypted or compressed clusters.")
         if entry.data and not entry.zero:
@@ -55,22 +55,6 @@ def write_human(entries: Iterable[MapEntry], out) -> None:
                 f"{_hex(entry.start):<16}{_hex(entry.length):<16}"
                 f"{_hex(entry.offset or 0):<16}{entry.filename or ''}\n"
             )
-
-
-def _human_runs(entries: Iterable[MapEntry]) -> Iterable[MapEntry]:
-    """Treat every zero or unallocated run alike, so that they merge."""
-    current: MapEntry | None = None
-    for entry in entries:
-        if current is not None and (not entry.data or entry.zero):
-            entry.data, entry.zero = False, True
-        if current is not None and current.mergeable(entry):
-            current.length += entry.length
-            continue
-        if current is not None:
-            yield current
-        current = entry
-    if current is not None:
-        yield current
 
 
 def cmd_map(args: Sequence[str]) -> int:
@@ -104,8 +88,11 @@ def cmd_map(args: Sequence[str]) -> int:
         end = backend.length
         if max_length is not None:
             end = min(end, start + max_length)
-        entries = merged(backend.node, min(start, end), end)
-        (write_json if output == "json" else write_human)(entries, sys.stdout)
+        entries = walk(backend.node, min(start, end), end)
+        if output == "json":
+            write_json(merge(entries), sys.stdout)
+        else:
+            write_human(entries, sys.stdout)
     finally:
         backend.close()
     return 0

@@ -6,7 +6,7 @@ ranges that read as zeroes instead of reading them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,10 +112,17 @@ def walk(top: Any, start: int, end: int) -> Iterator[MapEntry]:
         offset += entry.length
 
 
-def merged(top: Any, start: int, end: int) -> Iterator[MapEntry]:
-    """Runs merged as qemu-img map merges them."""
+def merge(entries: Iterable[MapEntry], human: bool = False) -> Iterator[MapEntry]:
+    """Runs merged as qemu-img map merges them.
+
+    ``human``: the human layout shows only data, so (as qemu-img does) every run
+    after the first that is zero or unallocated counts as plain zeroes and merges
+    with its neighbours of the same kind.
+    """
     current: MapEntry | None = None
-    for entry in walk(top, start, end):
+    for entry in entries:
+        if human and current is not None and (not entry.data or entry.zero):
+            entry.data, entry.zero = False, True
         if current is not None and current.mergeable(entry):
             current.length += entry.length
             continue
