@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
+
+from arctern.block import open_image
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -108,3 +111,6 @@ def test_internal_snapshot_image(tools):
     tools.qemu_img("snapshot", "-c", "s1", path)
     tools.qemu_io(path, "write -P 0x22 65536 100000")
     assert tools.read_all(path) == tools.raw_by_qemu(path)
+    theirs = json.loads(tools.qemu_img("info", "--output=json", path).stdout)["snapshots"]
+    with open_image(path, fmt="qcow2", read_only=True) as image:
+        assert image.node.driver.info().snapshots == theirs

@@ -21,10 +21,13 @@ class Snapshot:
     date_nsec: int
     vm_clock_nsec: int
     vm_state_size: int
+    #: Guest instructions executed (record/replay), None when not recorded.
+    icount: int | None = None
 
     def as_info(self) -> dict:
         """The fields ``qemu-img info --output=json`` lists for a snapshot."""
-        return {
+        info = {} if self.icount is None else {"icount": self.icount}
+        return info | {
             "id": self.id,
             "name": self.name,
             "date-sec": self.date_sec,
@@ -57,8 +60,12 @@ def read_snapshots(
             _ENTRY.unpack_from(buf, pos)
         )
         pos += _ENTRY.size
-        if extra >= 16 and pos + 8 <= len(buf):
+        if extra >= 8 and pos + 8 <= len(buf):
             vmsize = int.from_bytes(buf[pos : pos + 8], "big")
+        icount = None
+        if extra >= 24 and pos + 24 <= len(buf):
+            icount = int.from_bytes(buf[pos + 16 : pos + 24], "big")
+            icount = None if icount == (1 << 64) - 1 else icount
         pos += extra
         if pos + id_len + name_len > len(buf):
             raise bad("truncated")
@@ -71,5 +78,5 @@ def read_snapshots(
             raise bad(f"snapshot '{name}' has an invalid L1 table")
         if l1_off + l1_size * 8 > file_length:
             raise bad(f"L1 table of snapshot '{name}' lies past the end of the file")
-        snaps.append(Snapshot(l1_off, l1_size, ident, name, dsec, dnsec, vmclock, vmsize))
+        snaps.append(Snapshot(l1_off, l1_size, ident, name, dsec, dnsec, vmclock, vmsize, icount))
     return snaps, pos
