@@ -3,9 +3,10 @@
 Each row issues COUNT sequential requests of SIZE bytes at queue depth 1 over a
 raw image, through ``BlockBackend.preadinto``/``pwrite`` on one side and
 ``qemu-img bench -d 1`` on the other, and prints both rates and the ratio
-(>1: Arctern faster).
+(>1: Arctern faster). The two alternate ROUNDS times per row and the best
+rate of each counts, so that load from other processes does not decide.
 
-    .venv/bin/python benchmarks/block_layer_raw.py [--count N] [--image-size MIB]
+    .venv/bin/python benchmarks/block_layer_raw.py [--count N] [--rounds R] [--image-size MIB]
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def qemu_rate(path: str, write: bool, size: int, count: int, cache: str) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=256, help="MiB")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,8 +67,10 @@ def main() -> None:
             for size in (4096, 65536):
                 for write in (False, True):
                     row = f"{'write' if write else 'read'} {size // 1024}K cache={cache}"
-                    ours = arctern_rate(path, write, size, args.count, cache)
-                    theirs = qemu_rate(path, write, size, args.count, cache)
+                    ours = theirs = 0.0
+                    for _ in range(args.rounds):
+                        ours = max(ours, arctern_rate(path, write, size, args.count, cache))
+                        theirs = max(theirs, qemu_rate(path, write, size, args.count, cache))
                     print(f"{row:<28}{ours:>15.0f}{theirs:>16.0f}{ours / theirs:>8.2f}")
 
 
