@@ -43,6 +43,8 @@ CASES = [
     "-drive file=DISK,format=raw,if=none,readonly=maybe",
     "-drive file=DISK,format=raw,if=none,id=d0 -drive file=DISK,format=raw,if=none,id=d0",
     "-serial zz",
+    "-serial stdio -serial stdio",
+    "-serial stdio -monitor stdio",
     "-m 1Q",
     "-zzz",
     "-M nosuch",

@@ -292,6 +292,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         serials=_serials(args),
         no_reboot=args.no_reboot,
         incoming=bool(args.incoming),
+        stdio_users=args.monitor.count("stdio"),
     )
 
 

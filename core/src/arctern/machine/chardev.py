@@ -119,8 +119,8 @@ class StdioChardev(Chardev):
 
     def __init__(self) -> None:
         super().__init__()
-        self._in = sys.stdin.fileno() if sys.stdin is not None else -1
-        self._out = sys.stdout.fileno()
+        self._in = _fileno(sys.stdin)
+        self._out = _fileno(sys.stdout)
         self._saved_tty: list | None = None
         self._eof = False
         if self._in >= 0 and os.isatty(self._in):
@@ -132,6 +132,9 @@ class StdioChardev(Chardev):
             termios.tcsetattr(self._in, termios.TCSANOW, raw)
 
     def write(self, data: bytes) -> None:
+        if self._out < 0:  # stdout replaced by a Python object (embedding, tests)
+            sys.stdout.buffer.write(data)
+            return
         with contextlib.suppress(BrokenPipeError):
             _write_all(self._out, data)
 
@@ -275,6 +278,14 @@ def _on(value: str, spec: str) -> bool:
     if value in ("off", "no", "false"):
         return False
     raise MachineError(f"'{spec}': '{value}' is not 'on' or 'off'")
+
+
+def _fileno(stream: object) -> int:
+    """The stream's file descriptor, or -1 when it has none (replaced by a Python object)."""
+    try:
+        return stream.fileno()  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return -1
 
 
 def _readable(fd: int) -> bool:

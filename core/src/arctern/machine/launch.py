@@ -79,6 +79,8 @@ class MachineConfig:
     #: ``-serial`` backends: QEMU spellings ("stdio", "file:PATH", ...) or Chardev objects.
     serials: list[str | Chardev] = field(default_factory=list)
     no_reboot: bool = False
+    #: Other users of the terminal (``-monitor stdio``): a stdio serial port may not share it.
+    stdio_users: int = 0
     #: Waiting for an incoming migration: images open inactive, run state "inmigrate".
     incoming: bool = False
 
@@ -115,8 +117,13 @@ def launch(config: MachineConfig, *, registry: Registry | None = None) -> Machin
 def _configure(machine: Machine, config: MachineConfig) -> None:
     for driver, prop, value in config.globals:
         machine.set_global(driver, prop, value)
+    stdio_users = config.stdio_users
     for serial in config.serials:
         with option_context(f"-serial {serial}" if isinstance(serial, str) else ""):
+            if serial == "stdio":
+                stdio_users += 1
+                if stdio_users > 1:
+                    raise MachineError("cannot use stdio by multiple character devices")
             chardev = open_chardev(serial) if isinstance(serial, str) else serial
         if chardev is not None:
             machine.add_serial(chardev)
