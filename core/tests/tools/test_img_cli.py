@@ -257,3 +257,26 @@ def test_convert_of_many_chunks_keeps_every_byte(arctern_img, tmp_path):
     assert arctern_img("convert", "-f", "raw", "-O", "qcow2", "src.raw", "mid.qcow2").rc == 0
     assert arctern_img("convert", "-O", "raw", "mid.qcow2", "dst.raw").rc == 0
     assert (tmp_path / "dst.raw").read_bytes() == bytes(content)
+
+
+def test_convert_force_share_and_target_is_zero(arctern_img, tmp_path):
+    (tmp_path / "src.raw").write_bytes(b"\x01" * 4096 + bytes(8192))
+    (tmp_path / "dst.raw").write_bytes(b"\xff" * 12288)
+    r = arctern_img("convert", "-U", "-f", "raw", "-O", "raw", "src.raw", "new.raw")
+    assert (r.rc, r.err) == (0, "")
+    assert (tmp_path / "new.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+    # --target-is-zero: the user vouches for the target, so zero runs are not written
+    r = arctern_img(
+        "convert", "-n", "--target-is-zero", "-f", "raw", "-O", "raw", "src.raw", "dst.raw"
+    )
+    assert r.rc == 0
+    assert (tmp_path / "dst.raw").read_bytes() == b"\x01" * 4096 + b"\xff" * 8192
+    refused = arctern_img("convert", "--target-is-zero", "-O", "raw", "src.raw", "x.raw")
+    assert refused.err == "arctern-img: --target-is-zero requires use of -n flag\n"
+
+
+@pytest.mark.parametrize("option", ["--image-opts", "--object=secret,id=s0"])
+def test_unsupported_qemu_img_options_are_refused_not_ignored(arctern_img, option):
+    r = arctern_img("info", option, "x.raw")
+    assert r.rc == 1
+    assert r.err.startswith(f"arctern-img: unrecognized option '{option.split('=')[0]}'")

@@ -87,7 +87,7 @@ def parse_bench_args(args: Sequence[str]) -> tuple[BenchParams, dict, str] | Non
     opts, rest = parse_args(
         args,
         "c:d:f:hi:no:qs:S:t:Uw",
-        ["help", "flush-interval=", "pattern=", "no-drain", "force-share", "image-opts", "object="],
+        ["help", "flush-interval=", "pattern=", "no-drain", "force-share"],
     )
     p = BenchParams()
     open_opts: dict = {"fmt": None, "cache": "writeback", "force_share": False}

@@ -86,10 +86,8 @@ def _run_check(driver: Any, fix: str) -> CheckResult | None:
 
 
 def cmd_check(args: Sequence[str]) -> int:
-    opts, rest = parse_args(
-        args, "f:hqr:T:U", ["help", "output=", "repair=", "force-share", "image-opts", "object="]
-    )
-    fmt, fix, quiet, force_share, output = None, "", False, False, "human"
+    opts, rest = parse_args(args, "f:hqr:T:U", ["help", "output=", "repair=", "force-share"])
+    fmt, fix, quiet, force_share, output, cache = None, "", False, False, "human", "writeback"
     for opt, value in opts:
         if opt == "-f":
             fmt = value
@@ -102,6 +100,8 @@ def cmd_check(args: Sequence[str]) -> int:
             fix = value
         elif opt == "-q":
             quiet = True
+        elif opt == "-T":
+            cache = value
         elif opt in ("-U", "--force-share"):
             force_share = True
         elif opt == "--output":
@@ -109,7 +109,7 @@ def cmd_check(args: Sequence[str]) -> int:
         elif opt in ("-h", "--help"):
             print(
                 "usage: arctern-img check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] "
-                "[-U] filename"
+                "[-T src_cache] [-U] filename"
             )
             return 0
     if len(rest) != 1:
@@ -117,7 +117,7 @@ def cmd_check(args: Sequence[str]) -> int:
     if fix and force_share:
         raise UsageError("--force-share/-U is not allowed when repairing")
     filename = rest[0]
-    backend = open_image(filename, fmt=fmt, read_only=not fix, force_share=force_share)
+    backend = open_image(filename, fmt=fmt, read_only=not fix, force_share=force_share, cache=cache)
     try:
         return _check_open_image(filename, backend, fix, quiet, output)
     finally:

@@ -130,7 +130,7 @@ def _first_sector(one: memoryview, two: memoryview) -> int:
 
 
 def cmd_compare(args: Sequence[str]) -> int:
-    opts, rest = parse_args(args, "F:T:Uf:hpqs", ["help", "force-share", "image-opts", "object="])
+    opts, rest = parse_args(args, "F:T:Uf:hpqs", ["help", "force-share"])
     fmts: list[str | None] = [None, None]
     progress = quiet = strict = force_share = False
     cache = "writeback"

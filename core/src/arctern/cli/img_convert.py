@@ -36,7 +36,7 @@ class ConvertPlan:
     """What to copy and how."""
 
     min_sparse: int = DEFAULT_SPARSE  # 0: write every byte (fully allocated target)
-    zero_init: bool = True  # the target reads as zeroes before we write
+    zero_init: bool = False  # the target reads as zeroes before we write
     target_has_backing: bool = False  # copy only the source's top layer
     compressed: bool = False
 
@@ -139,20 +139,15 @@ def _open_sources(names: list[str], fmt: str | None, cache: str, force_share: bo
 def cmd_convert(args: Sequence[str]) -> int:
     opts, rest = parse_args(
         args,
-        "B:F:O:S:T:U:cf:hl:m:no:pqr:t:W",
+        "B:F:O:S:T:Ucf:hm:no:pqt:W",
         [
             "help",
             "force-share",
-            "image-opts",
-            "target-image-opts",
-            "object=",
-            "salvage",
             "target-is-zero",
-            "bitmaps",
         ],
     )
     fmt, out_fmt, cache, src_cache = None, "raw", "unsafe", "writeback"
-    progress = quiet = no_create = force_share = False
+    progress = quiet = no_create = force_share = target_is_zero = False
     plan = ConvertPlan()
     option_texts: list[str] = []
     target_backing: dict[str, str] = {}
@@ -183,6 +178,8 @@ def cmd_convert(args: Sequence[str]) -> int:
             src_cache = value
         elif opt in ("-U", "--force-share"):
             force_share = True
+        elif opt == "--target-is-zero":
+            target_is_zero = True
         elif opt in ("-h", "--help"):
             print(
                 "usage: arctern-img convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] "
@@ -201,6 +198,9 @@ def cmd_convert(args: Sequence[str]) -> int:
         raise UsageError(f"Expecting image file name; {HELP_HINT}")
     if no_create and (options or target_backing):
         raise UsageError("-n and -o/-B cannot be used together")
+    if target_is_zero and not no_create:
+        raise UsageError("--target-is-zero requires use of -n flag")
+    plan.zero_init = target_is_zero  # with -n: trust the user that the target reads as zeroes
     options.update(target_backing)
     if "backing_file" in options and "backing_fmt" not in options:
         raise UsageError("Backing file specified without backing format")
@@ -239,7 +239,8 @@ def _convert(
     if not no_create:
         block.create_image(out_name, out_fmt, total, options)
     plan.target_has_backing = "backing_file" in options
-    plan.zero_init = not no_create and not plan.target_has_backing
+    if not no_create:  # a new image reads as zeroes unless its backing file shows through
+        plan.zero_init = not plan.target_has_backing
     target = open_image(out_name, fmt=out_fmt, cache=cache)
     try:
         if no_create and target.length < total:

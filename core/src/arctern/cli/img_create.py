@@ -143,7 +143,7 @@ def backing_size(filename: str, backing: str, backing_fmt: str | None) -> int:
 
 
 def cmd_create(args: Sequence[str]) -> int:
-    opts, rest = parse_args(args, "F:b:f:ho:qu", ["help", "object="])
+    opts, rest = parse_args(args, "F:b:f:ho:qu", ["help"])
     fmt, quiet, unsafe = "raw", False, False
     option_texts: list[str] = []
     cli_backing: dict[str, str] = {}

@@ -117,9 +117,7 @@ def human_info(info: dict[str, Any]) -> str:
 
 
 def cmd_info(args: Sequence[str]) -> int:
-    opts, rest = parse_args(
-        args, "f:hU", ["help", "output=", "backing-chain", "force-share", "image-opts", "object="]
-    )
+    opts, rest = parse_args(args, "f:hU", ["help", "output=", "backing-chain", "force-share"])
     fmt, force_share, chain, output = None, False, False, "human"
     for opt, value in opts:
         if opt == "-f":

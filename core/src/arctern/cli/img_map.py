@@ -61,7 +61,7 @@ def cmd_map(args: Sequence[str]) -> int:
     opts, rest = parse_args(
         args,
         "f:hU",
-        ["help", "output=", "start-offset=", "max-length=", "force-share", "image-opts", "object="],
+        ["help", "output=", "start-offset=", "max-length=", "force-share"],
     )
     fmt, force_share, output, start, max_length = None, False, "human", 0, None
     for opt, value in opts:

@@ -36,7 +36,7 @@ def cmd_resize(args: Sequence[str]) -> int:
         return 0
     # The size goes last and may start with '-': take it before option parsing, as qemu-img does.
     *head, size_text = args
-    opts, rest = parse_args(head, "f:q", ["preallocation=", "shrink", "image-opts", "object="])
+    opts, rest = parse_args(head, "f:q", ["preallocation=", "shrink"])
     fmt, quiet, shrink, prealloc = None, False, False, "off"
     for opt, value in opts:
         if opt == "-f":
