@@ -136,3 +136,9 @@ def test_size_suffixes_and_length_limit(arctern_io, image):
     big = arctern_io("-f", "raw", "-c", "write 0 3G", image)
     assert big.rc == 1
     assert big.out == "length cannot exceed 2147483136 without -n, given 3G\n"
+
+
+def test_snapshot_mode_is_refused_not_ignored(arctern_io, tmp_path, image):
+    r = arctern_io("-s", "-f", "raw", "-c", "write 0 512", image)
+    assert r.rc == 1 and r.err.startswith("arctern-io: invalid option -- '-s'")
+    assert (tmp_path / image).read_bytes()[:512] == bytes(512)

@@ -5,6 +5,10 @@
 Runs the ``-c`` commands in order, or reads commands from stdin (one a line,
 after the ``arctern-io> `` prompt) when there is none. Exit status 1 if the
 image could not be opened or any command failed.
+
+qemu-io's -k, -i (AIO engine), -C (copy-on-read), -m (misaligned buffers) and
+-T (trace) are accepted and change nothing; -s (temporary snapshot) is
+refused rather than ignored, since ignoring it would write to the image.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ LONG_OPTIONS = {
 def parse_command_line(argv: Sequence[str]) -> tuple[dict, list[str], list[str]]:
     """Open settings, the ``-c`` commands and the positional arguments."""
     try:
-        opts, rest = getopt.gnu_getopt(list(argv), "c:d:f:hknrsCmi:t:T:UV", list(LONG_OPTIONS))
+        opts, rest = getopt.gnu_getopt(list(argv), "c:d:f:hknrCmi:t:T:UV", list(LONG_OPTIONS))
     except getopt.GetoptError as exc:
         dash = "--" if len(exc.opt) > 1 else "-"
         raise UsageError(f"invalid option -- '{dash}{exc.opt}'") from None

@@ -253,7 +253,7 @@ def open_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
     if state.backend is not None:
         print("file open already, try 'help close'", file=sys.stderr)
         return False
-    opts, rest = _getopt(cmd, argv, "rsCnkUt:d:o:f:")
+    opts, rest = _getopt(cmd, argv, "rCnkUt:d:o:f:")
     if len(rest) != 1:
         raise CommandFailed(cmd.usage())
     settings = dict(state.open_defaults)
@@ -348,7 +348,7 @@ COMMANDS = [
         open_f,
         1,
         -1,
-        "[-rsCnkU] [-f fmt] [-t cache] [-d discard] [-o options] [path]",
+        "[-rCnkU] [-f fmt] [-t cache] [-d discard] [-o options] [path]",
         "open the file specified by path",
         "o",
         needs_file=False,
