@@ -128,6 +128,7 @@ static int check_round(int round, int now)
     return 1;
 }
 
+/* Rewrite page round * 37 mod RAM_PAGES (37 is odd: RAM_PAGES rounds cover every page). */
 static void dirty_page(int round)
 {
     int page = (round * 37) % RAM_PAGES;
@@ -154,6 +155,8 @@ int main(void)
     find_disk();
     init_disk();
     printf("disk writer: %d rounds\n", ROUNDS);
+    for (int round = 0; round < RAM_PAGES; round++) /* all of the area holds data */
+        dirty_page(round);
     for (int round = 0; round < ROUNDS; round++) {
         write_round(round);
         if (round > 0 && !check_round(round / 2, round))
