@@ -61,6 +61,24 @@ class Tools:
     def qemu_img(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
         return self.run(self.qemu_img_bin, *args, ok=ok)
 
+    def qemu_create(
+        self,
+        path: str,
+        size: int | str,
+        options: str = "",
+        *,
+        fmt: str = "qcow2",
+        backing: str | None = None,
+        backing_fmt: str = "qcow2",
+    ) -> None:
+        """``qemu-img create`` with ``-o options`` and ``-b backing -F backing_fmt``."""
+        args = ["create", "-q", "-f", fmt]
+        if options:
+            args += ["-o", options]
+        if backing:
+            args += ["-b", backing, "-F", backing_fmt]
+        self.qemu_img(*args, path, str(size))
+
     def qemu_io(self, path: str, *commands: str, fmt: str = "qcow2") -> None:
         args = [self.qemu_io_bin, "-f", fmt]
         for command in commands:

@@ -27,20 +27,7 @@ def test_map_of_zero_compressed_and_backed_clusters(tools, capsys):
     tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", base, "2M")
     tools.qemu_io(base, "write -P 1 0 1M", "write -c 1M 64k")
     top = tools.path("top.qcow2")
-    tools.qemu_img(
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4096",
-        "-b",
-        "base.qcow2",
-        "-F",
-        "qcow2",
-        top,
-        "3M",
-    )
+    tools.qemu_create(top, "3M", "cluster_size=4096", backing="base.qcow2")
     tools.qemu_io(
         top,
         "write -P 2 4096 8192",

@@ -31,16 +31,7 @@ def test_qemu_made_image_reads_identical(tools, image_shape):
     compat, cluster, bits = image_shape
     size = max(8 * MiB, 6 * cluster) + 3 * 512
     path = tools.path("img.qcow2")
-    tools.qemu_img(
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        f"compat={compat},cluster_size={cluster},refcount_bits={bits}",
-        path,
-        str(size),
-    )
+    tools.qemu_create(path, size, f"compat={compat},cluster_size={cluster},refcount_bits={bits}")
     _scribble(tools, path, size, cluster, seed=cluster + bits, zeroes=compat == "1.1")
     assert tools.read_all(path) == tools.raw_by_qemu(path)
 
@@ -49,27 +40,14 @@ def test_qemu_made_image_reads_identical(tools, image_shape):
 def test_backing_chain_reads_identical(tools, backing_fmt):
     """base (qcow2 or raw) <- mid (qcow2, larger) <- top (qcow2, larger still, relative names)."""
     base = tools.path(f"base.{backing_fmt}")
-    tools.qemu_img("create", "-q", "-f", backing_fmt, base, str(3 * MiB))
+    tools.qemu_create(base, 3 * MiB, fmt=backing_fmt)
     tools.qemu_io(base, "write -P 0x11 0 3M", fmt=backing_fmt)
     mid, top = tools.path("mid.qcow2"), tools.path("top.qcow2")
-    tools.qemu_img(
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-o",
-        "cluster_size=4096",
-        "-b",
-        f"base.{backing_fmt}",
-        "-F",
-        backing_fmt,
-        mid,
-        str(4 * MiB),
+    tools.qemu_create(
+        mid, 4 * MiB, "cluster_size=4096", backing=f"base.{backing_fmt}", backing_fmt=backing_fmt
     )
     _scribble(tools, mid, 4 * MiB, 4096, seed=1, zeroes=True)
-    tools.qemu_img(
-        "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top, str(5 * MiB)
-    )
+    tools.qemu_create(top, 5 * MiB, backing="mid.qcow2")
     tools.qemu_io(
         top, "write -P 0x77 1000 70000", "write -z 2097152 65536", "write -P 0x78 4194000 600000"
     )
@@ -106,7 +84,7 @@ def test_compressed_image_reads_identical(tools, compression, cluster):
 def test_internal_snapshot_image(tools):
     """The active layer of an image with a snapshot (shared L2 tables and data clusters)."""
     path = tools.path("snap.qcow2")
-    tools.qemu_img("create", "-q", "-f", "qcow2", path, "4M")
+    tools.qemu_create(path, "4M")
     tools.qemu_io(path, "write -P 0x21 0 2M")
     tools.qemu_img("snapshot", "-c", "s1", path)
     tools.qemu_io(path, "write -P 0x22 65536 100000")

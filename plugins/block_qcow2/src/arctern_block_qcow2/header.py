@@ -14,7 +14,21 @@ from dataclasses import dataclass, field
 from arctern.errors import ImageFormatError
 from arctern_block_qcow2 import layout as L
 
-_V2 = struct.Struct(">4sIQIIQIIQQIIQ")  # 72 bytes
+_V2 = struct.Struct(">4sIQIIQIIQQIIQ")  # 72 bytes: magic, then _V2_FIELDS
+_V2_FIELDS = (
+    "version",
+    "backing_file_offset",
+    "backing_file_size",
+    "cluster_bits",
+    "size",
+    "crypt_method",
+    "l1_size",
+    "l1_table_offset",
+    "refcount_table_offset",
+    "refcount_table_clusters",
+    "nb_snapshots",
+    "snapshots_offset",
+)
 _V3_EXTRA = struct.Struct(">QQQII")  # 32 bytes: up to header_length
 _EXT_HEAD = struct.Struct(">II")
 
@@ -104,21 +118,7 @@ class Header:
         return body + tail
 
     def _pack_fields(self) -> bytes:
-        base = _V2.pack(
-            L.MAGIC,
-            self.version,
-            self.backing_file_offset,
-            self.backing_file_size,
-            self.cluster_bits,
-            self.size,
-            self.crypt_method,
-            self.l1_size,
-            self.l1_table_offset,
-            self.refcount_table_offset,
-            self.refcount_table_clusters,
-            self.nb_snapshots,
-            self.snapshots_offset,
-        )
+        base = _V2.pack(L.MAGIC, *(getattr(self, name) for name in _V2_FIELDS))
         if self.version < 3:
             return base
         v3 = _V3_EXTRA.pack(
@@ -155,41 +155,13 @@ def parse_header(data: bytes, file_length: int, filename: str) -> Header:
 
     if len(data) < L.V2_HEADER_LENGTH or data[:4] != L.MAGIC:
         raise bad("not a qcow2 image (bad magic or too short)")
-    (
-        _,
-        version,
-        bf_off,
-        bf_size,
-        cbits,
-        size,
-        crypt,
-        l1_size,
-        l1_off,
-        rt_off,
-        rt_clusters,
-        nb_snap,
-        snap_off,
-    ) = _V2.unpack_from(data)
-    if version not in (2, 3):
-        raise bad(f"unsupported qcow2 version {version}")
-    if not L.MIN_CLUSTER_BITS <= cbits <= L.MAX_CLUSTER_BITS:
-        raise bad(f"unsupported cluster size 2^{cbits} (must be 512 B .. 2 MiB)")
-    h = Header(
-        version=version,
-        backing_file_offset=bf_off,
-        backing_file_size=bf_size,
-        cluster_bits=cbits,
-        size=size,
-        crypt_method=crypt,
-        l1_size=l1_size,
-        l1_table_offset=l1_off,
-        refcount_table_offset=rt_off,
-        refcount_table_clusters=rt_clusters,
-        nb_snapshots=nb_snap,
-        snapshots_offset=snap_off,
-    )
+    h = Header(**dict(zip(_V2_FIELDS, _V2.unpack_from(data)[1:], strict=True)))
+    if h.version not in (2, 3):
+        raise bad(f"unsupported qcow2 version {h.version}")
+    if not L.MIN_CLUSTER_BITS <= h.cluster_bits <= L.MAX_CLUSTER_BITS:
+        raise bad(f"unsupported cluster size 2^{h.cluster_bits} (must be 512 B .. 2 MiB)")
     cs = h.cluster_size
-    if version == 2:
+    if h.version == 2:
         h.header_length = L.V2_HEADER_LENGTH
     else:
         if len(data) < L.MIN_V3_HEADER_LENGTH:
@@ -210,11 +182,12 @@ def parse_header(data: bytes, file_length: int, filename: str) -> Header:
         h.extra_fields = bytes(data[L.V3_HEADER_LENGTH : h.header_length])
     if h.refcount_order > L.MAX_REFCOUNT_ORDER:
         raise bad(f"invalid refcount order {h.refcount_order} (at most 6)")
-    if crypt:
+    if h.crypt_method:
         raise bad("encrypted images are not supported")
     _parse_extensions(h, data, bad)
     _check_features(h, bad)
     _check_tables(h, file_length, bad)
+    bf_off, bf_size = h.backing_file_offset, h.backing_file_size
     if bf_off:
         if bf_size > L.MAX_BACKING_NAME or bf_off + bf_size > min(cs, len(data)):
             raise bad("invalid backing file name offset or length")
