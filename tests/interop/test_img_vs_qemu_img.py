@@ -213,3 +213,12 @@ def test_resize_of_qcow2_matches(tools):
     assert (ours.rc, ours.out) == (theirs.rc, theirs.out) == (0, "Image resized.\n")
     assert tools.qemu_img("check", "a.qcow2").rc == 0
     assert tools.qemu_img("compare", "-s", "a.qcow2", "q.qcow2").out == "Images are identical.\n"
+
+
+def test_info_with_snapshots_matches(tools):
+    qemu_image(tools, "s.qcow2", writes=("write -P 1 0 64k",))
+    tools.ok(tools.qemu_img("snapshot", "-c", "first", "s.qcow2"))
+    tools.ok(tools.qemu_io("-c", "write -P 2 0 64k", "s.qcow2"))
+    tools.ok(tools.qemu_img("snapshot", "-c", "a longer snapshot name", "s.qcow2"))
+    for args in (["info"], ["info", "--output=json"], ["check"], ["map", "--output=json"]):
+        assert_same(tools, *args, "s.qcow2")

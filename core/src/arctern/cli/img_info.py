@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,6 +91,27 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def snapshot_header() -> str:
+    return f"{'ID':<10}{'TAG':<17}{'VM SIZE':>8}{'DATE':>20}{'VM CLOCK':>13}{'ICOUNT':>11}"
+
+
+def snapshot_line(snapshot: dict[str, Any]) -> str:
+    """One row of qemu-img info's snapshot list (the date in local time, as QEMU prints it)."""
+    date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.get("date-sec", 0)))
+    clock_ns = snapshot.get("vm-clock-sec", 0) * 1_000_000_000 + snapshot.get("vm-clock-nsec", 0)
+    secs = clock_ns // 1_000_000_000
+    clock = (
+        f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}."
+        f"{clock_ns // 1_000_000 % 1000:03d}"
+    )
+    icount = str(snapshot["icount"]) if "icount" in snapshot else ""
+    size = human_size(snapshot.get("vm-state-size", 0))
+    return (
+        f"{snapshot.get('id', ''):<9} {snapshot.get('name', ''):<16} {size:>8}{date:>20}"
+        f"{clock:>13}{icount:>11}"
+    )
+
+
 def human_info(info: dict[str, Any]) -> str:
     """qemu-img info's human report of one image."""
     size = info.get("actual-size")
@@ -110,6 +132,9 @@ def human_info(info: dict[str, Any]) -> str:
         lines.append(line)
     if "backing-filename-format" in info:
         lines.append(f"backing file format: {info['backing-filename-format']}")
+    if info.get("snapshots"):
+        lines += ["Snapshot list:", snapshot_header()]
+        lines += [snapshot_line(snapshot) for snapshot in info["snapshots"]]
     if "format-specific" in info:
         lines.append("Format specific information:")
         _dump_specific(qdict_order(info["format-specific"]).get("data", {}), 1, lines)
