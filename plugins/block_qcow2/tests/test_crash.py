@@ -53,15 +53,23 @@ def _check_slots(tools, path: str, durable: int, slot_size: int) -> None:
         assert raw[offset : offset + len(data)] == data, f"flushed slot {i} lost"
 
 
-@pytest.mark.parametrize("cluster,bits", [(512, 16), (4096, 1), (65536, 64)])
-def test_sigkill_during_allocating_writes(tools, cluster, bits):
+TINY_CACHES = {"l2-cache-size": 1024, "refcount-cache-size": 1024}
+
+
+@pytest.mark.parametrize(
+    "cluster,bits,options",
+    [(512, 16, {}), (4096, 1, {}), (65536, 64, {}), (512, 64, TINY_CACHES)],
+    ids=["512-r16", "4k-r1", "64k-r64", "512-r64-tiny-caches"],
+)
+def test_sigkill_during_allocating_writes(tools, cluster, bits, options):
+    """Killed at random moments; tiny caches make tables leave the cache mid-request."""
     path = tools.path("crash.qcow2")
     create_image(path, "qcow2", 48 << 20, {"cluster_size": cluster, "refcount_bits": bits})
     slot_size = 3 * cluster + 333
-    rng = random.Random(cluster)
+    rng = random.Random(cluster + bits)
     durable = 0
     for _ in range(10):
-        durable = _run_and_kill(path, durable, slot_size, rng.uniform(0.01, 0.3), {})
+        durable = _run_and_kill(path, durable, slot_size, rng.uniform(0.01, 0.3), options)
         check = tools.qemu_img("check", "--output=json", path, ok=(0, 3))
         assert "corruptions" not in json.loads(check.stdout), check.stdout
         _check_slots(tools, path, durable, slot_size)
