@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from guests.build import BASE_ARGS, emulator_command
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecInterruptedError, QMPClient
 
 HERE = Path(__file__).parent
 
@@ -22,7 +22,10 @@ async def drive_qmp(socket_path: Path) -> list:
     await client.connect(str(socket_path))
     try:
         before = await client.execute("query-status")
-        await client.execute("cont")
+        try:
+            await client.execute("cont")
+        except (ExecInterruptedError, EOFError, ConnectionError):
+            pass  # the guest ran and exited before the reply was read: the exit status tells
         return [before]
     finally:
         await client.disconnect()
