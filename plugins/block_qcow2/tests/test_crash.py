@@ -28,12 +28,13 @@ writer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(writer)
 
 
-def _run_and_kill(path: str, first: int, slot_size: int, delay: float, options: dict) -> int:
+def _run_and_kill(
+    path: str, first: int, slot_size: int, delay: float, options: dict, discard: bool = False
+) -> int:
     """Start a writer at slot ``first``, SIGKILL it after ``delay`` s; return durable slots."""
+    args = [sys.executable, str(WRITER), path, str(first), str(slot_size), json.dumps(options)]
     proc = subprocess.Popen(
-        [sys.executable, str(WRITER), path, str(first), str(slot_size), json.dumps(options)],
-        stdout=subprocess.PIPE,
-        text=True,
+        args + (["discard"] if discard else []), stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -45,12 +46,35 @@ def _run_and_kill(path: str, first: int, slot_size: int, delay: float, options: 
     return max(durable, default=first)
 
 
-def _check_slots(tools, path: str, durable: int, slot_size: int) -> None:
+def _discarded_view(data: bytes, offset: int, cluster: int) -> bytes:
+    """``data`` at guest ``offset`` after a discard of its range: whole clusters read zero."""
+    start = -(-offset // cluster) * cluster - offset
+    stop = (offset + len(data)) // cluster * cluster - offset
+    return data[:start] + bytes(stop - start) + data[stop:]
+
+
+def _check_slots(
+    tools, path: str, durable: int, slot_size: int, cluster: int = 0, attempted: int = 0
+) -> None:
+    """Slots below ``durable`` hold their data; with ``cluster``, discarded slots their zeroes.
+
+    ``attempted`` is how far writers may have got: a discard issued by a slot at or past
+    ``durable`` may or may not have reached the disk.
+    """
     raw = tools.raw_by_qemu(path)
+    victims = {}
+    if cluster:
+        victims = {writer.discarded_by(i): i for i in range(attempted) if writer.discarded_by(i)}
     for i in range(durable):
         offset = writer.slot_offset(i, slot_size)
         data = writer.slot_data(i, slot_size)
-        assert raw[offset : offset + len(data)] == data, f"flushed slot {i} lost"
+        found = raw[offset : offset + len(data)]
+        if i in victims:
+            gone = _discarded_view(data, offset, cluster)
+            allowed = (gone,) if victims[i] < durable else (data, gone)
+            assert found in allowed, f"slot {i}: discard not durable or data lost"
+        else:
+            assert found == data, f"flushed slot {i} lost"
 
 
 TINY_CACHES = {"l2-cache-size": 1024, "refcount-cache-size": 1024}
@@ -73,6 +97,24 @@ def test_sigkill_during_allocating_writes(tools, cluster, bits, options):
         check = tools.qemu_img("check", "--output=json", path, ok=(0, 3))
         assert "corruptions" not in json.loads(check.stdout), check.stdout
         _check_slots(tools, path, durable, slot_size)
+    assert durable > 0
+
+
+def test_sigkill_during_discards(tools):
+    """Frees are ordered too: a discard's clusters are reused only once it is on disk."""
+    path = tools.path("discard.qcow2")
+    cluster = 4096
+    create_image(path, "qcow2", 32 << 20, {"cluster_size": cluster})
+    slot_size = 3 * cluster + 333
+    rng = random.Random(99)
+    durable = attempted = 0
+    for _ in range(8):
+        start = durable
+        durable = _run_and_kill(path, start, slot_size, rng.uniform(0.01, 0.3), {}, True)
+        attempted = max(attempted, durable + 4)
+        check = tools.qemu_img("check", "--output=json", path, ok=(0, 3))
+        assert "corruptions" not in json.loads(check.stdout), check.stdout
+        _check_slots(tools, path, durable, slot_size, cluster, attempted)
     assert durable > 0
 
 
