@@ -123,3 +123,13 @@ def test_device_nodes_and_empty_files_are_not_kernels(tmp_path, capsys):
     )
     assert main(["-nodefaults", "-kernel", str(empty)]) == 1
     assert capsys.readouterr().err == "arctern-system: invalid kernel header\n"
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("64", 64 << 20), ("1.5", 3 << 19), ("64M", 64 << 20), ("size=2G", 2 << 30), ("0", None)],
+)
+def test_memory_size_reads_as_qemu_reads_it(text, size):
+    from arctern.cli.system import _parser, config_from_args
+
+    assert config_from_args(_parser().parse_args(["-m", text])).ram_size == size

@@ -34,8 +34,6 @@ from .common import run_cli
 
 PROG = "arctern-system"
 DEFAULT_MACHINE = "microvm"
-#: -m without a suffix counts MiB, as in QEMU.
-MIB = 1 << 20
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
 #: -d items beyond the CPU's trace items, each routed to a logger.
 LOG_ITEMS = {
@@ -176,7 +174,7 @@ def _ram_size(text: str | None) -> int | None:
     if size is None:
         return None
     try:
-        value = parse_size(size) * (MIB if size.strip().isdigit() else 1)
+        value = parse_size(size + "M" if size.strip()[-1:].isdigit() else size)
     except ValueError:
         raise UsageError(
             f"-m {text}: Parameter 'size' expects a non-negative number below 2^64"
