@@ -130,6 +130,6 @@ def test_device_nodes_and_empty_files_are_not_kernels(tmp_path, capsys):
     [("64", 64 << 20), ("1.5", 3 << 19), ("64M", 64 << 20), ("size=2G", 2 << 30), ("0", None)],
 )
 def test_memory_size_reads_as_qemu_reads_it(text, size):
-    from arctern.cli.system import _parser, config_from_args
+    from arctern.cli.system import build_parser, config_from_args
 
-    assert config_from_args(_parser().parse_args(["-m", text])).ram_size == size
+    assert config_from_args(build_parser().parse_args(["-m", text])).ram_size == size

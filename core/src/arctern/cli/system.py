@@ -55,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
     add = parser.add_argument
     add("-M", "-machine", dest="machine", metavar="NAME[,PROP=VALUE...]", default=DEFAULT_MACHINE)
@@ -311,7 +311,7 @@ def _stop_on_signals(machine: Machine) -> dict[str, int]:
 
 
 def _main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     registry = default_registry()
     text = _help_requested(args, registry)
     if text is not None:
