@@ -9,20 +9,17 @@ exits with the guest's status: 0 after a power-off, ``(v << 1) | 1`` after
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from arctern.cpu import trace
-from arctern.errors import MachineError, UsageError
+from arctern.errors import UsageError
 from arctern.machine.launch import (
     DeviceConfig,
     DriveConfig,
     MachineConfig,
     launch,
-    option_context,
 )
 from arctern.machine.machine import Machine
 from arctern.machine.props import parse_bool, parse_size
@@ -31,17 +28,11 @@ from arctern.plugins import default_registry
 from arctern.qemu_opts import parse_opts
 
 from .common import run_cli
+from .debug_log import setup_debug_log
+from .system_help import DEFAULT_MACHINE, help_text
 
 PROG = "arctern-system"
-DEFAULT_MACHINE = "microvm"
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
-#: -d items beyond the CPU's trace items, each routed to a logger.
-LOG_ITEMS = {
-    **trace.ITEMS,
-    "guest_errors": "log when the guest does something invalid (eg accessing a "
-    "non-existent register)",
-    "unimp": "log unimplemented functionality",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,90 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("-D", dest="log_file", metavar="FILE", help="write -d logs to FILE")
     add_monitor_options(parser)
     return parser
-
-
-# --- help listings ---------------------------------------------------------------
-
-
-def _machine_help(registry) -> str:
-    lines = ["Supported machines are:"]
-    for name, cls in sorted(registry.machine_types.items()):
-        default = " (default)" if name == DEFAULT_MACHINE else ""
-        lines.append(f"{name:<20} {cls.description}{default}")
-    return "\n".join(lines)
-
-
-def _props_help(title: str, props: dict) -> str:
-    lines = [f"{title} options:"]
-    for name, prop in sorted(props.items()):
-        default = "" if prop.default is None else f" (default: {_show(prop.default)})"
-        lines.append(
-            f"  {name}=<{prop.kind}>{' - ' + prop.description if prop.description else ''}{default}"
-        )
-    return "\n".join(lines)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return f'"{value}"' if isinstance(value, str) else str(value)
-
-
-def _device_help(registry) -> str:
-    lines = []
-    for name, cls in sorted(registry.devices.items()):
-        if not cls.user_creatable:
-            continue
-        bus = f", bus {cls.bus_type}" if cls.bus_type else ""
-        desc = f', desc "{cls.description}"' if cls.description else ""
-        lines.append(f'name "{name}"{bus}{desc}')
-    return "\n".join(lines)
-
-
-def _cpu_help(registry) -> str:
-    lines = ["Available CPUs:"]
-    for name, cls in sorted(registry.cpu_models.items()):
-        lines.append(f"{cls.arch or '?':<4} {name:<24} {getattr(cls, 'description', '')}".rstrip())
-    return "\n".join(lines)
-
-
-def _log_help() -> str:
-    lines = ["Log items (comma separated):"]
-    lines += [f"{item:<15} {text}" for item, text in LOG_ITEMS.items()]
-    return "\n".join(lines)
-
-
-def _help_requested(args: argparse.Namespace, registry) -> str | None:
-    """The text of ``-M help``, ``-device help``, ``-cpu help``, ``-d help``, if asked."""
-    machine = parse_opts(args.machine, "type")
-    if machine["type"] in ("help", "?"):
-        return _machine_help(registry)
-    if machine.get("help") == "on":
-        cls = _lookup(registry.machine_types, machine["type"], "unsupported machine type")
-        return _props_help(f"{cls.name}-machine", cls.options)
-    if args.cpu in ("help", "?"):
-        return _cpu_help(registry)
-    if args.log_items in ("help", "?"):
-        return _log_help()
-    for text in args.devices:
-        opts = parse_opts(text, "driver")
-        if opts["driver"] in ("help", "?"):
-            return _device_help(registry)
-        if opts.get("help") == "on":
-            with option_context(f"-device {text}"):
-                cls = _lookup(
-                    registry.devices,
-                    opts["driver"],
-                    f"'{opts['driver']}' is not a valid device model name",
-                )
-            return _props_help(cls.name, cls.properties)
-    return None
-
-
-def _lookup(table: dict, name: str, message: str) -> type:
-    if name not in table:
-        raise MachineError(message)
-    return table[name]
 
 
 # --- option translation --------------------------------------------------------
@@ -248,29 +155,6 @@ def _serials(args: argparse.Namespace) -> list[str]:
     return ["stdio"] if args.nographic else ["null"]
 
 
-def _setup_logging(items: str | None, log_file: str | None) -> None:
-    if not items:
-        return
-    chosen = [item for item in items.split(",") if item]
-    unknown = [item for item in chosen if item not in LOG_ITEMS]
-    if unknown:
-        raise UsageError(f"-d {items}: unknown log item '{unknown[0]}' (-d help lists them)")
-    trace.enable(chosen)
-    for item in ("guest_errors", "unimp"):
-        if item in chosen:
-            logging.getLogger(f"arctern.{item}").setLevel(logging.DEBUG)
-    if log_file:
-        try:
-            handler = logging.FileHandler(log_file, mode="w")
-        except OSError as exc:
-            raise UsageError(f"-D {log_file}: {exc.strerror}") from None
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        for name in ("arctern.cpu", "arctern.guest_errors", "arctern.unimp"):
-            logger = logging.getLogger(name)
-            logger.addHandler(handler)
-            logger.propagate = False
-
-
 def config_from_args(args: argparse.Namespace) -> MachineConfig:
     """Translate parsed options into the description :func:`launch` builds."""
     machine_opts = parse_opts(args.machine, "type")
@@ -313,12 +197,12 @@ def _stop_on_signals(machine: Machine) -> dict[str, int]:
 def _main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     registry = default_registry()
-    text = _help_requested(args, registry)
+    text = help_text(args, registry)
     if text is not None:
         print(text)
         return 0
     config = config_from_args(args)
-    _setup_logging(args.log_items, args.log_file)
+    setup_debug_log(args.log_items, args.log_file)
     machine = launch(config, registry=registry)
     monitor = None
     try:
