@@ -27,13 +27,16 @@ def decompress_cluster(data: bytes, cluster_size: int, compression_type: int, wh
     """Inflate one cluster; raise ImageFormatError unless exactly a cluster comes out."""
     try:
         if compression_type == L.COMPRESSION_ZSTD:
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-            out = b""
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(data), read_across_frames=True
+            )
+            out = bytearray()
             while len(out) < cluster_size:
                 piece = reader.read(cluster_size - len(out))
                 if not piece:
                     break
                 out += piece
+            out = bytes(out)
         else:
             out = zlib.decompressobj(-12).decompress(data, cluster_size)
     except (zlib.error, zstandard.ZstdError) as exc:
