@@ -33,28 +33,51 @@ def _hex(value: int) -> str:
     return f"{value:#x}" if value else "0"
 
 
+class BatchedWriter:
+    """Hands text to ``out`` in large pieces: a fragmented image has millions of map lines,
+    and an unbuffered stdout (PYTHONUNBUFFERED) would make each one a system call."""
+
+    def __init__(self, out, batch: int = 4096) -> None:
+        self.out = out
+        self.batch = batch
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        if len(self.parts) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        self.out.write("".join(self.parts))
+        self.parts.clear()
+
+
 def write_json(entries: Iterable[MapEntry], out) -> None:
-    out.write("[")
-    first = True
+    batched = BatchedWriter(out)
+    batched.write("[")
+    separator = ""
     for entry in entries:
-        if not first:
-            out.write(",\n")
-        out.write(json_entry(entry))
-        first = False
-    out.write("]\n")
+        batched.write(separator + json_entry(entry))
+        separator = ",\n"
+    batched.write("]\n")
+    batched.flush()
 
 
 def write_human(entries: Iterable[MapEntry], out) -> None:
     """Only data runs, with qemu-img's coalescing of zero and unallocated runs."""
-    out.write(f"{'Offset':<16}{'Length':<16}{'Mapped to':<16}File\n")
-    for entry in merge(entries, human=True):
-        if entry.data and entry.offset is None:
-            raise ImageFormatError("File contains external, encrypted or compressed clusters.")
-        if entry.data and not entry.zero:
-            out.write(
-                f"{_hex(entry.start):<16}{_hex(entry.length):<16}"
-                f"{_hex(entry.offset or 0):<16}{entry.filename or ''}\n"
-            )
+    batched = BatchedWriter(out)
+    batched.write(f"{'Offset':<16}{'Length':<16}{'Mapped to':<16}File\n")
+    try:
+        for entry in merge(entries, human=True):
+            if entry.data and entry.offset is None:
+                raise ImageFormatError("File contains external, encrypted or compressed clusters.")
+            if entry.data and not entry.zero:
+                batched.write(
+                    f"{_hex(entry.start):<16}{_hex(entry.length):<16}"
+                    f"{_hex(entry.offset or 0):<16}{entry.filename or ''}\n"
+                )
+    finally:
+        batched.flush()
 
 
 def cmd_map(args: Sequence[str]) -> int:
