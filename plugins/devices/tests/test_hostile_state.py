@@ -1,7 +1,7 @@
 """Migrated device state from a hostile or mismatched source is refused with StreamError."""
 
 import pytest
-from conftest import destination
+from device_harness import destination
 
 from arctern.errors import StreamError
 

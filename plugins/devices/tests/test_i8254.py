@@ -2,7 +2,7 @@
 
 import pytest
 from arctern_devices.i8254 import PIT_FREQ
-from conftest import advance, save_load
+from device_harness import advance, save_load
 
 TICK_NS = 1_000_000_000 / PIT_FREQ
 

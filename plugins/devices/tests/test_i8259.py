@@ -1,7 +1,7 @@
 """8259A pair: initialisation, priorities, EOI variants, edge/level, spurious IRQs, vmstate."""
 
 import pytest
-from conftest import save_load
+from device_harness import save_load
 
 
 class Intr:

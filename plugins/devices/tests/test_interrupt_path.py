@@ -1,7 +1,7 @@
 """Interrupts end to end as microvm wires them: device -> GSI line -> 8259 pair -> CPU INTR."""
 
 import pytest
-from conftest import advance
+from device_harness import advance
 from ring_driver import MMIODriver
 
 from arctern.machine.chardev import MemoryChardev

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import advance
+from device_harness import advance
 
 from arctern.machine.chardev import MemoryChardev
 

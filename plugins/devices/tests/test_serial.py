@@ -1,7 +1,7 @@
 """ns16550A: registers, FIFOs and trigger levels, interrupts, loopback, bulk output, vmstate."""
 
 import pytest
-from conftest import advance, destination, migrate_state
+from device_harness import advance, destination, migrate_state
 
 from arctern.machine.chardev import open_chardev
 

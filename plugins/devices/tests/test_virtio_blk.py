@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from arctern_devices.virtio_mmio import CONFIG
-from conftest import destination, migrate_state, open_drive
+from device_harness import destination, migrate_state, open_drive
 from ring_driver import MMIODriver
 
 from arctern.errors import BlockError

@@ -15,7 +15,7 @@ from arctern_devices.virtio_mmio import (
     VERSION,
 )
 from arctern_devices.virtio_mmio import MAGIC_VALUE as MAGIC
-from conftest import destination, migrate_state
+from device_harness import destination, migrate_state
 from ring_driver import DRIVER_OK, NEEDS_RESET, MMIODriver
 
 BASE = 0xFEB00000
