@@ -117,3 +117,19 @@ def test_json_keys_follow_qdict_order():
         "filename",
         "format",
     ]
+
+
+def test_option_strings_as_qemu_opts_reads_them():
+    from arctern.cli.img_common import parse_option_string
+
+    assert parse_option_string("cluster_size=4k,compat=0.10") == {
+        "cluster_size": "4k",
+        "compat": "0.10",
+    }
+    assert parse_option_string("backing_file=a,,b.img,backing_fmt=raw") == {
+        "backing_file": "a,b.img",
+        "backing_fmt": "raw",
+    }
+    assert parse_option_string("help") == {"help": ""}
+    with pytest.raises(UsageError, match="Invalid parameter 'lazy'"):
+        parse_option_string("lazy")

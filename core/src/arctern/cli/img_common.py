@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import getopt
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from arctern.errors import ArcternError, BlockError, UsageError
-
-log = logging.getLogger(__name__)
 
 HELP_HINT = "Try 'arctern-img --help' for more information"
 
@@ -41,22 +38,7 @@ def output_format(value: str) -> str:
 def parse_option_string(text: str) -> dict[str, str]:
     """``key=value,key2=value2`` as QemuOpts reads it (``,,`` is a literal comma)."""
     options: dict[str, str] = {}
-    items: list[str] = []
-    current = ""
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == ",":
-            if text[i + 1 : i + 2] == ",":
-                current += ","
-                i += 2
-                continue
-            items.append(current)
-            current = ""
-        else:
-            current += char
-        i += 1
-    items.append(current)
+    items = [item.replace("\0", ",") for item in text.replace(",,", "\0").split(",")]
     for item in items:
         if not item:
             continue
@@ -96,13 +78,6 @@ def _could_not_open(filename: str, reason: object) -> str:
 def image_opts(fmt: str | None, force_share: bool, **extra: Any) -> dict[str, Any]:
     """Keyword arguments for :func:`open_image` common to the read-only subcommands."""
     return {"fmt": fmt, "read_only": True, "force_share": force_share, **extra}
-
-
-def backing_chain(node: Any) -> Iterator[Any]:
-    """The node, its backing node, that node's backing node, ... (top first)."""
-    while node is not None:
-        yield node
-        node = getattr(node, "backing", None)
 
 
 def format_driver_class(fmt: str) -> type:
