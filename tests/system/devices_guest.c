@@ -105,13 +105,21 @@ static void uart(void)
     outb(COM1 + IER, 0x02); /* THR empty interrupt */
     line("uart thre iir", inb(COM1 + IIR));
     line("uart thre iir read again", inb(COM1 + IIR));
+    outb(COM1 + IER, 0x04); /* line status interrupt */
+    outb(COM1 + FCR, 0x00);
+    outb(COM1 + THR, '1');
+    outb(COM1 + THR, '2'); /* overrun */
+    line("uart line status iir", inb(COM1 + IIR));
+    line("uart line status lsr", inb(COM1 + LSR));
+    line("uart after lsr read iir", inb(COM1 + IIR));
+    inb(COM1 + RBR);
     outb(COM1 + IER, 0x00);
     outb(COM1 + FCR, 0x00);
     outb(COM1 + MCR, 0x0B);
     flush_log();
 }
 
-static void pic_init(void)
+static void pic_program(void)
 {
     static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
     for (int chip = 0; chip < 2; chip++) {
@@ -123,7 +131,7 @@ static void pic_init(void)
 
 static void pic_and_pit(void)
 {
-    pic_init();
+    pic_program();
     outb(0x21, 0xA5);
     line("pic imr", inb(0x21));
     outb(0x21, 0xFF);
@@ -162,6 +170,30 @@ static void pic_and_pit(void)
     line("pic isr after eoi", inb(0x20));
     outb(0x21, 0xFF);
     outb(0x20, 0x0A);
+
+    /* Two sources at once: IRQ 0 (the PIT) and IRQ 4 (the UART in loopback, data ready). */
+    outb(COM1 + MCR, 0x1B);
+    outb(COM1 + IER, 0x01);
+    outb(COM1 + THR, 'z');
+    outb(0x21, 0xEE); /* IRQ 0 and 4 */
+    outb(0x20, 0x0A);
+    flag("pic irq0 and irq4 requested", wait_for(0x20, 0x11, 0x11));
+    outb(0x20, 0x0C);
+    line("pic poll with two requests", inb(0x20));
+    outb(0x20, 0xA0); /* rotate on non-specific EOI: IRQ 0 becomes the lowest */
+    outb(0x20, 0x0C);
+    line("pic poll after rotation", inb(0x20));
+    outb(0x20, 0x0B);
+    line("pic isr after rotation", inb(0x20));
+    outb(0x20, 0x64); /* specific EOI for IRQ 4 */
+    line("pic isr after specific eoi", inb(0x20));
+    outb(0x20, 0xC7); /* set priority: IRQ 0 highest again */
+    outb(0x20, 0x0A);
+    inb(COM1 + RBR);
+    line("pic irr after the uart was read", inb(0x20) & 0x10);
+    outb(COM1 + IER, 0x00);
+    outb(COM1 + MCR, 0x0B);
+    outb(0x21, 0xFF);
 
     outb(0x43, 0x10); /* channel 0, lobyte only, mode 0 */
     outb(0x40, 0x80);
