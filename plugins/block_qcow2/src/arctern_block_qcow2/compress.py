@@ -1,7 +1,9 @@
-"""Reading compressed clusters: descriptor decoding and bounded decompression.
+"""Compressed clusters: descriptors, bounded decompression, compression.
 
 Output is capped at one cluster whatever the stream claims, so a hostile
 compressed cluster cannot make us allocate more than the cluster size.
+Compression matches QEMU's: raw deflate with a 4 KiB window (wbits -12), or
+one zstd frame.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ def compressed_extent(entry: int, cluster_bits: int) -> tuple[int, int]:
     offset = entry & ((1 << x) - 1)
     sectors = ((entry >> x) & ((1 << (cluster_bits - 8)) - 1)) + 1
     return offset, sectors * L.SECTOR - (offset & (L.SECTOR - 1))
+
+
+def compressed_entry(host: int, length: int, cluster_bits: int) -> int:
+    """The L2 entry of ``length`` compressed bytes at host offset ``host``."""
+    x = 62 - (cluster_bits - 8)
+    extra_sectors = ((host + length - 1) >> 9) - (host >> 9)
+    return L.OFLAG_COMPRESSED | (extra_sectors << x) | host
+
+
+def compress_cluster(data: bytes | memoryview, compression_type: int) -> bytes:
+    if compression_type == L.COMPRESSION_ZSTD:
+        return zstandard.ZstdCompressor().compress(data)
+    packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -12, 9)
+    return packer.compress(data) + packer.flush()
 
 
 def decompress_cluster(data: bytes, cluster_size: int, compression_type: int, where: str) -> bytes:

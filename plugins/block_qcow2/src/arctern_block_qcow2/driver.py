@@ -35,6 +35,7 @@ from arctern.errors import (
     ReadOnlyError,
 )
 from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.compressed_write import CompressedWrite
 from arctern_block_qcow2.header import Header, parse_header
 from arctern_block_qcow2.mapping import ClusterMap, reserved_ranges
 from arctern_block_qcow2.options import parse_bool, parse_size
@@ -50,7 +51,7 @@ DEFAULT_L2_CACHE_MAX = 32 << 20  # QEMU's DEFAULT_L2_CACHE_MAX_SIZE on Linux
 DEFAULT_REFCOUNT_CACHE_CLUSTERS = 4  # QEMU's MIN_REFCOUNT_CACHE_SIZE
 
 
-class Qcow2Driver(ReadPath, WritePath, Resize, BlockDriver):
+class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
     """qcow2 format driver: QEMU's on-disk format, read and write."""
 
     name = "qcow2"
@@ -138,6 +139,7 @@ class Qcow2Driver(ReadPath, WritePath, Resize, BlockDriver):
         self._broken = False
         self._last_compressed: tuple[int, bytes] | None = None
         self._metadata_preallocated: bool | None = None
+        self._compressed_tail = None
 
     def _cache_sizes(self) -> tuple[int, int]:
         cs = self.h.cluster_size
@@ -188,6 +190,7 @@ class Qcow2Driver(ReadPath, WritePath, Resize, BlockDriver):
         self.map.cache.flush()
         self.node.file.flush()
         pending, self._pending_frees = self._pending_frees, []
+        self._compressed_tail = None
         freed: list[int] = []
         for first, count in pending:
             freed += self.refcounts.update(first, count, -1)
