@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from arctern.block import create_image, open_image
+from arctern.errors import ImageFormatError
 
 MiB = 1 << 20
 
@@ -60,3 +63,23 @@ def test_failed_migration_source_takes_image_back(tools):
     expected[MiB : MiB + 65536] = b"b" * 65536
     expected[2 * MiB : 2 * MiB + 65536] = b"c" * 65536
     tools.assert_qemu_compare(path, bytes(expected))
+
+
+def test_failed_activation_leaves_the_node_inactive_and_readable(tools):
+    """The source left a corrupt header: activation fails, old view still readable, retry ok."""
+    path = tools.path("bad.qcow2")
+    create_image(path, "qcow2", MiB, {})
+    with open_image(path, fmt="qcow2") as image:
+        image.pwrite(0, b"\x07" * 4096)
+    good = Path(path).read_bytes()
+    with open_image(path, fmt="qcow2", active=False) as dest:
+        with open(path, "r+b") as f:
+            f.write(b"XXXX")  # the magic
+        with pytest.raises(ImageFormatError):
+            dest.activate()
+        assert not dest.node.active
+        assert dest.pread(0, 4096) == b"\x07" * 4096
+        Path(path).write_bytes(good)
+        dest.activate()
+        dest.pwrite(4096, b"\x08")
+    tools.assert_qemu_check_clean(path)

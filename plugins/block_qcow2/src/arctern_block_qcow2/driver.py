@@ -159,11 +159,20 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         self.refcounts.cache.clear()
 
     def invalidate_cache(self) -> None:
+        """Drop all cached metadata and read it again; on failure keep the previous state.
+
+        (The activation then fails and the node stays inactive, readable as before.)
+        """
+        previous = dict(self.__dict__)
         self.map.cache.clear()
         self.refcounts.cache.clear()
-        self._load()
-        if not self.node.read_only and self.h.corrupt:
-            raise ImageFormatError(f"qcow2 image '{self._name}' is corrupt; cannot activate it")
+        try:
+            self._load()
+            if not self.node.read_only and self.h.corrupt:
+                raise ImageFormatError(f"qcow2 image '{self._name}' is corrupt; cannot activate it")
+        except BaseException:
+            self.__dict__.update(previous)
+            raise
 
     def getlength(self) -> int:
         return self.h.size
