@@ -1,0 +1,126 @@
+"""virtio-blk I/O error policies end to end, under QEMU and under arctern-system.
+
+The raw disk's process may not write past 1 MiB (RLIMIT_FSIZE, with SIGXFSZ
+ignored): the guest's write to the last sector of the 2 MiB disk fails with
+EFBIG. With ``werror=stop`` the machine stops in run state ``io-error`` and
+keeps the request in flight; once the limit is lifted (prlimit) ``cont``
+replays it and the guest finishes as if nothing had happened. With the
+default ``werror=enospc`` (EFBIG is not ENOSPC) the guest gets IOERR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from guests.build import BASE_ARGS, emulator_command
+from qemu.qmp import QMPClient
+
+HERE = Path(__file__).parent
+LIMIT = 1 << 20
+SECTOR = 512
+
+
+@pytest.fixture(scope="module")
+def kernel(guest_elf) -> Path:
+    return guest_elf(HERE / "virtio_blk_guest.c")
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+
+
+def start(emulator: str, kernel: Path, tmp_path: Path, werror: str, mode: str):
+    qcow2, raw = tmp_path / "disk0.qcow2", tmp_path / "disk1.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "4M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "2M"], check=True)
+    sock = tmp_path / "qmp.sock"
+    command = emulator_command(emulator)
+    command[-1] += ",acpi=off"
+    command += [
+        *BASE_ARGS,
+        "-kernel",
+        str(kernel),
+        "-drive",
+        f"file={qcow2},format=qcow2,if=none,id=d0",
+        "-device",
+        "virtio-blk-device,drive=d0,serial=DISK-QCOW2",
+        "-drive",
+        f"file={raw},format=raw,if=none,id=d1",
+        "-device",
+        f"virtio-blk-device,drive=d1,serial=DISK-RAW,werror={werror}",
+        "-qmp",
+        f"unix:{sock},server=on,wait=off",
+        "-append",
+        mode,
+    ]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_limit_file_size,
+    )
+    return process, sock, raw
+
+
+async def stop_then_cont(process: subprocess.Popen, sock: Path) -> str:
+    """Wait for the machine to stop, lift the file size limit, continue; the stop status."""
+    for _ in range(400):
+        if sock.exists():
+            break
+        await asyncio.sleep(0.025)
+    qmp = QMPClient("werror-test")
+    await qmp.connect(str(sock))
+    try:
+        for _ in range(800):
+            status = (await qmp.execute("query-status"))["status"]
+            if status != "running":
+                break
+            await asyncio.sleep(0.025)
+        subprocess.run(["prlimit", "--pid", str(process.pid), "--fsize=unlimited"], check=True)
+        await qmp.execute("cont")
+    finally:
+        await qmp.disconnect()
+    return status
+
+
+@pytest.mark.parametrize("mode", ["poll", "irq"])
+def test_werror_stop_pauses_and_cont_replays_the_request(kernel, tmp_path, mode):
+    results = {}
+    for emulator in ("qemu", "arctern"):
+        workdir = tmp_path / emulator
+        workdir.mkdir()
+        process, sock, raw = start(emulator, kernel, workdir, "stop", mode)
+        try:
+            status = asyncio.run(stop_then_cont(process, sock))
+            output, _err = process.communicate(timeout=120)
+        finally:
+            process.kill()
+            process.wait()
+        assert status == "io-error", (emulator, status)
+        assert process.returncode == 1, (emulator, output)
+        assert output.decode().endswith("done\n"), (emulator, output)
+        # The replayed request reached the disk (a raw image: the file is the disk).
+        last_sector = raw.read_bytes()[2 * LIMIT - SECTOR :]
+        assert last_sector.startswith(b"written by the guest\x001"), (emulator, last_sector)
+        results[emulator] = output.decode().splitlines()
+    assert results["arctern"] == results["qemu"]
+
+
+def test_default_werror_reports_efbig_as_an_io_error(kernel, tmp_path):
+    results = {}
+    for emulator in ("qemu", "arctern"):
+        workdir = tmp_path / emulator
+        workdir.mkdir()
+        process, _sock, _raw = start(emulator, kernel, workdir, "enospc", "poll")
+        output, _err = process.communicate(timeout=120)
+        results[emulator] = (output.decode().splitlines(), process.returncode)
+    lines, status = results["qemu"]
+    assert status == 3 and lines[-1] == "disk1: FAIL write last sector", lines
+    assert results["arctern"] == results["qemu"]
