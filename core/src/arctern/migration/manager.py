@@ -43,8 +43,12 @@ class MigrationManager:
         self.deferred_incoming = False
         self.exit_on_incoming_failure = exit_on_incoming_failure
         self.listeners: list[EventListener] = []
-        self.wakeup = Wakeup()
+        self.wakeup = Wakeup(interrupt=self._interrupt_slice)
         machine.add_poll_hook(self.poll, self.wakeup.fds)
+
+    def _interrupt_slice(self) -> None:
+        """From a worker thread: make the CPU end its slice so the poll hooks run soon."""
+        self.machine.exit_request = True
 
     # --- events -------------------------------------------------------------
 

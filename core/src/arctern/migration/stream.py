@@ -129,7 +129,7 @@ class RamEncoder:
     def __init__(self, ram: RAM, chunk_pages: int = 256) -> None:
         self.ram = ram
         self.chunk_pages = chunk_pages
-        self._zeroes = memoryview(bytes(chunk_pages << PAGE_SHIFT))
+        self._zeroes = bytes(chunk_pages << PAGE_SHIFT)
         self.duplicate = 0
         self.normal = 0
 
@@ -155,7 +155,11 @@ class RamEncoder:
         view = self.ram.view
         base = first << PAGE_SHIFT
         length = count << PAGE_SHIFT
-        if view[base : base + length] == self._zeroes[:length]:
+        # bytearray.startswith compares with memcmp and copies nothing; comparing
+        # memoryviews would go byte by byte in Python's generic buffer code.
+        data = self.ram.data
+        zeroes = self._zeroes if length == len(self._zeroes) else bytes(length)
+        if data.startswith(zeroes, base, base + length):
             self.duplicate += count
             return [RUN.pack(first, count, RUN_ZERO)]
         parts: list = []
@@ -163,7 +167,7 @@ class RamEncoder:
         for page in range(first, first + count + 1):
             if page < first + count:
                 off = page << PAGE_SHIFT
-                zero = view[off : off + PAGE_SIZE] == ZERO_PAGE
+                zero = data.startswith(ZERO_PAGE, off, off + PAGE_SIZE)
                 if zero == run_zero:
                     continue
             if run_zero is not None:
