@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from guests.build import BASE_ARGS, emulator_command
-from qemu.qmp import QMPClient
+from qemu.qmp import ConnectError, QMPClient
 
 HERE = Path(__file__).parent
 LIMIT = 1 << 20
@@ -71,12 +71,15 @@ def start(emulator: str, kernel: Path, tmp_path: Path, werror: str, mode: str):
 
 async def stop_then_cont(process: subprocess.Popen, sock: Path) -> str:
     """Wait for the machine to stop, lift the file size limit, continue; the stop status."""
-    for _ in range(400):
-        if sock.exists():
-            break
-        await asyncio.sleep(0.025)
     qmp = QMPClient("werror-test")
-    await qmp.connect(str(sock))
+    for attempt in range(400):  # the socket file appears before the emulator listens on it
+        try:
+            await qmp.connect(str(sock))
+            break
+        except (ConnectError, FileNotFoundError):
+            if attempt == 399:
+                raise
+            await asyncio.sleep(0.025)
     try:
         for _ in range(800):
             status = (await qmp.execute("query-status"))["status"]
