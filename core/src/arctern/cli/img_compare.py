@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from arctern.errors import ArcternError, UsageError
 
+from .img_buffers import ZERO_CHUNK, first_difference, is_zero, same
 from .img_common import HELP_HINT, open_image, parse_args
 from .img_progress import Progress
 from .img_status import MapEntry, chain_entry
@@ -40,15 +42,21 @@ class Comparer:
         progress: Progress,
         quiet: bool = False,
     ) -> None:
+        self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arctern-compare")
         self.images = (first, second)
         self.quiet = quiet
         self.strict = strict
         self.progress = progress
-        self.buffers = (memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK)))
-        self.zeros = memoryview(bytes(CHUNK))
+        self.buffers = (bytearray(CHUNK), bytearray(CHUNK))
 
     def run(self) -> int | None:
         """The offset of the first difference, or None if the images read the same."""
+        try:
+            return self._run()
+        finally:
+            self.helper.shutdown()
+
+    def _run(self) -> int | None:
         (_, one), (_, two) = self.images
         common = min(one.length, two.length)
         offset = 0
@@ -83,7 +91,7 @@ class Comparer:
 
     def _read(self, which: int, offset: int, count: int) -> memoryview:
         name, backend = self.images[which]
-        view = self.buffers[which][:count]
+        view = memoryview(self.buffers[which])[:count]
         try:
             backend.preadinto(offset, view)
         except ArcternError as exc:
@@ -96,9 +104,16 @@ class Comparer:
         end = offset + length
         while offset < end:
             count = min(CHUNK, end - offset)
-            one, two = self._read(0, offset, count), self._read(1, offset, count)
-            if one != two:
-                return offset + _first_sector(one, two)
+            # the second image is read on a helper thread while this one reads the first
+            pending = self.helper.submit(self._read, 1, offset, count)
+            try:
+                one = self._read(0, offset, count)
+            except BaseException:
+                wait([pending])  # never leave a read of the other image running
+                raise
+            two = pending.result()
+            if not same(self.buffers[0], two):
+                return offset + first_difference(one, two, SECTOR)
             offset += count
         return None
 
@@ -110,8 +125,9 @@ class Comparer:
                 while offset < stop:
                     count = min(CHUNK, stop - offset)
                     data = self._read(which, offset, count)
-                    if data != self.zeros[:count]:
-                        return offset + _first_sector(data, self.zeros[:count])
+                    if not is_zero(data):
+                        zeros = memoryview(ZERO_CHUNK)[:count]
+                        return offset + first_difference(data, zeros, SECTOR)
                     offset += count
             offset = entry.start + entry.length
         return None
@@ -119,14 +135,6 @@ class Comparer:
 
 def _kind(entry: MapEntry) -> tuple[bool, bool, bool]:
     return entry.present, entry.zero, entry.data
-
-
-def _first_sector(one: memoryview, two: memoryview) -> int:
-    """Offset of the first 512-byte sector where the buffers differ (qemu-img's granularity)."""
-    for start in range(0, len(one), SECTOR):
-        if one[start : start + SECTOR] != two[start : start + SECTOR]:
-            return start
-    return len(one)
 
 
 def cmd_compare(args: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from arctern.errors import BlockError, UsageError
 
+from .img_buffers import ZERO_CHUNK, is_zero
 from .img_common import (
     HELP_HINT,
     format_driver_class,
@@ -41,25 +42,23 @@ class ConvertPlan:
     compressed: bool = False
 
 
-def zero_runs(
-    data: bytearray, size: int, granule: int, zeros: memoryview
-) -> Iterator[tuple[int, int, bool]]:
+def zero_runs(data: bytearray, size: int, granule: int) -> Iterator[tuple[int, int, bool]]:
     """Split ``data[:size]`` into (start, end, is_zero) runs of whole ``granule``-sized pieces."""
     view = memoryview(data)[:size]
-    if view == zeros[:size]:
+    if is_zero(view):
         yield 0, size, True
         return
-    if granule <= 0 or data.find(zeros[:granule], 0, size) < 0:
+    zero_granule = memoryview(ZERO_CHUNK)[:granule]
+    if not 0 < granule < size or data.find(zero_granule, 0, size) < 0:
         yield 0, size, False  # no zero granule anywhere: one data run (a C-speed search)
         return
     run_start, run_zero = 0, None
     for start in range(0, size, granule):
-        end = min(start + granule, size)
-        is_zero = view[start:end] == zeros[: end - start]
-        if is_zero is not run_zero and run_zero is not None:
+        piece_is_zero = ZERO_CHUNK.startswith(view[start : start + granule])
+        if piece_is_zero is not run_zero and run_zero is not None:
             yield run_start, start, run_zero
             run_start = start
-        run_zero = is_zero
+        run_zero = piece_is_zero
     yield run_start, size, bool(run_zero)
 
 
@@ -69,7 +68,6 @@ class Copier:
     def __init__(self, target: Any, plan: ConvertPlan, progress: Progress) -> None:
         self.plan = plan
         self.progress = progress
-        self.zeros = memoryview(bytes(CHUNK))
         write = (
             getattr(target.node.driver, "pwrite_compressed", None)
             if plan.compressed
@@ -111,10 +109,8 @@ class Copier:
                 requests = [("data", target, chunk, 0, count)]
             else:
                 requests = []
-                for start, stop, is_zero in zero_runs(
-                    chunk.obj, count, self.plan.min_sparse, self.zeros
-                ):
-                    if is_zero:
+                for start, stop, zero in zero_runs(chunk.obj, count, self.plan.min_sparse):
+                    if zero:
                         requests += self._zero(target + start, stop - start)
                     else:
                         requests.append(("data", target + start, chunk, start, stop))

@@ -17,6 +17,7 @@ from typing import Any
 from arctern.block.driver import STATUS_ALLOCATED, STATUS_DATA, STATUS_ZERO
 from arctern.errors import ArcternError, UsageError
 
+from .img_buffers import filled_with
 from .img_common import open_image
 from .img_units import io_size, io_time, parse_size
 
@@ -146,7 +147,7 @@ def read_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
     ok = True
     if pattern is not None:
         region = buf[pattern_offset : pattern_offset + pattern_count]
-        if region != memoryview(bytes([pattern]) * pattern_count):
+        if not filled_with(region, pattern):
             print(
                 f"Pattern verification failed at offset {offset + pattern_offset}, "
                 f"{pattern_count} bytes"
