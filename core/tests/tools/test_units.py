@@ -133,3 +133,22 @@ def test_option_strings_as_qemu_opts_reads_them():
     assert parse_option_string("help") == {"help": ""}
     with pytest.raises(UsageError, match="Invalid parameter 'lazy'"):
         parse_option_string("lazy")
+
+
+def test_buffer_comparisons():
+    from arctern.cli.img_buffers import filled_with, first_difference, is_zero, same
+
+    big = bytearray(5 << 20)  # longer than the zero chunk it is compared against
+    assert is_zero(memoryview(big))
+    big[(5 << 20) - 1] = 1
+    assert not is_zero(memoryview(big))
+    assert not is_zero(memoryview(big)[3 << 20 :])
+    assert is_zero(memoryview(big)[: 3 << 20])
+    pool = bytearray(b"abcdef") + bytearray(100)
+    assert same(pool, memoryview(b"abcdef")) and not same(pool, memoryview(b"abcdeX"))
+    assert filled_with(memoryview(b"\x07" * 1000), 7)
+    assert not filled_with(memoryview(b"\x07" * 999 + b"\x08"), 7)
+    one, two = bytearray(4096), bytearray(4096)
+    two[1500] = 1
+    assert first_difference(memoryview(one), memoryview(two), 512) == 1024
+    assert first_difference(memoryview(one), memoryview(one), 512) == 4096
