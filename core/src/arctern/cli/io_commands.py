@@ -76,14 +76,18 @@ def parse_pattern(text: str) -> int:
     return value
 
 
+#: C's isalnum() in the C locale: ASCII letters and digits show as themselves, the rest as '.'.
+_PRINTABLE = bytes(b if chr(b).isascii() and chr(b).isalnum() else ord(".") for b in range(256))
+
+
 def hexdump(data: memoryview, offset: int) -> str:
     """qemu-io's ``-v`` dump: 16 bytes a line, hex then printable characters."""
-    lines = []
-    for start in range(0, len(data), 16):
-        row = bytes(data[start : start + 16])
-        text = "".join(chr(b) if chr(b).isalnum() and b < 0x80 else "." for b in row)
-        lines.append(f"{offset + start:08x}:  {row.hex(' ')}  {text}")
-    return "\n".join(lines)
+    raw = bytes(data)
+    text = raw.translate(_PRINTABLE).decode("ascii")
+    return "\n".join(
+        f"{offset + start:08x}:  {raw[start : start + 16].hex(' ')}  {text[start : start + 16]}"
+        for start in range(0, len(raw), 16)
+    )
 
 
 def report(op: str, seconds: float, offset: int, count: int, total: int, parsable: bool) -> str:
