@@ -20,6 +20,7 @@ from arctern.errors import UsageError
 try:  # the "demo" extra: pip install 'arctern[demo]'
     from rich.console import Console
     from rich.live import Live
+    from rich.markup import escape
     from rich.table import Table
 
     from arctern.demo.run import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo
@@ -74,10 +75,10 @@ class ConsoleObserver:
 
     def step(self, text: str) -> None:
         self._stop_live()
-        self.console.print(f"[bold]*[/bold] {text}")
+        self.console.print(f"[bold]*[/bold] {escape(text)}")
 
     def guest(self, line: str) -> None:
-        (self.live.console if self.live else self.console).print(f"  [dim]{line}[/dim]")
+        (self.live.console if self.live else self.console).print(f"  [dim]{escape(line)}[/dim]")
 
     def progress(self, info: dict[str, Any]) -> None:
         if self.live is None:
@@ -89,19 +90,21 @@ class ConsoleObserver:
         if self.live is not None:
             self.live.stop()
             self.live = None
+            self.console.line()
 
     def outcome(self, result: DemoResult, options: DemoOptions) -> None:
         self._stop_live()
         info = result.migration
         table = Table(title="outcome", show_header=False)
-        table.add_row("guest now runs on", "destination" if result.ok else "see below")
+        where = "the destination (and finished there)" if result.guest_status is not None else "-"
+        table.add_row("guest ran on after the hand-over", where)
         table.add_row("transport / image", f"{options.transport} / {options.image_format}")
         table.add_row("downtime", f"{info.get('downtime', '-')} ms")
         table.add_row("total time", f"{info.get('total-time', '-')} ms")
         table.add_row("guest says", result.guest_line or "(no verification line)")
         table.add_row("arctern-img check", result.check_output or "(not run)")
         if "error-desc" in info:
-            table.add_row("migration error", info["error-desc"])
+            table.add_row("migration error", escape(info["error-desc"]))
         self.console.print(table)
         verdict = "[green]everything verified[/green]" if result.ok else "[red]NOT verified[/red]"
         self.console.print(f"[bold]{verdict}")

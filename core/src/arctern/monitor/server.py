@@ -9,6 +9,7 @@ dropped once its backlog passes a limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -59,7 +60,9 @@ def _listen(kind: str, target: Any, spec: str) -> socket.socket:
         except FileNotFoundError:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: Any = target
+        # Bound and listening under a temporary name, then renamed: a client that
+        # sees the socket file can connect at once.
+        address: Any = f"{target}.{os.getpid()}.tmp"
     else:
         host, port = target
         try:
@@ -73,8 +76,13 @@ def _listen(kind: str, target: Any, spec: str) -> socket.socket:
     try:
         sock.bind(address)
         sock.listen(4)
+        if kind == "unix":
+            os.rename(address, target)
     except OSError as exc:
         sock.close()
+        if kind == "unix":
+            with contextlib.suppress(OSError):
+                os.unlink(address)
         raise UsageError(f"-qmp {spec}: cannot listen: {exc.strerror}") from None
     return sock
 
