@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from arctern.block.driver import CheckResult
 from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.bitmaps import bitmap_references
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
 from arctern_block_qcow2.refscan import References, differing
 
@@ -99,6 +100,8 @@ def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> R
         refs.add(snap.l1_table_offset >> cb, -(-snap.l1_size * 8 // cs))
         _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res, active=False)
     refs.add(h.refcount_table_offset >> cb, h.refcount_table_clusters)
+    for first, count in bitmap_references(drv.node.file, h, drv._name):
+        refs.add(first, count)
     for offset in _Stored(drv, res).block_offsets():
         refs.add(offset >> cb)
     return refs
