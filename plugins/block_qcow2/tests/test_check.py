@@ -136,6 +136,9 @@ def test_persistent_bitmap_clusters_are_references(tools):
     tools.qemu_io(path, "write 1M 64k")
     assert _ours(path) == _theirs(tools, path)
     assert _ours(path)["leaks"] == 0
+    info = json.loads(tools.qemu_img("info", "--output=json", path).stdout)
+    with open_image(path, fmt="qcow2", read_only=True) as image:
+        assert image.node.driver.info().format_specific == info["format-specific"]
     with open_image(path, fmt="qcow2") as image:
         image.pwrite(2 * MiB, b"x" * 4096)  # clears the bitmaps' autoclear bit
     assert _ours(path) == _theirs(tools, path)

@@ -35,6 +35,7 @@ from arctern.errors import (
     ReadOnlyError,
 )
 from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.bitmaps import read_bitmaps
 from arctern_block_qcow2.compressed_write import CompressedWrite
 from arctern_block_qcow2.header import Header, parse_header
 from arctern_block_qcow2.mapping import ClusterMap, reserved_ranges
@@ -269,6 +270,9 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         }
         if h.version >= 3:
             data["lazy-refcounts"] = h.lazy_refcounts
+        bitmaps, _ = read_bitmaps(self.node.file, h, self._name)
+        if bitmaps:
+            data["bitmaps"] = [bitmap.as_info() for bitmap in bitmaps]
         data["refcount-bits"] = h.refcount_bits
         if h.version >= 3:
             data["corrupt"] = h.corrupt
