@@ -26,6 +26,7 @@ COMMANDS = [
     ["img", "bench", "-c", "64", "{i}"],
     ["img", "bench", "-w", "-c", "64", "{c}"],
     ["img", "resize", "{c}", "+1M"],
+    ["img", "create", "-f", "qcow2", "-b", "{i}", "-F", "qcow2", "{d}/overlay.qcow2"],
     ["img", "check", "-r", "all", "{c}"],
     ["io", "-c", "read 0 64k", "-c", "write -P 1 0 4k", "-c", "map", "{c}"],
 ]
