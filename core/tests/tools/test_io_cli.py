@@ -142,3 +142,12 @@ def test_snapshot_mode_is_refused_not_ignored(arctern_io, tmp_path, image):
     r = arctern_io("-s", "-f", "raw", "-c", "write 0 512", image)
     assert r.rc == 1 and r.err.startswith("arctern-io: invalid option -- '-s'")
     assert (tmp_path / image).read_bytes()[:512] == bytes(512)
+
+
+def test_write_from_a_source_file(arctern_io, tmp_path, image):
+    (tmp_path / "payload.bin").write_bytes(bytes(range(256)) * 8)
+    r = arctern_io("-f", "raw", "-c", "write -s payload.bin 4096 2048", image)
+    assert (r.rc, r.out.splitlines()[0]) == (0, "wrote 2048/2048 bytes at offset 4096")
+    assert (tmp_path / image).read_bytes()[4096:6144] == bytes(range(256)) * 8
+    short = arctern_io("-f", "raw", "-c", "write -s payload.bin 0 4096", image)
+    assert short.rc == 1 and short.out == "Failed to read 4096 bytes from payload.bin\n"
