@@ -11,28 +11,19 @@ default ``werror=enospc`` (EFBIG is not ENOSPC) the guest gets IOERR.
 from __future__ import annotations
 
 import asyncio
-import resource
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from guests.build import BASE_ARGS, emulator_command
-from qemu.qmp import ConnectError, QMPClient
+from virtio_blk_faults import LIMIT, SECTOR, connect_qmp, limit_file_size, wait_status
 
 HERE = Path(__file__).parent
-LIMIT = 1 << 20
-SECTOR = 512
 
 
 @pytest.fixture(scope="module")
 def kernel(guest_elf) -> Path:
     return guest_elf(HERE / "virtio_blk_guest.c")
-
-
-def _limit_file_size() -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
 
 
 def start(emulator: str, kernel: Path, tmp_path: Path, werror: str, mode: str):
@@ -64,28 +55,16 @@ def start(emulator: str, kernel: Path, tmp_path: Path, werror: str, mode: str):
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=_limit_file_size,
+        preexec_fn=limit_file_size,
     )
     return process, sock, raw
 
 
 async def stop_then_cont(process: subprocess.Popen, sock: Path) -> str:
     """Wait for the machine to stop, lift the file size limit, continue; the stop status."""
-    qmp = QMPClient("werror-test")
-    for attempt in range(400):  # the socket file appears before the emulator listens on it
-        try:
-            await qmp.connect(str(sock))
-            break
-        except (ConnectError, FileNotFoundError):
-            if attempt == 399:
-                raise
-            await asyncio.sleep(0.025)
+    qmp = await connect_qmp(sock)
     try:
-        for _ in range(800):
-            status = (await qmp.execute("query-status"))["status"]
-            if status != "running":
-                break
-            await asyncio.sleep(0.025)
+        status = await wait_status(qmp, leaving="running")
         subprocess.run(["prlimit", "--pid", str(process.pid), "--fsize=unlimited"], check=True)
         await qmp.execute("cont")
     finally:
