@@ -54,7 +54,15 @@ class TableCache(Generic[T]):
         if dirty:
             self._dirty.add(offset)
 
-    def mark_dirty(self, offset: int) -> None:
+    def mark_dirty(self, offset: int, table: T) -> None:
+        """Record that ``table`` (the object got for ``offset``) was changed.
+
+        If the table left the cache meanwhile, the changed object is taken back
+        rather than lost.
+        """
+        if self._tables.get(offset) is not table:
+            self._tables.pop(offset, None)
+            self._insert(offset, table)
         self._dirty.add(offset)
 
     def forget(self, offset: int) -> None:

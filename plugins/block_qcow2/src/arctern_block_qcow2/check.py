@@ -259,7 +259,7 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
                 table = drv.map.cache.get(l2_offset)
                 entry = table[i]
                 table[i] = entry | L.OFLAG_COPIED if count == 1 else entry & ~L.OFLAG_COPIED
-                drv.map.cache.mark_dirty(l2_offset)
+                drv.map.cache.mark_dirty(l2_offset, table)
                 messages.append(
                     f"Repairing OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={count}"
                 )

@@ -70,4 +70,4 @@ class CompressedWrite:
         index = (guest >> cb) - (l1_index << (cb - 3))
         self._free_entry(table[index])
         table[index] = compressed_entry(host, size, cb)
-        self.map.cache.mark_dirty(l2_offset)
+        self.map.cache.mark_dirty(l2_offset, table)

@@ -196,7 +196,7 @@ class Refcounts:
                     self.fmt.set(block, i, value)
                     if value == 0:
                         freed.append(rt_index * epb + i)
-            self.cache.mark_dirty(block_off)
+            self.cache.mark_dirty(block_off, block)
             cluster = stop
         if freed:
             self.free_hint = min(self.free_hint, freed[0])
@@ -207,8 +207,9 @@ class Refcounts:
         rt_index = cluster // self.fmt.entries
         self.ensure_block(rt_index)
         block_off = self.block_offset(rt_index)
-        self.fmt.set(self.cache.get(block_off), cluster % self.fmt.entries, value)
-        self.cache.mark_dirty(block_off)
+        block = self.cache.get(block_off)
+        self.fmt.set(block, cluster % self.fmt.entries, value)
+        self.cache.mark_dirty(block_off, block)
 
     def flush(self) -> bool:
         return self.cache.flush()

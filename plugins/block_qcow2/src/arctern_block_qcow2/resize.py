@@ -111,5 +111,5 @@ class Resize:
             for k, i in enumerate(todo):
                 self._free_entry(table[i])
                 table[i] = (host + (k << cb)) | L.OFLAG_COPIED
-            self.map.cache.mark_dirty(l2_offset)
+            self.map.cache.mark_dirty(l2_offset, table)
         self._writeback_tables()

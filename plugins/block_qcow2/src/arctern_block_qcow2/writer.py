@@ -64,7 +64,7 @@ class WritePath:
                     table[c + k - base] = (target + k * cs) | L.OFLAG_COPIED
                     if mode == "new":
                         self._free_entry(old)
-                self.map.cache.mark_dirty(l2_offset)
+                self.map.cache.mark_dirty(l2_offset, table)
             c += n
 
     def _with_cow(
@@ -196,4 +196,4 @@ class WritePath:
                         or entry_kind(old) is Kind.COMPRESSED
                     ):
                         self._free_entry(old)
-            self.map.cache.mark_dirty(l2_offset)
+            self.map.cache.mark_dirty(l2_offset, table)
