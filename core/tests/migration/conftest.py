@@ -9,8 +9,10 @@ poll hooks of several machines like their main loops would.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,8 @@ from arctern.block.image import create_image, open_image
 from arctern.errors import StreamError
 from arctern.machine.memory import PAGE_SIZE, RAM
 from arctern.plugins import Registry
+
+sys.path.insert(0, str(Path(__file__).parent))  # e2e_support, the end-to-end helpers
 
 
 class PlainVMState:
@@ -195,3 +199,19 @@ def make_machine(registry) -> Callable[..., LoopMachine]:
 @pytest.fixture(name="run_until")
 def run_until_fixture() -> Callable[..., None]:
     return run_until
+
+
+@pytest.fixture(scope="module")
+def guest(request) -> Path:
+    """The disk-writer guest ELF; a test module may set GUEST_ROUNDS."""
+    from e2e_support import ROUNDS, guest_elf
+
+    return guest_elf(getattr(request.module, "GUEST_ROUNDS", ROUNDS))
+
+
+@pytest.fixture(scope="module")
+def reference(guest, tmp_path_factory) -> str:
+    """What that guest prints without migration (under QEMU)."""
+    from e2e_support import reference_output
+
+    return reference_output(guest, tmp_path_factory.mktemp("reference"))

@@ -25,24 +25,12 @@ from e2e_support import (  # noqa: E402
     check,
     create_image,
     free_port,
-    guest_elf,
     image_state,
     machine_args,
-    reference_output,
     third_writer,
 )
 
 MIGRATE_AT = "round 50 ok"
-
-
-@pytest.fixture(scope="module")
-def guest() -> Path:
-    return guest_elf()
-
-
-@pytest.fixture(scope="module")
-def reference(guest, tmp_path_factory) -> str:
-    return reference_output(guest, tmp_path_factory.mktemp("reference"))
 
 
 async def _migrate(guest: Path, tmp: Path, transport: str, env: dict | None = None) -> dict:

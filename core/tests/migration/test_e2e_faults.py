@@ -23,25 +23,13 @@ from e2e_support import (  # noqa: E402
     check,
     create_image,
     free_port,
-    guest_elf,
     image_state,
     machine_args,
-    reference_output,
 )
 
 MIGRATE_AT = "round 50 ok"
-ROUNDS = 400  # the guest runs for seconds after MIGRATE_AT, longer than the migration
+GUEST_ROUNDS = 400  # the guest runs for seconds after MIGRATE_AT, longer than the migration
 SLOW = 1 << 20  # bytes/s: the first pass (4 MiB of guest data) takes long enough to break it
-
-
-@pytest.fixture(scope="module")
-def guest() -> Path:
-    return guest_elf(ROUNDS)
-
-
-@pytest.fixture(scope="module")
-def reference(guest, tmp_path_factory) -> str:
-    return reference_output(guest, tmp_path_factory.mktemp("reference"))
 
 
 async def _start_slow_migration(guest: Path, tmp: Path, uri: str, listen: str | None = None):

@@ -108,8 +108,10 @@ def query_status(mon: Monitor, args: dict) -> dict:
 @command("stop")
 def stop(mon: Monitor, args: dict) -> None:
     machine = mon.machine
-    if machine.runstate == "inmigrate":
+    if machine.runstate == "inmigrate":  # as -S: stay paused once the state is loaded
         mon.autostart = False
+        if mon.migration.incoming is not None:
+            mon.migration.incoming.autostart = False
     elif machine.runstate == "running":
         machine.pause("paused")
 
