@@ -172,3 +172,17 @@ def test_shrink_drops_clusters_and_l2_tables(tools):
         image.truncate(8 * MiB)  # grown again: the dropped data does not come back
         assert image.pread(3 * MiB, 5 * MiB) == data[3 * MiB : 3 * MiB + 512] + bytes(5 * MiB - 512)
     tools.assert_qemu_check_clean(path)
+
+
+def test_growing_over_a_longer_backing_file_reads_zeroes(tools):
+    base = tools.path("base.raw")
+    tools.qemu_create(base, "4M", fmt="raw")
+    tools.qemu_io(base, "write -P 0x66 0 4M", fmt="raw")
+    top = tools.path("top.qcow2")
+    create_image(top, "qcow2", MiB + 512, {"backing_file": "base.raw", "backing_fmt": "raw"})
+    with open_image(top, fmt="qcow2") as image:
+        image.truncate(6 * MiB)
+        expected = b"\x66" * (MiB + 512) + bytes(5 * MiB - 512)
+        assert image.pread(0, 6 * MiB) == expected
+    tools.assert_qemu_check_clean(top)
+    assert tools.raw_by_qemu(top) == expected

@@ -38,19 +38,19 @@ class Resize:
         self.node.file.pwrite(24, struct.pack(">Q", size))
         self.h.size = size
         self.node.file.flush()
+        backing = getattr(self.node, "backing", None)
+        if backing is not None and backing.getlength() > old:
+            # The grown area must not show the backing file's bytes (QEMU's ZERO_WRITE).
+            self.pwrite_zeroes(old, min(size, backing.getlength()) - old)
 
     def _zero_tail(self, old: int, new: int) -> None:
-        """Make the rest of a partial last cluster read as zeroes before the image grows.
+        """Make the rest of an allocated partial last cluster read as zeroes before growing.
 
-        (After a shrink, or with a backing file, it may hold old bytes; unlike QEMU,
-        which shows them again, the grown area reads as zeroes.)
+        (After a shrink it may hold old bytes; unlike QEMU, which shows them again,
+        the grown area reads as zeroes.)
         """
         stop = min(new, -(-old // self.h.cluster_size) * self.h.cluster_size)
-        if stop <= old:
-            return
-        status = self.block_status(old - 1, 1)
-        backing = getattr(self.node, "backing", None) is not None
-        if status.flags & STATUS_DATA or (not status.flags and backing):
+        if stop > old and self.block_status(old - 1, 1).flags & STATUS_DATA:
             self.pwrite(old, memoryview(bytes(stop - old)))
 
     def _shrink(self, size: int) -> None:
