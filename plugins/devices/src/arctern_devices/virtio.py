@@ -128,9 +128,6 @@ class VirtioDevice(Device):
     def handle_queue(self, vq: SplitVirtqueue) -> None:
         """The driver notified ``vq``: pop and serve requests (raise RingError on abuse)."""
 
-    def features_changed(self) -> None:
-        """The negotiated features changed (also after migration); re-derive caches."""
-
     def status_changed(self, old: int) -> None:
         """The driver wrote the status register."""
 
@@ -187,7 +184,6 @@ class VirtioDevice(Device):
         for vq in self.queues:
             vq.post_load()
         self._derive_queue_flags()
-        self.features_changed()
         self.update_irq()
 
     def has_feature(self, n: int) -> bool:
@@ -209,7 +205,6 @@ class VirtioDevice(Device):
             log.warning("%s: driver acked unoffered features %#x", self.name, bad)
         self.guest_features = value & self.host_features
         self._derive_queue_flags()
-        self.features_changed()
         return not bad
 
     def set_status(self, value: int) -> None:
