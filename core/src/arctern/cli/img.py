@@ -12,7 +12,7 @@ from arctern.errors import ArcternError, UsageError
 from .common import run_cli
 from .img_bench import cmd_bench
 from .img_check import cmd_check
-from .img_common import HELP_HINT
+from .img_common import HELP_HINT, discover_block_plugins_only
 from .img_compare import cmd_compare
 from .img_convert import cmd_convert
 from .img_create import cmd_create
@@ -95,7 +95,14 @@ def guarded(body: Callable[[Sequence[str]], int], args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("arctern-img", dispatch, argv)
+    standalone = argv is None  # run as a program, not called from Python
+
+    def body(args: Sequence[str]) -> int:
+        if standalone:
+            discover_block_plugins_only()
+        return dispatch(args)
+
+    return run_cli("arctern-img", body, argv)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from arctern.errors import UsageError
 
 from .common import run_cli
 from .img import guarded
+from .img_common import discover_block_plugins_only
 from .io_commands import IOState, open_device, open_settings, run_command
 
 PROMPT = "arctern-io> "
@@ -98,7 +99,14 @@ def _stdin_lines():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("arctern-io", lambda args: guarded(body, args), argv)
+    standalone = argv is None  # run as a program, not called from Python
+
+    def program(args: Sequence[str]) -> int:
+        if standalone:
+            discover_block_plugins_only()
+        return guarded(body, args)
+
+    return run_cli("arctern-io", program, argv)
 
 
 if __name__ == "__main__":
