@@ -196,16 +196,15 @@ class VirtioDevice(Device):
 
     # --- the driver's side (called by the transport) ------------------------
 
-    def set_features(self, value: int) -> bool:
-        """Accept the driver's features; refused once FEATURES_OK is set."""
+    def set_features(self, value: int) -> None:
+        """Accept the driver's features (those offered); ignored once FEATURES_OK is set."""
         if self.status & STATUS_FEATURES_OK:
-            return False
+            return
         bad = value & ~self.host_features
         if bad:
             log.warning("%s: driver acked unoffered features %#x", self.name, bad)
         self.guest_features = value & self.host_features
         self._derive_queue_flags()
-        return not bad
 
     def set_status(self, value: int) -> None:
         old = self.status
