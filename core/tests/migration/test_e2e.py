@@ -58,6 +58,9 @@ async def _migrate(guest: Path, tmp: Path, transport: str, env: dict | None = No
     await source.client.execute("migrate", {"uri": uri})
     result["migration"] = await source.wait_status("completed", "failed", timeout=120)
     result["source_state"] = (await source.client.execute("query-status"))["status"]
+    result["events"] = [
+        (e["event"], e.get("data", {}).get("status")) for e in source.client.events.clear()
+    ]
     if dest is None:
         dest = Side("dst", tmp, [*args, "-S", "-incoming", incoming], env)
         await dest.connect()
@@ -79,6 +82,9 @@ def test_running_guest_moves_and_nothing_is_lost(guest, reference, tmp_path, tra
     result = asyncio.run(_migrate(guest, tmp_path, transport))
     assert result["migration"]["status"] == "completed", result["migration"]
     assert result["source_state"] == "postmigrate"
+    statuses = [status for event, status in result["events"] if event == "MIGRATION"]
+    assert statuses == ["setup", "active", "device", "completed"]
+    assert ("STOP", None) in result["events"]
     assert result["unchanged_while_inactive"]  # the source wrote nothing after inactivating
     assert result["dest_status"] == 1  # the guest's exit(0) through isa-debug-exit
     assert result["output"] == reference

@@ -94,12 +94,14 @@ def image(tmp_path, registry) -> str:
 def make_machine(registry) -> Callable[..., Machine]:
     machines = []
 
-    def make(image: str) -> Machine:
+    def make(image: str, incoming: bool = False) -> Machine:
         machine = Machine("test-waiting-board", registry=registry)
-        machine.add_drive("disk0", open_image(image, fmt="raw", registry=registry))
+        drive = open_image(image, fmt="raw", active=not incoming, registry=registry)
+        machine.add_drive("disk0", drive)
         machine.build()
         machine.power_on()
-        machine.resume()
+        if not incoming:
+            machine.resume()
         machines.append(machine)
         return machine
 
@@ -109,17 +111,37 @@ def make_machine(registry) -> Callable[..., Machine]:
 
 
 @pytest.fixture
-def served(tmp_path, registry, image, make_machine):
+def serve(tmp_path, registry, make_machine):
+    """``serve(image, defer_incoming=False)``: a machine with a monitor on a unix QMP
+    socket and its main loop running; returns (machine, monitor, socket path)."""
+    loops, monitors = [], []
+
+    def start(image: str, *, defer_incoming: bool = False):
+        machine = make_machine(image, incoming=defer_incoming)
+        monitor = Monitor(
+            machine, registry=registry, name="guest-a" if not loops else f"guest-{len(loops)}"
+        )
+        if defer_incoming:
+            monitor.migration.defer_incoming()
+        path = str(tmp_path / f"qmp{len(loops)}.sock")
+        monitor.add_qmp(f"unix:{path},server=on,wait=off")
+        loop = MainLoop(machine)
+        loop.start()
+        loops.append(loop)
+        monitors.append(monitor)
+        return machine, monitor, path
+
+    yield start
+    for loop in loops:
+        loop.stop()
+    for monitor in monitors:
+        monitor.close()
+
+
+@pytest.fixture
+def served(serve, image):
     """A running machine with a monitor on a unix QMP socket: (machine, monitor, path)."""
-    machine = make_machine(image)
-    monitor = Monitor(machine, registry=registry, name="guest-a")
-    path = str(tmp_path / "qmp.sock")
-    monitor.add_qmp(f"unix:{path},server=on,wait=off")
-    loop = MainLoop(machine)
-    loop.start()
-    yield machine, monitor, path
-    loop.stop()
-    monitor.close()
+    return serve(image)
 
 
 @pytest.fixture(name="qmp")

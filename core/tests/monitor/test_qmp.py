@@ -212,3 +212,41 @@ def test_human_monitor_command(served, qmp):
     assert out[7] == "max-bandwidth: 67108864 bytes/second\ndowntime-limit: 300 ms\n"
     assert out[8] == "unknown command: 'bogus'\n"
     assert out[10] == "VM status: paused\n"
+
+
+def test_migrate_between_two_monitors_with_incoming_defer(served, serve, qmp, image):
+    _machine, _monitor, src_path = served
+    dest, _dest_monitor, dst_path = serve(image, defer_incoming=True)
+
+    async def destination_listens(client):
+        assert (await client.execute("query-status"))["status"] == "inmigrate"
+        await client.execute("cont")  # as QEMU: run once loaded (it would anyway without -S)
+        assert (await client.execute("query-status"))["status"] == "inmigrate"
+        await client.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+        return await client.execute("query-migrate")
+
+    async def source_migrates(client):
+        with pytest.raises(ExecuteError, match="'-incoming' was not specified"):
+            await client.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+        await client.execute(
+            "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
+        )
+        await client.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+        statuses = []
+        while not statuses or statuses[-1] not in ("completed", "failed"):
+            statuses.append((await _next_event(client, "MIGRATION"))["data"]["status"])
+        return statuses, await client.execute("query-migrate"), await client.execute("query-status")
+
+    listening = qmp(dst_path, destination_listens)
+    assert listening["status"] == "setup"
+    port = int(listening["socket-address"][0]["port"])
+    statuses, info, status = qmp(src_path, source_migrates)
+    assert statuses == ["setup", "active", "device", "completed"]
+    assert info["status"] == "completed" and info["ram"]["total"] == 1 << 20
+    assert status["status"] == "postmigrate"
+
+    async def destination_state(client):
+        return await client.execute("query-status")
+
+    assert qmp(dst_path, destination_state)["status"] == "running"
+    assert dest.drives["disk0"].active
