@@ -53,20 +53,37 @@ def test_lazy_refcounts_inactive_writes_no_dirty_bit_until_activated(tools):
     tools.assert_qemu_check_clean(path)
 
 
-def test_dirty_image_left_by_qemu_is_repaired_before_writing(tools):
-    """A dirty image (a lazy-refcount writer died) is read as is and repaired on first write."""
-    path = tools.path("dirty.qcow2")
-    tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", path, "4M")
+def _dirty_image(tools, path: str) -> None:
+    """What a killed lazy-refcounts writer leaves: dirty, and a refcount behind."""
+    tools.qemu_create(path, "4M", "lazy_refcounts=on")
     tools.qemu_io(path, "write -P 0x41 0 1M")
-    with open(path, "r+b") as f:  # what a killed lazy writer leaves: dirty, refcounts stale
+    with open(path, "r+b") as f:
         f.seek(72)
         f.write(struct.pack(">Q", 1))
         f.seek(0x20000 + 2 * 5)
         f.write(struct.pack(">H", 0))
     assert tools.qemu_img("check", path, ok=(2,)).returncode == 2
-    assert tools.read_all(path)[:MiB] == b"\x41" * MiB
-    with open_image(path, fmt="qcow2") as image:
+
+
+def test_dirty_image_is_repaired_at_read_write_open(tools):
+    path = tools.path("dirty.qcow2")
+    _dirty_image(tools, path)
+    with open_image(path, fmt="qcow2", read_only=True) as image:  # read as is, untouched
         assert image.node.driver.info().dirty
+        assert image.pread(0, MiB) == b"\x41" * MiB
+    assert _incompatible(path) & 1
+    with open_image(path, fmt="qcow2") as image:
+        assert not image.node.driver.info().dirty
+    tools.assert_qemu_check_clean(path)
+
+
+def test_dirty_image_activated_is_repaired_at_first_write(tools):
+    """Activation writes nothing; the repair waits for the first write."""
+    path = tools.path("dirty.qcow2")
+    _dirty_image(tools, path)
+    with open_image(path, fmt="qcow2", active=False) as image:
+        image.activate()
+        assert _incompatible(path) & 1
         image.pwrite(2 * MiB, b"\x42" * 4096)
     assert _incompatible(path) & 1 == 0
     tools.assert_qemu_check_clean(path)
@@ -85,21 +102,23 @@ def test_corrupt_bit_refuses_read_write_open(tools):
         assert image.pread(0, 512) == bytes(512)
 
 
-def test_unknown_autoclear_bits_cleared_on_first_write_only(tools):
+def test_unknown_autoclear_bits_cleared_at_read_write_open_only(tools):
     path = tools.path("autoclear.qcow2")
     create_image(path, "qcow2", MiB, {})
     with open(path, "r+b") as f:
         f.seek(88)
         f.write(struct.pack(">Q", (1 << 7) | 1))
-    with open_image(path, fmt="qcow2") as image:
-        image.pread(0, 512)
+
+    def autoclear() -> int:
         with open(path, "rb") as f:
             f.seek(88)
-            assert struct.unpack(">Q", f.read(8))[0] == (1 << 7) | 1
-        image.pwrite(0, b"z")
-    with open(path, "rb") as f:
-        f.seek(88)
-        assert struct.unpack(">Q", f.read(8))[0] == 0
+            return struct.unpack(">Q", f.read(8))[0]
+
+    open_image(path, fmt="qcow2", read_only=True).close()
+    open_image(path, fmt="qcow2", active=False).close()
+    assert autoclear() == (1 << 7) | 1
+    open_image(path, fmt="qcow2").close()
+    assert autoclear() == 0
 
 
 def test_unknown_header_extension_survives_writes_and_resize(tools):

@@ -95,6 +95,8 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
                 f"qcow2 image '{self._name}' is corrupt; cannot be opened read/write "
                 "(repair it with 'qemu-img check -r all')"
             )
+        if self._can_write():
+            self._prepare_for_writes()  # as QEMU at a read-write open
 
     def _load(self) -> None:
         """Read header, extensions, snapshot list, L1 and refcount table; write nothing."""
@@ -221,7 +223,11 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
             self._set_incompatible(self.h.incompatible_features | L.INCOMPAT_DIRTY)
 
     def _prepare_for_writes(self) -> None:
-        """First write of this open (or activation): repair a dirty image, clear autoclear bits."""
+        """Before writing: repair a dirty image, clear the autoclear bits we do not know.
+
+        Done at a read-write open, or at the first write after an activation
+        (``invalidate_cache`` itself writes nothing).
+        """
         self._write_ready = True
         if self.h.dirty:
             log.warning("%s: image was not closed cleanly; repairing refcounts", self._name)
