@@ -125,6 +125,15 @@ def test_hostile_image_gets_clear_errors(tmp_path, pristine, name):
     opened = results["img info {i}"]
     if opened[0] != 0:
         assert opened[2].startswith("arctern-img: Could not open "), opened
+    if name in COMPARE_EXIT:  # 3: allocation status unreadable, 4: data unreadable
+        rc, _, err = results["img compare {i} {i}"]
+        assert (rc, err.split(" for ")[0].split(" of ")[0]) == COMPARE_EXIT[name]
+
+
+COMPARE_EXIT = {
+    "l2 table past end": (3, "arctern-img: Sector allocation test failed"),
+    "compressed cluster garbage": (4, "arctern-img: Error while reading offset 0"),
+}
 
 
 def test_backing_chain_loop_is_refused(tmp_path):

@@ -242,7 +242,11 @@ def map_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
         allocated = None
         start = offset
         while offset < length:
-            status = node.block_status(offset, length - offset)
+            try:
+                status = node.block_status(offset, length - offset)
+            except ArcternError as exc:
+                print(f"arctern-io: Failed to get allocation status: {exc}", file=sys.stderr)
+                return False
             here = bool(status.flags & (STATUS_ALLOCATED | STATUS_DATA | STATUS_ZERO))
             if allocated is not None and here != allocated:
                 break
@@ -407,6 +411,9 @@ def run_command(state: IOState, line: str) -> bool:
         return cmd.func(state, cmd, argv[1:])
     except CommandFailed as exc:
         print(exc)
+        return False
+    except ArcternError as exc:  # e.g. a corrupt image found while flushing: next command
+        print(f"arctern-io: {exc}", file=sys.stderr)
         return False
 
 
