@@ -323,3 +323,15 @@ def test_max_bandwidth_throttles(registry, make_machine, run_until, image):
     assert sent >= RAM_SIZE // 2
     burst = limit * 0.05  # what may leave at once when the migration starts
     assert info["total-time"] >= (sent - burst) / limit * 1000
+
+
+def test_state_that_does_not_fit_is_a_stream_error(registry, make_machine, run_until, image):
+    """A hostile (or mismatched) CPU section fails the load with one line, not a crash."""
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    source.cpus[0].get_state = lambda: {"unexpected": [1, 2, 3]}
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    error = dst_mig.query()["error-desc"]
+    assert "state of cpu0 does not fit this machine (KeyError: 'steps')" in error
+    assert src_mig.query()["status"] == "failed" and source.runstate == "running"
+    assert source.drives["disk0"].active and not dest.drives["disk0"].active

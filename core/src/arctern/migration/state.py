@@ -9,11 +9,13 @@ guest on the wrong image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
-from arctern.errors import MigrationError, StreamError
+from arctern.errors import ArcternError, MigrationError, StreamError
 from arctern.migration import stream as fmt
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,12 @@ class StateCollector:
                 )
 
     def apply(self, machine: Any) -> None:
-        """Load CPU, device and clock state into a stopped machine (main thread)."""
+        """Load CPU, device and clock state into a stopped machine (main thread).
+
+        The state comes from another process: anything a part raises while
+        loading it becomes one StreamError naming that part, never a crash of
+        the main loop.
+        """
         cpus = machine.cpus
         if len(self.cpus) != len(cpus):
             raise MigrationError(
@@ -140,7 +147,8 @@ class StateCollector:
             state = self.cpus.get(f"cpu{i}")
             if state is None:
                 raise MigrationError(f"migration stream from {self.source} lacks cpu{i}")
-            cpu.set_state(state)
+            with self._loading(f"cpu{i}"):
+                cpu.set_state(state)
         keys = device_keys(machine)
         missing = sorted({k for k, _ in keys} ^ set(self.devices))
         if missing:
@@ -149,11 +157,26 @@ class StateCollector:
                 f"devices {', '.join(missing)} (build both sides with the same options)"
             )
         for key, device in keys:
-            data, version = device.vmstate.decode(self.devices[key])
-            device.vmstate.load(device, data, version)
-            post_load = getattr(device, "post_load", None)
-            if post_load is not None:
-                post_load()
+            with self._loading(f"device {key}"):
+                data, version = device.vmstate.decode(self.devices[key])
+                device.vmstate.load(device, data, version)
+                post_load = getattr(device, "post_load", None)
+                if post_load is not None:
+                    post_load()
         if self.clock is not None and getattr(machine, "clock", None) is not None:
-            machine.clock.set_state(self.clock)
+            with self._loading("the virtual clock"):
+                machine.clock.set_state(self.clock)
         log.debug("loaded state of %d CPUs and %d devices", len(cpus), len(keys))
+
+    @contextlib.contextmanager
+    def _loading(self, part: str) -> Iterator[None]:
+        try:
+            yield
+        except ArcternError:
+            raise
+        except Exception as exc:
+            log.debug("loading %s failed", part, exc_info=True)
+            raise StreamError(
+                f"migration stream from {self.source}: state of {part} does not fit "
+                f"this machine ({type(exc).__name__}: {exc})"
+            ) from None

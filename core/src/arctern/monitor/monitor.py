@@ -21,6 +21,8 @@ from arctern.errors import ArcternError
 from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
+from arctern.monitor.hmp import HMPConsole, run_hmp
+from arctern.monitor.server import QMPServer
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,6 @@ class Monitor:
         return {} if result is None else result
 
     def hmp(self, line: str) -> str:
-        from arctern.monitor.hmp import run_hmp
-
         return run_hmp(self, line)
 
     # --- events ------------------------------------------------------------------
@@ -125,16 +125,12 @@ class Monitor:
 
     def add_qmp(self, spec: str) -> Any:
         """Serve QMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
-        from arctern.monitor.server import QMPServer
-
         server = QMPServer(self, spec)
         self.front_ends.append(server)
         return server
 
     def add_hmp(self, reader: Any, writer: Any) -> Any:
         """An HMP console reading lines from ``reader`` (a file with fileno) to ``writer``."""
-        from arctern.monitor.hmp import HMPConsole
-
         console = HMPConsole(self, reader, writer)
         self.front_ends.append(console)
         return console
