@@ -6,17 +6,23 @@ from arctern_devices.virtio_mmio import (
     CONFIG_GENERATION,
     DEVICE_ID,
     INTERRUPT_STATUS,
+    QUEUE_AVAIL_LOW,
+    QUEUE_DESC_LOW,
+    QUEUE_NUM,
     QUEUE_NUM_MAX,
     QUEUE_PFN,
     QUEUE_READY,
     QUEUE_SEL,
+    QUEUE_USED_LOW,
     STATUS,
     VENDOR_ID,
     VERSION,
 )
 from arctern_devices.virtio_mmio import MAGIC_VALUE as MAGIC
 from device_harness import destination, migrate_state
-from ring_driver import DRIVER_OK, NEEDS_RESET, MMIODriver
+from ring_driver import DRIVER_OK, NEEDS_RESET, MMIODriver, Ring
+
+from arctern.errors import MachineError
 
 BASE = 0xFEB00000
 RING = 0x100000
@@ -164,3 +170,36 @@ def test_vmstate_round_trip_mid_queue(machine, blk, version, raw_drive):
     mmio2.mmio_write(0x050, 4, 0)  # kick on the destination
     assert ring.used_idx() == 1  # the copy writes into its own RAM, not ours
     assert dev2.queues[0].used_idx == 2
+
+
+def test_multiqueue_device(machine, raw_drive):
+    transport(machine, "modern")
+    dev = machine.create_device("virtio-blk-device", drive=raw_drive, **{"num-queues": 2})
+    drv = MMIODriver(machine.address_space, BASE)
+    assert drv.device_features() & (1 << 12)  # VIRTIO_BLK_F_MQ
+    assert drv.read(CONFIG + 34, 2) == 2  # num_queues
+    for sel, maximum in ((1, 1024), (2, 0)):
+        drv.write(QUEUE_SEL, sel)
+        assert drv.read(QUEUE_NUM_MAX) == maximum
+    drv.init(1 << 32, 8, RING)  # sets up queue 0; the second queue is set up by hand
+    ring1 = Ring.modern(machine.address_space, 8, RING + 0x10000)
+    drv.write(QUEUE_SEL, 1)
+    drv.write(QUEUE_NUM, 8)
+    for reg, addr in (
+        (QUEUE_DESC_LOW, ring1.desc),
+        (QUEUE_AVAIL_LOW, ring1.avail),
+        (QUEUE_USED_LOW, ring1.used),
+    ):
+        drv.write(reg, addr)
+    drv.write(QUEUE_READY, 1)
+    ring1.add([bytes(16)], [512, 1])
+    drv.kick(1)
+    assert len(ring1.collect()) == 1 and dev.queues[1].used_idx == 1
+
+
+def test_num_queues_bounds(machine, raw_drive):
+    transport(machine, "legacy")
+    with pytest.raises(MachineError, match="num-queues property must be larger than 0"):
+        machine.create_device("virtio-blk-device", drive=raw_drive, **{"num-queues": 0})
+    with pytest.raises(MachineError, match="at most 1024"):
+        machine.create_device("virtio-blk-device", drive=raw_drive, **{"num-queues": 1025})

@@ -102,6 +102,7 @@ class VirtioDevice(Device):
 
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
         super().__init__(machine, id=id, **props)
+        self.check_properties()
         self.transport: Transport | None = None
         self.queues = [
             SplitVirtqueue(i, size, machine.ram) for i, size in enumerate(self.queue_config())
@@ -109,6 +110,9 @@ class VirtioDevice(Device):
         self._reset_virtio_state()
 
     # --- what a concrete device provides ------------------------------------
+
+    def check_properties(self) -> None:
+        """Refuse inconsistent property values (MachineError) before any queue exists."""
 
     def queue_config(self) -> tuple[int, ...]:
         """Default size of each virtqueue (its QueueNum until the driver sets one)."""

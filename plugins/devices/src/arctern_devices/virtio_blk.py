@@ -38,6 +38,8 @@ from arctern_devices.virtqueue import (
 log = logging.getLogger(__name__)
 
 SECTOR = 512
+#: Most queues a transport addresses (QEMU's VIRTIO_QUEUE_MAX; QEMU itself aborts above it).
+QUEUE_MAX = 1024
 #: Largest request in sectors (QEMU's BDRV_REQUEST_MAX_SECTORS).
 REQUEST_MAX_SECTORS = 4194303
 ID_BYTES = 20
@@ -51,6 +53,7 @@ F_SCSI = 7
 F_FLUSH = 9
 F_TOPOLOGY = 10
 F_CONFIG_WCE = 11
+F_MQ = 12
 F_DISCARD = 13
 F_WRITE_ZEROES = 14
 
@@ -117,6 +120,7 @@ class VirtioBlk(VirtioDevice):
         "max-discard-sectors": prop_int(REQUEST_MAX_SECTORS),
         "max-write-zeroes-sectors": prop_int(REQUEST_MAX_SECTORS),
         "queue-size": prop_int(256),
+        "num-queues": prop_int(1, bits=16),
         "logical_block_size": prop_int(SECTOR),
         "physical_block_size": prop_int(SECTOR),
         "cyls": prop_int(0),
@@ -131,7 +135,6 @@ class VirtioBlk(VirtioDevice):
 
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
         super().__init__(machine, id=id, **props)
-        self._check_props()
         self.backend = None
         self.geometry = (0, 0, 0)
         self.original_wce = True
@@ -139,10 +142,14 @@ class VirtioBlk(VirtioDevice):
         self.inflight: list[InflightRequest] = []
 
     def queue_config(self) -> tuple[int, ...]:
-        return (self.props["queue-size"],)
+        return (self.props["queue-size"],) * self.props["num-queues"]
 
-    def _check_props(self) -> None:
+    def check_properties(self) -> None:
         p = self.props
+        if not p["num-queues"]:
+            raise MachineError("num-queues property must be larger than 0")
+        if p["num-queues"] > QUEUE_MAX:
+            raise MachineError(f"num-queues property must be at most {QUEUE_MAX}")
         size = p["queue-size"]
         if size <= 2:
             raise MachineError(f"invalid queue-size property ({size}), must be > 2")
@@ -213,6 +220,8 @@ class VirtioBlk(VirtioDevice):
             features |= bit(F_FLUSH)
         if self.backend is not None and self.backend.read_only:
             features |= bit(F_RO)
+        if p["num-queues"] > 1:
+            features |= bit(F_MQ)
         return features
 
     def _config_size(self) -> int:
@@ -246,7 +255,7 @@ class VirtioBlk(VirtioDevice):
             0,  # opt_io_size
             self.wce,
             0,
-            1,  # num_queues
+            p["num-queues"],
             p["max-discard-sectors"] if discard else 0,
             1 if discard else 0,  # max_discard_seg
             lbs // SECTOR if discard else 0,  # discard_sector_alignment
