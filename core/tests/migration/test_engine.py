@@ -335,3 +335,42 @@ def test_state_that_does_not_fit_is_a_stream_error(registry, make_machine, run_u
     assert "state of cpu0 does not fit this machine (KeyError: 'steps')" in error
     assert src_mig.query()["status"] == "failed" and source.runstate == "running"
     assert source.drives["disk0"].active and not dest.drives["disk0"].active
+
+
+def test_fuzzed_saved_streams_fail_cleanly(registry, make_machine, run_until, image, tmp_path):
+    """Damaged copies of a real stream: each load fails with one line, no thread dies."""
+    import random
+    import threading
+
+    state = tmp_path / "state"
+    source = make_machine(RAM_SIZE, image)
+    source.ram.data[: 8 * PAGE_SIZE] = os.urandom(8 * PAGE_SIZE)
+    src_mig = MigrationManager(source, registry)
+    src_mig.migrate(f"exec:cat > {state}")
+    run_until(_done(src_mig), source)
+    good = state.read_bytes()
+    crashes = []
+    hook, threading.excepthook = threading.excepthook, crashes.append
+    rng = random.Random(7)
+    try:
+        for trial in range(25):
+            data = bytearray(good)
+            if trial % 2:
+                for _ in range(3):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            else:
+                del data[rng.randrange(len(data)) :]
+            damaged = tmp_path / f"damaged{trial}"
+            damaged.write_bytes(data)
+            dest = make_machine(RAM_SIZE, image, incoming=True)
+            dst_mig = MigrationManager(dest, registry)
+            dst_mig.start_incoming(f"exec:cat {damaged}", autostart=True)
+            run_until(_done(dst_mig), dest)
+            info = dst_mig.query()
+            assert info["status"] == "failed", trial
+            assert "\n" not in info["error-desc"]
+            assert not dest.drives["disk0"].active
+            dest.drives["disk0"].close()
+    finally:
+        threading.excepthook = hook
+    assert crashes == []

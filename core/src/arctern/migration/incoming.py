@@ -75,6 +75,10 @@ class StreamLoader(threading.Thread):
         except ArcternError as exc:
             if not self.closing:
                 self.error = str(exc)
+        except Exception as exc:  # a thread must report, not die with a traceback
+            log.debug("incoming migration failed", exc_info=True)
+            if not self.closing:
+                self.error = f"migration stream from {self.uri}: {type(exc).__name__}: {exc}"
         finally:
             if self.stream is not None:
                 self.stream.close()

@@ -114,9 +114,11 @@ class StreamWriter(threading.Thread):
         except ArcternError as exc:
             if not self.cancelled:
                 self.error = str(exc)
-        except OSError as exc:
+        except Exception as exc:  # a thread must report, not die with a traceback
+            log.debug("migration writer failed", exc_info=True)
             if not self.cancelled:
-                self.error = f"migration to {self.uri} failed: {exc.strerror or exc}"
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.error = f"migration to {self.uri} failed: {why}"
         finally:
             with self.cond:
                 self.cond.notify_all()

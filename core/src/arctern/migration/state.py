@@ -110,7 +110,12 @@ class StateCollector:
         elif sec.kind == fmt.CLOCK:
             self.clock = fmt.decode_plain(sec.payload, "clock")
         elif sec.kind == fmt.BLOCK:
-            self.drives = fmt.decode_plain(sec.payload, "block")
+            drives = fmt.decode_plain(sec.payload, "block")
+            if not isinstance(drives, dict) or not all(
+                isinstance(size, int) for size in drives.values()
+            ):
+                raise StreamError(f"migration stream from {self.source}: bad drive table")
+            self.drives = drives
         elif sec.kind == fmt.VERIFY:
             self.verify = bytes(sec.payload)
 
