@@ -17,6 +17,7 @@ from .img_buffers import ZERO_CHUNK, first_difference, is_zero, same
 from .img_common import HELP_HINT, open_image, parse_args
 from .img_progress import Progress
 from .img_status import MapEntry, chain_entry
+from .img_pipeline import quick_handoffs
 
 SAME, DIFFERENT, OPEN_ERROR, STATUS_ERROR, READ_ERROR = 0, 1, 2, 3, 4
 CHUNK = 2 << 20
@@ -52,7 +53,8 @@ class Comparer:
     def run(self) -> int | None:
         """The offset of the first difference, or None if the images read the same."""
         try:
-            return self._run()
+            with quick_handoffs():
+                return self._run()
         finally:
             self.helper.shutdown()
 

@@ -26,7 +26,7 @@ from .img_create import collect_options, options_help, typed_options, wants_help
 from .img_progress import Progress
 from .img_status import walk
 from .img_units import parse_size
-from .img_writer import PipelinedWriter
+from .img_pipeline import PipelinedWriter, quick_handoffs
 
 CHUNK = 2 << 20
 DEFAULT_SPARSE = 4096
@@ -243,13 +243,14 @@ def _convert(
             raise BlockError("Target image is too small for the input")
         progress = Progress(show_progress, total)
         copier = Copier(target, plan, progress)
-        try:
-            base = 0
-            for source in sources:
-                copier.copy(source, base)
-                base += source.length
-        finally:
-            copier.finish()
+        with quick_handoffs():
+            try:
+                base = 0
+                for source in sources:
+                    copier.copy(source, base)
+                    base += source.length
+            finally:
+                copier.finish()
         target.flush()
         progress.finish()
     finally:
