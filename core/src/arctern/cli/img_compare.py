@@ -15,9 +15,9 @@ from arctern.errors import ArcternError, UsageError
 
 from .img_buffers import ZERO_CHUNK, first_difference, is_zero, same
 from .img_common import HELP_HINT, open_image, parse_args
+from .img_pipeline import quick_handoffs
 from .img_progress import Progress
 from .img_status import MapEntry, chain_entry
-from .img_pipeline import quick_handoffs
 
 SAME, DIFFERENT, OPEN_ERROR, STATUS_ERROR, READ_ERROR = 0, 1, 2, 3, 4
 CHUNK = 2 << 20

@@ -23,10 +23,10 @@ from .img_common import (
     parse_args,
 )
 from .img_create import collect_options, options_help, typed_options, wants_help
+from .img_pipeline import PipelinedWriter, quick_handoffs
 from .img_progress import Progress
 from .img_status import walk
 from .img_units import parse_size
-from .img_pipeline import PipelinedWriter, quick_handoffs
 
 CHUNK = 2 << 20
 DEFAULT_SPARSE = 4096
