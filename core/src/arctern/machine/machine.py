@@ -21,6 +21,7 @@ import logging
 import select
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from arctern.contract import required
@@ -73,6 +74,21 @@ class MachineType:
 
         Called after every reset, as QEMU reloads its ROMs on system_reset.
         """
+
+    @classmethod
+    def builtin_guest(cls, purpose: str) -> Path | None:
+        """A prebuilt guest program this board's package ships for ``purpose``, if any.
+
+        Optional (the default ships none). Purposes:
+
+        ``"migration-demo"`` (arctern-demo): a ``-kernel`` for this board with its
+        default options and one ``virtio-blk-device``. It keeps writing, reading back
+        and checking disk sectors and rewriting RAM until a byte arrives on the first
+        serial port (or for N rounds with ``-append rounds=N``), then checks all it
+        wrote, prints ``verified ...`` (or a line starting with ``FAIL``) there and
+        powers the machine off (exit status 0).
+        """
+        return None
 
 
 class Machine:
