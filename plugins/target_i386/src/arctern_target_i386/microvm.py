@@ -19,6 +19,7 @@ Use ``acpi=off`` for interrupt-driven virtio through the PIC.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import ClassVar
 
 from arctern.errors import MachineError
@@ -119,6 +120,13 @@ class Microvm(MachineType):
             machine.create_device("i8254", iobase=0x40, irq=0, **{"gate-port": 0})
         if self.opts["isa-serial"] and machine.serial_hds:
             machine.create_device("isa-serial", iobase=0x3F8, irq=4, chardev=machine.serial_hds[0])
+
+    @classmethod
+    def builtin_guest(cls, purpose: str) -> Path | None:
+        """The prebuilt guests in guests/ (their C sources and build.py are next to them)."""
+        if purpose == "migration-demo":
+            return Path(__file__).with_name("guests") / "migration_demo.elf"
+        return None
 
     def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
         with map_image_file(path) as data:
