@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -408,7 +409,8 @@ class HMPConsole:
         self.pending = b""
         self.waiting_for_migration = False
         self.eof = False
-        os.set_blocking(self.fd, False)
+        # The descriptor stays blocking (a terminal's flags are shared with the
+        # shell): poll() reads only what select() says is there.
         self._write(f"{BANNER}\n{PROMPT}")
 
     def fds(self) -> list[int]:
@@ -429,14 +431,12 @@ class HMPConsole:
             self._write(PROMPT)
         if self.eof:
             return
-        try:
+        if select.select([self.fd], [], [], 0)[0]:
             data = os.read(self.fd, 4096)
-        except BlockingIOError:
-            data = None
-        if data == b"":
-            self.eof = True
-        elif data:
-            self.pending += data
+            if data:
+                self.pending += data
+            else:
+                self.eof = True
         while b"\n" in self.pending and not self.waiting_for_migration:
             raw, self.pending = self.pending.split(b"\n", 1)
             self._run(raw.decode(errors="replace"))
@@ -450,7 +450,4 @@ class HMPConsole:
         self._write(output + PROMPT)
 
     def close(self) -> None:
-        try:
-            os.set_blocking(self.fd, True)
-        except OSError:
-            pass
+        """Nothing to release: the files belong to the caller."""

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from arctern.errors import UsageError
+from arctern.machine.chardev import StdioChardev
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.monitor import Monitor
 
@@ -56,6 +57,10 @@ def attach_monitor(
             mon.add_qmp(spec)
         for spec in monitor:
             if spec == "stdio":
+                if any(isinstance(c, StdioChardev) for c in machine.chardevs.values()):
+                    raise UsageError(
+                        "-monitor stdio: cannot use stdio by multiple character devices"
+                    )
                 mon.add_hmp(sys.stdin, sys.stdout)
             elif spec != "none":
                 raise UsageError(f"-monitor {spec}: only 'stdio' and 'none' are supported")
