@@ -13,9 +13,8 @@ import random
 
 import pytest
 import unicorn
-from unicorn import x86_const as ux
-
 from i386_guest import CODE, Guest, assemble
+from unicorn import x86_const as ux
 
 DATA = 0x40000  # EBX points here; never written by the generated code
 STACK = 0x80000
@@ -26,9 +25,14 @@ R8H = {"eax": "ah", "ecx": "ch", "edx": "dh", "ebx": "bh"}
 CC = "o no b ae e ne be a s ns p np l ge le g".split()
 ALL_FLAGS = 0x8D5
 _UC_REGS = {
-    "eax": ux.UC_X86_REG_EAX, "ecx": ux.UC_X86_REG_ECX, "edx": ux.UC_X86_REG_EDX,
-    "ebx": ux.UC_X86_REG_EBX, "esp": ux.UC_X86_REG_ESP, "ebp": ux.UC_X86_REG_EBP,
-    "esi": ux.UC_X86_REG_ESI, "edi": ux.UC_X86_REG_EDI,
+    "eax": ux.UC_X86_REG_EAX,
+    "ecx": ux.UC_X86_REG_ECX,
+    "edx": ux.UC_X86_REG_EDX,
+    "ebx": ux.UC_X86_REG_EBX,
+    "esp": ux.UC_X86_REG_ESP,
+    "ebp": ux.UC_X86_REG_EBP,
+    "esi": ux.UC_X86_REG_ESI,
+    "edi": ux.UC_X86_REG_EDI,
 }
 NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
@@ -47,11 +51,26 @@ class Gen:
             return rng.choice(FREE if dst else FREE + ("ebx", "esp", "ebp"))
         if size == 2:
             return R16[rng.choice(FREE)]
-        return rng.choice([R8[r] for r in ("eax", "ecx", "edx")] + [R8H[r] for r in ("eax", "ecx", "edx")])
+        return rng.choice(
+            [R8[r] for r in ("eax", "ecx", "edx")] + [R8H[r] for r in ("eax", "ecx", "edx")]
+        )
 
     def imm(self, size: int) -> int:
         rng = self.rng
-        special = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+        special = [
+            0,
+            1,
+            2,
+            0x7F,
+            0x80,
+            0xFF,
+            0x7FFF,
+            0x8000,
+            0xFFFF,
+            0x7FFFFFFF,
+            0x80000000,
+            0xFFFFFFFF,
+        ]
         v = rng.choice(special) if rng.random() < 0.4 else rng.getrandbits(32)
         return v & ((1 << (size * 8)) - 1)
 
@@ -123,8 +142,10 @@ class Gen:
             size = rng.choice((1, 2, 4))
             op = rng.choice(("div", "idiv"))
             if size == 1:
-                return f"mov ah, 0\nmov cl, {self.imm(1) | 1}\n{op} cl" if op == "div" else (
-                    f"movsx ax, al\nmov cl, {self.imm(1) | 1}\n{op} cl"
+                return (
+                    f"mov ah, 0\nmov cl, {self.imm(1) | 1}\n{op} cl"
+                    if op == "div"
+                    else (f"movsx ax, al\nmov cl, {self.imm(1) | 1}\n{op} cl")
                 )
             r, d = ("ax", "dx") if size == 2 else ("eax", "edx")
             c = "cx" if size == 2 else "ecx"
@@ -163,7 +184,8 @@ class Gen:
         if kind == "lea":
             size = rng.choice((2, 4))
             scale = rng.choice((1, 2, 4, 8))
-            return f"lea {self.reg(size)}, [{self.reg(4, False)} + {self.reg(4, False)}*{scale} + {self.imm(4) & 0xffff}]"
+            base, index = self.reg(4, False), self.reg(4, False)
+            return f"lea {self.reg(size)}, [{base} + {index}*{scale} + {self.imm(4) & 0xFFFF}]"
         if kind == "conv":
             return rng.choice(("cbw", "cwde", "cwd", "cdq", "lahf", "sahf"))
         if kind == "flagop":
@@ -185,12 +207,16 @@ class Gen:
         if kind == "string":
             op = rng.choice("movs stos lods cmps scas".split())
             suffix = {1: "b", 2: "w", 4: "d"}[size]
-            rep = rng.choice(("", "rep ", "repe ", "repne ")) if op in ("cmps", "scas") else rng.choice(("", "rep "))
+            rep = (
+                rng.choice(("", "rep ", "repe ", "repne "))
+                if op in ("cmps", "scas")
+                else rng.choice(("", "rep "))
+            )
             count = rng.randrange(0, 6)
             d = rng.choice(("cld", "std"))
             setup = (
-                f"{d}\nlea esi, [ebx + {rng.randrange(32, 96)}]\nlea edi, [ebx + {rng.randrange(96, 160)}]"
-                f"\nmov ecx, {count}"
+                f"{d}\nlea esi, [ebx + {rng.randrange(32, 96)}]"
+                f"\nlea edi, [ebx + {rng.randrange(96, 160)}]\nmov ecx, {count}"
             )
             if op in ("cmps", "scas"):
                 self.undef = 0

@@ -120,9 +120,7 @@ def test_privileged_instruction_in_ring3_is_gp(sys_guest):
     # iret to ring 3 at user_code, which executes HLT (privileged)
     user = CODE + 0x100
     ram.write(user, assemble("hlt", user))
-    sys_guest.run(
-        f"push 0x2b\npush 0x70000\npush 0x202\npush 0x23\npush {user}\niretd"
-    )
+    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x202\npush 0x23\npush {user}\niretd")
     assert sys_guest.vector == 13
     err, eip, cs, eflags, esp, ss = _frame(sys_guest, 6)
     assert (err, eip, cs, esp, ss) == (0, user, 0x23, 0x70000, 0x2B)
@@ -151,7 +149,11 @@ def test_paging_translates_and_sets_accessed_dirty(sys_guest, large):
         ram.write(0x12000, (0x30000 | 7).to_bytes(4, "little"))
     sys_guest.run(
         "mov eax, cr0\nor eax, 0x80000000\nmov cr0, eax\n"
-        + ("mov dword ptr [0x400010], 0xcafe\n" if not large else "mov dword ptr [0x3010], 0xcafe\n")
+        + (
+            "mov dword ptr [0x400010], 0xcafe\n"
+            if not large
+            else "mov dword ptr [0x3010], 0xcafe\n"
+        )
     )
     assert sys_guest.vector == 0xFFFFFFFF
     if large:

@@ -52,7 +52,9 @@ _ALU_KIND = {
     "and": F.LOGIC, "or": F.LOGIC, "xor": F.LOGIC, "test": F.LOGIC,
 }
 # Flag liveness: instructions that define all six flags (before them flags are dead) ...
-_WRITES_ALL = frozenset("add adc sub sbb cmp and or xor test neg mul imul1 imul bsf bsr xadd".split())
+_WRITES_ALL = frozenset(
+    "add adc sub sbb cmp and or xor test neg mul imul1 imul bsf bsr xadd".split()
+)
 # ... and instructions that leave some flags alone or may not write them (transparent).
 _PARTIAL = frozenset(
     """inc dec rol ror shl shr sar shld shrd bt bts btr btc cmpxchg8b clc stc cmc sahf
@@ -267,7 +269,10 @@ class BlockCompiler:
         if size == 1:
             self.e(f"if code[p]: smc = WT({a}, 1) or smc")
         else:
-            self.e(f"if code[p] or ({a} & 0xfff) > {0x1000 - size:#x}: smc = WT({a}, {size}) or smc")
+            self.e(
+                f"if code[p] or ({a} & 0xfff) > {0x1000 - size:#x}: "
+                f"smc = WT({a}, {size}) or smc"
+            )
 
     def rd(self, op, size: int | None = None, var: str = "a") -> str:
         """Expression reading operand ``op`` (memory: emits the address into ``var``)."""
@@ -373,9 +378,9 @@ class BlockCompiler:
         if self.fkind is not None and self.fkind[0] == F.EFL:
             return "fr"
         if self.fkind is not None and self.fkind[0] == F.LOGIC:
-            return "(PARITY[fr & 0xff] | (0x40 if fr == 0 else 0) | (0x80 if fr & %#x else 0))" % (
-                SIGNS[self.fkind[1]]
-            )
+            sign = SIGNS[self.fkind[1]]
+            zero_sign = f"(0x40 if fr == 0 else 0) | (0x80 if fr & {sign:#x} else 0)"
+            return f"(PARITY[fr & 0xff] | {zero_sign})"
         return "FL[fo](fr, fa, fb)"
 
     def carry(self) -> str:
@@ -1294,7 +1299,7 @@ class BlockCompiler:
     def _far_ind(self, i: Insn) -> None:
         (m,) = i.ops
         self.addr(m)
-        self.e(f"t = {self.ld('a', i.size)}", "a2 = (a + %d) & 0xffffffff" % i.size)
+        self.e(f"t = {self.ld('a', i.size)}", f"a2 = (a + {i.size}) & 0xffffffff")
         self.e(f"s = {self.ld('a2', 2)}")
         call = i.op == "callf_ind"
         self._sys(f"cpu.h_far_jump(s, t, {i.next:#x}, {call}, {i.size})", i)
@@ -1325,7 +1330,7 @@ class BlockCompiler:
     def g_lseg(self, i: Insn) -> None:
         sreg, dst, m = i.ops
         self.addr(m)
-        self.e(f"t = {self.ld('a', i.size)}", "a2 = (a + %d) & 0xffffffff" % i.size)
+        self.e(f"t = {self.ld('a', i.size)}", f"a2 = (a + {i.size}) & 0xffffffff")
         self.e(f"s = {self.ld('a2', 2)}")
         self.sync_call(f"cpu.h_load_seg({sreg.n}, s)")
         self.set_reg(dst.n, i.size, "t")

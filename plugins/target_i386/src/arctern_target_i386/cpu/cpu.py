@@ -352,7 +352,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         )
         self.cache.insert(blk)
         if trace.in_asm.isEnabledFor(logging.DEBUG):
-            for start, block in blocks:
+            for _start, block in blocks:
                 trace.in_asm.debug("IN:\n%s\n", "\n".join(insn_text(i) for i in block))
         return blk
 

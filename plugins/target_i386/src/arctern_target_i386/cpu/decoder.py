@@ -176,9 +176,8 @@ class _Reader:
             disp = self.sint(4)
         if base in (4, 5):
             seg = SS
-        return Mem(
-            self.seg if self.seg is not None else seg, base, index, scale, disp & 0xFFFFFFFF, 4, size
-        )
+        seg = self.seg if self.seg is not None else seg
+        return Mem(seg, base, index, scale, disp & 0xFFFFFFFF, 4, size)
 
     def rel(self, size: int) -> int:
         return self.sint(size)
@@ -395,10 +394,13 @@ def _moffs(r: _Reader, b: int) -> Insn:
     return _ins("mov", size, mem, Reg(0, size))
 
 
+_STRING_OPS = {
+    0xA4: "movs", 0xA6: "cmps", 0xAA: "stos", 0xAC: "lods", 0xAE: "scas", 0x6C: "ins", 0x6E: "outs",
+}
+
+
 def _string(r: _Reader, b: int) -> Insn:
-    op = {0xA4: "movs", 0xA6: "cmps", 0xAA: "stos", 0xAC: "lods", 0xAE: "scas", 0x6C: "ins", 0x6E: "outs"}[
-        b & 0xFE
-    ]
+    op = _STRING_OPS[b & 0xFE]
     return _ins(op, 1 if not b & 1 else r.osize)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-DE, DB, NMI, BP, OF_, BR, UD, NM, DF, TS, NP, SS_, GP, PF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14
-
 #: Vectors whose delivery pushes an error code.
 WITH_ERROR_CODE = frozenset((8, 10, 11, 12, 13, 14, 17))
 #: Contributory exceptions (a second one while delivering one of these is #DF).

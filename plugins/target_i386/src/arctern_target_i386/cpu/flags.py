@@ -131,7 +131,7 @@ _COND_ON_F = (
     "(f ^ (f >> 4)) & 0x80 or f & 0x40",
 )
 
-COND_NAMES = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g")
+COND_NAMES = tuple("o no b ae e ne be a s ns p np l ge le g".split())
 
 
 def cond_on_flags(cc: int, f: str = "f") -> str:

@@ -27,7 +27,8 @@ class StringMixin:
         count = r[1] & amask if rep else 1
         if count == 0:
             return False
-        if rep and asize == 4 and not self.cr[0] & CR0_PG and self._bulk(op, size, seg, rep, step, count):
+        bulk = rep and asize == 4 and not self.cr[0] & CR0_PG
+        if bulk and self._bulk(op, size, seg, rep, step, count):
             return False
         mask = (1 << (size * 8)) - 1
         src_base, dst_base = self.segbase[seg], self.segbase[ES]
@@ -36,20 +37,21 @@ class StringMixin:
         n = 0
         while True:
             esi, edi = r[6] & amask, r[7] & amask
+            src, dst = (src_base + esi) & 0xFFFFFFFF, (dst_base + edi) & 0xFFFFFFFF
             if op == "movs":
-                write((dst_base + edi) & 0xFFFFFFFF, size, read((src_base + esi) & 0xFFFFFFFF, size))
+                write(dst, size, read(src, size))
             elif op == "stos":
-                write((dst_base + edi) & 0xFFFFFFFF, size, r[0] & mask)
+                write(dst, size, r[0] & mask)
             elif op == "lods":
-                value = read((src_base + esi) & 0xFFFFFFFF, size)
+                value = read(src, size)
                 r[0] = (r[0] & ~mask & 0xFFFFFFFF) | value
             elif op == "ins":
-                write((dst_base + edi) & 0xFFFFFFFF, size, io.read(r[2] & 0xFFFF, size))
+                write(dst, size, io.read(r[2] & 0xFFFF, size))
             elif op == "outs":
-                io.write(r[2] & 0xFFFF, size, read((src_base + esi) & 0xFFFFFFFF, size))
+                io.write(r[2] & 0xFFFF, size, read(src, size))
             else:
-                b = read((dst_base + edi) & 0xFFFFFFFF, size)
-                a = r[0] & mask if op == "scas" else read((src_base + esi) & 0xFFFFFFFF, size)
+                b = read(dst, size)
+                a = r[0] & mask if op == "scas" else read(src, size)
                 self.fl = (op_code(SUB, size), (a - b) & mask, a, b)
             if op in ("movs", "lods", "outs", "cmps"):
                 r[6] = (r[6] & ~amask) | ((esi + step) & amask)
