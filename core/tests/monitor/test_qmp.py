@@ -93,8 +93,8 @@ def test_error_classes(served, qmp):
         ("GenericError", "Parameter 'bogus' is unexpected"),
         (
             "GenericError",
-            "unsupported migration URI 'ftp:somewhere': unknown migration transport 'ftp' "
-            "(available: exec, tcp, unix)",
+            "Parameter 'uri' expects a valid migration protocol (unknown migration transport "
+            "'ftp' (available: exec, tcp, unix))",
         ),
         ("CommandNotFound", "Capabilities negotiation is already complete, command ignored"),
     ]

@@ -107,7 +107,10 @@ class MigrationManager:
         try:
             transport = self.registry.transport(scheme)()
         except ArcternError as exc:
-            raise MigrationError(f"unsupported migration URI '{uri}': {exc}") from None
+            # QEMU's words first, so scripts that look for them keep working.
+            raise MigrationError(
+                f"Parameter 'uri' expects a valid migration protocol ({exc})"
+            ) from None
         transport.check_uri(uri)
         return transport, uri
 
