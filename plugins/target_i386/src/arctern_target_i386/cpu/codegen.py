@@ -252,8 +252,6 @@ class BlockCompiler:
             return f"RD({a}, {size})"
         if size == 1:
             return f"data[{a}]"
-        if size == 8:
-            return f"U64(data, {a})[0]"
         return f"U{size * 8}(data, {a})[0]"
 
     def st(self, a: str, size: int, v: str) -> None:
