@@ -34,6 +34,7 @@ CFLAGS = (
     "-fno-pic",
     "-fno-stack-protector",
     "-fno-asynchronous-unwind-tables",
+    "-mgeneral-regs-only",  # no x87/SSE in guests; lets handlers use __attribute__((interrupt))
     "-nostdlib",
     "-static",
     "-Wall",

@@ -1,5 +1,5 @@
 /*
- * Entry of every test guest: the Multiboot v1 header, a stack, then
+ * Entry of every test guest: the Multiboot v1 header, a GDT, a stack, then
  * main(magic, info); main's return value becomes the exit code.
  *
  * The loader (QEMU -M microvm, arctern-system) enters in flat 32-bit protected
@@ -17,6 +17,16 @@
     .section .text
     .globl _start
 _start:
+    /* Our own GDT, with the selectors QEMU's loader uses (code 0x08, data 0x10): the
+     * loader's table lives in memory the guest does not own. EAX/EBX survive. */
+    lgdt guest_gdt_desc
+    ljmp $0x08, $1f
+1:  mov $0x10, %ecx
+    mov %ecx, %ds
+    mov %ecx, %es
+    mov %ecx, %fs
+    mov %ecx, %gs
+    mov %ecx, %ss
     mov $guest_stack_top, %esp
     xor %ebp, %ebp
     push %ebx                   /* struct multiboot_info * */
@@ -24,6 +34,16 @@ _start:
     call main
     push %eax
     call exit                   /* does not return */
+
+    .section .rodata
+    .align 8
+guest_gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF        /* 0x08: flat 32-bit code */
+    .quad 0x00CF92000000FFFF        /* 0x10: flat 32-bit data */
+guest_gdt_desc:
+    .word guest_gdt_desc - guest_gdt - 1
+    .long guest_gdt
 
     .section .bss
     .align 16

@@ -46,6 +46,24 @@ static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1
 static inline uint32_t mmio_read32(uintptr_t addr) { return *(volatile uint32_t *)addr; }
 static inline void mmio_write32(uintptr_t addr, uint32_t v) { *(volatile uint32_t *)addr = v; }
 
+static inline void cli(void) { __asm__ volatile("cli"); }
+static inline void sti(void) { __asm__ volatile("sti"); }
+static inline void hlt(void) { __asm__ volatile("hlt"); }
+static inline void sti_hlt(void) { __asm__ volatile("sti; hlt"); }  /* no interrupt lost between */
+
+/*
+ * Interrupts. A handler is a C function with __attribute__((interrupt)):
+ *     __attribute__((interrupt)) static void tick(struct interrupt_frame *frame) { ... }
+ * idt_set_gate() installs it (32-bit interrupt gate, ring 0) and loads the IDT.
+ * pic_init() programs the 8259 pair (ICW1-4) with vector bases and a mask of the
+ * IRQs to enable; pic_eoi(irq) acknowledges one (both chips for IRQ 8-15).
+ */
+struct interrupt_frame;
+typedef void (*isr_t)(struct interrupt_frame *);
+void idt_set_gate(uint8_t vector, isr_t handler);
+void pic_init(uint8_t master_base, uint8_t slave_base, uint16_t enabled_irqs);
+void pic_eoi(int irq);
+
 void putc(char c);
 void puts(const char *s);                       /* no newline added */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

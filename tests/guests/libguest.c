@@ -21,6 +21,48 @@ void exit(int code)
     for (;;) __asm__ volatile("cli; hlt");
 }
 
+/* --- interrupts ---------------------------------------------------------------------- */
+
+static uint64_t idt[256];
+
+void idt_set_gate(uint8_t vector, isr_t handler)
+{
+    static const struct { uint16_t limit; uint32_t base; } __attribute__((packed)) idtr = {
+        sizeof(idt) - 1, (uint32_t)idt
+    };
+    uint16_t cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    uint32_t addr = (uint32_t)handler;
+    idt[vector] = (uint64_t)((addr & 0xFFFF) | ((uint32_t)cs << 16))
+                | ((uint64_t)((addr & 0xFFFF0000) | 0x8E00) << 32);
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
+void pic_init(uint8_t master_base, uint8_t slave_base, uint16_t enabled_irqs)
+{
+    /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
+     * through it as ExtINT (a machine without a local APIC ignores these two stores). */
+    mmio_write32(0xFEE000F0u, 0x1FF);   /* spurious vector register: APIC on, vector 0xff */
+    mmio_write32(0xFEE00350u, 0x700);   /* LVT LINT0: ExtINT, unmasked */
+    outb(0x20, 0x11);               /* ICW1: edge, cascade, ICW4 follows */
+    outb(0xA0, 0x11);
+    outb(0x21, master_base);        /* ICW2: vector base */
+    outb(0xA1, slave_base);
+    outb(0x21, 0x04);               /* ICW3: slave on IRQ 2 */
+    outb(0xA1, 0x02);
+    outb(0x21, 0x01);               /* ICW4: 8086 mode */
+    outb(0xA1, 0x01);
+    if (enabled_irqs & 0xFF00) enabled_irqs |= 1 << 2;   /* the cascade */
+    outb(0x21, (uint8_t)~enabled_irqs);
+    outb(0xA1, (uint8_t)(~enabled_irqs >> 8));
+}
+
+void pic_eoi(int irq)
+{
+    if (irq >= 8) outb(0xA0, 0x20);
+    outb(0x20, 0x20);
+}
+
 /* --- formatting --------------------------------------------------------------------- */
 
 struct sink {

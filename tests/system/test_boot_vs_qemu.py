@@ -72,3 +72,10 @@ def test_machine_ends_as_under_qemu(
 ):
     runs = run_guest_both(power_guest, *args, append=append, machine_options=machine_options)
     assert assert_same(runs)[1] == status
+
+
+def test_timer_interrupts_wake_a_halted_guest(guest_elf, run_guest_both):
+    """PIT -> i8259 pair -> CPU: a HLT loop counts 1 kHz ticks in an interrupt handler."""
+    runs = run_guest_both(guest_elf(HERE / "ticks_guest.c"), append="hz=1000 count=50")
+    output, status = assert_same(runs)
+    assert status == 1 and "ticks >=50, woken once per tick or more, IF in handler 0" in output
