@@ -10,11 +10,20 @@ from arctern.monitor.hmp import BANNER, PROMPT
 from arctern.monitor.monitor import Monitor
 
 
+class Terminal(io.StringIO):
+    """What the user sees; HMP writes QEMU's CRLF line ends, getvalue() shows them as LF."""
+
+    def getvalue(self) -> str:
+        raw = super().getvalue()
+        assert "\n" not in raw.replace("\r\n", "")
+        return raw.replace("\r\n", "\n")
+
+
 def _console(registry, machine):
     monitor = Monitor(machine, registry=registry)
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "rb", buffering=0)
-    output = io.StringIO()
+    output = Terminal()
     monitor.add_hmp(reader, output)
     return monitor, write_fd, output, reader
 

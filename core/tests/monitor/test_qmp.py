@@ -202,8 +202,9 @@ def test_human_monitor_command(served, qmp):
             out.append(await client.execute("human-monitor-command", {"command-line": line}))
         return out
 
-    out = qmp(path, body)
-    assert out[0] == "VM status: running\n"
+    raw = qmp(path, body)
+    assert raw[0] == "VM status: running\r\n"  # QEMU's line ends
+    out = [text.replace("\r\n", "\n") for text in raw]
     assert out[1] == "0000000000001000: 0x0a434241 0x12345678\n"
     assert out[2] == "00001000: 'A' 'B' 'C' '\\n' 'x' 'V' '4' '\\x12'" + " '\\x00'" * 8 + "\n"
     assert out[3] == "0000000000001000: 0x123456780a434241\n"

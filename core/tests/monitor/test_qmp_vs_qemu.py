@@ -21,6 +21,26 @@ EMULATORS = {
     "arctern": [str(Path(sys.executable).with_name("arctern-system"))],
 }
 
+# HMP through human-monitor-command, on the kernel's bytes both emulators loaded at 1 MiB
+HMP = [
+    "info status",
+    "xp /8xb 0x100000",
+    "xp /4xw 0x100000",
+    "xp /2xg 0x100000",
+    "xp /4dh 0x100000",
+    "xp /3ob 0x100000",
+    "x /4c 0x100000",
+    "xp /5uw 0x100000",
+    "x /2x 0x100004",
+    "xp /3xw 0xfeb00000",
+    "bogus",
+]
+
+
+def _hmp(line: str) -> str:
+    return json.dumps({"execute": "human-monitor-command", "arguments": {"command-line": line}})
+
+
 # (request, what to compare): the whole reply, or only the error class
 CASES = [
     (b'{"execute": "query-status", "id": "early"}', "reply"),
@@ -42,6 +62,7 @@ CASES = [
     (b'{"execute": "migrate", "arguments": {"uri": "ftp:x"}}', "class"),
     (b'{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": -1}}', "class"),
     (b'{"execute": "stop"}', "reply"),
+    *((_hmp(line).encode(), "reply") for line in HMP),
     (b'{"execute": "cont"}', "reply"),
     # last: QEMU answers malformed JSON once per bad token, Arctern once per line
     (b"this is not json", "class"),
@@ -50,7 +71,8 @@ CASES = [
 
 def _session(emulator: str, tmp: Path) -> list:
     path = tmp / f"{emulator}.qmp"
-    command = [*EMULATORS[emulator], "-M", "microvm", "-nodefaults", "-display", "none", "-S"]
+    command = [*EMULATORS[emulator], "-M", "microvm,acpi=off", "-nodefaults", "-display", "none"]
+    command += ["-S"]
     command += ["-kernel", str(KERNEL), "-qmp", f"unix:{path},server=on,wait=off"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

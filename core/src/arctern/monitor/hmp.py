@@ -316,8 +316,16 @@ HMP_COMMANDS["?"] = HMP_COMMANDS["help"]
 
 # --- memory dumps -------------------------------------------------------------------
 
-_FORMAT = re.compile(r"^/(\d*)([xduoc]?)([bhwg]?)$")
+_FORMAT = re.compile(r"^/(\d*)([xduoci]?)([bhwg]?)$")
 _WSIZE = {"b": 1, "h": 2, "w": 4, "g": 8}
+
+
+class DumpFormat:
+    """QEMU remembers the last format and unit: ``x /4xb`` then ``x /4c`` prints 4 bytes."""
+
+    def __init__(self) -> None:
+        self.format = "x"
+        self.size = 4
 
 
 def _memory_dump(mon: Monitor, line: str) -> str:
@@ -336,13 +344,17 @@ def _memory_dump(mon: Monitor, line: str) -> str:
         addr = int(words[0], 0)
     except ValueError:
         return f"invalid address '{words[0]}'\n"
-    fmt = fmt or "x"
+    last = mon.dump_format
+    fmt = fmt or last.format
+    if fmt == "i":
+        return "format 'i' (disassembly) is not supported\n"
     count = int(count_text or 1)
     if count > 1 << 16:
         return "count too large (at most 65536)\n"
-    # As in QEMU, the length and line size come from the unit (default w) even for
-    # format c, which then prints bytes: "x /4c" shows 16 characters.
-    wsize = _WSIZE[unit or "w"]
+    # As in QEMU, the length and line size come from the unit (the last one used
+    # when not given) even for format c, which then prints bytes one by one.
+    wsize = _WSIZE[unit] if unit else last.size
+    last.format, last.size = fmt, wsize
     line_size = 8 if wsize == 1 else 16
     physical = name == "xp"
     return "".join(
@@ -377,8 +389,8 @@ def _dump_lines(mon, addr, length: int, wsize: int, line_size: int, fmt: str, ph
                 parts.append(" " + (f"0{value:o}" if value else "0").rjust(digits["o"]))
             elif fmt == "u":
                 parts.append(f" {value:{digits['u']}d}")
-            elif fmt == "d":
-                signed = value - (1 << (wsize * 8)) if value >> (wsize * 8 - 1) else value
+            elif fmt == "d":  # QEMU prints the value as a 64-bit signed number
+                signed = value - (1 << 64) if wsize == 8 and value >> 63 else value
                 parts.append(f" {signed:{digits['d']}d}")
             else:
                 parts.append(" " + _printc(value))
@@ -417,7 +429,7 @@ class HMPConsole:
         return [] if self.eof or self.waiting_for_migration else [self.fd]
 
     def _write(self, text: str) -> None:
-        self.writer.write(text)
+        self.writer.write(text.replace("\n", "\r\n"))
         self.writer.flush()
 
     def poll(self) -> None:

@@ -21,7 +21,7 @@ from arctern.errors import ArcternError
 from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
-from arctern.monitor.hmp import HMPConsole, run_hmp
+from arctern.monitor.hmp import DumpFormat, HMPConsole, run_hmp
 from arctern.monitor.server import QMPServer
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Monitor:
         self.autostart = autostart
         self.quitting = False
         self.pending_reset = False
+        self.dump_format = DumpFormat()
         self.sinks: list[EventSink] = []
         self.front_ends: list[Any] = []
         self.migration.listeners.append(self.emit)
@@ -111,7 +112,8 @@ class Monitor:
         return {} if result is None else result
 
     def hmp(self, line: str) -> str:
-        return run_hmp(self, line)
+        """An HMP command's output as QEMU returns it to human-monitor-command (CRLF lines)."""
+        return run_hmp(self, line).replace("\n", "\r\n")
 
     # --- events ------------------------------------------------------------------
 
