@@ -127,3 +127,48 @@ def test_same_reply_as_qemu(replies, index):
     else:  # the two parameters Arctern has, with QEMU's defaults
         for key in ("max-bandwidth", "downtime-limit"):
             assert arctern["return"][key] == qemu["return"][key]
+
+
+def _migrate_to_file(emulator: str, tmp: Path) -> dict:
+    path = tmp / f"{emulator}-mig.qmp"
+    command = [*EMULATORS[emulator], "-M", "microvm,acpi=off", "-nodefaults", "-display", "none"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{path},server=on,wait=off"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not path.exists():
+            assert process.poll() is None, emulator
+            time.sleep(0.02)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(str(path))
+        reader = sock.makefile("rb")
+        reader.readline()
+
+        def execute(name: str, **args) -> dict:
+            sock.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+            return _reply(reader)["return"]
+
+        execute("qmp_capabilities")
+        execute("migrate", uri=f"exec:cat > {tmp / emulator}.state")
+        deadline = time.monotonic() + 60
+        while (info := execute("query-migrate"))["status"] != "completed":
+            assert info["status"] in ("setup", "active", "device"), info
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        info["run-state"] = execute("query-status")["status"]
+        sock.close()
+        return info
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_query_migrate_uses_qemus_fields(tmp_path):
+    qemu, arctern = (_migrate_to_file(name, tmp_path) for name in ("qemu", "arctern"))
+    assert arctern["run-state"] == qemu["run-state"] == "postmigrate"
+    assert set(arctern) <= set(qemu)  # no invented names
+    assert set(arctern["ram"]) <= set(qemu["ram"])
+    required = {"status", "total-time", "downtime", "setup-time"}
+    assert required <= set(arctern)
+    ram = {"transferred", "remaining", "total", "duplicate", "normal", "normal-bytes", "mbps"}
+    assert ram | {"dirty-pages-rate", "dirty-sync-count"} <= set(arctern["ram"])
