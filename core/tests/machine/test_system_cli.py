@@ -133,3 +133,20 @@ def test_memory_size_reads_as_qemu_reads_it(text, size):
     from arctern.cli.system import build_parser, config_from_args
 
     assert config_from_args(build_parser().parse_args(["-m", text])).ram_size == size
+
+
+def test_an_emulator_bug_is_one_line_not_a_traceback(monkeypatch, tmp_path, capsys):
+    from arctern.machine.machine import Machine
+
+    kernel = tmp_path / "k.elf"
+    kernel.write_bytes(bytes(64))
+
+    def broken_run(self, *, start=True):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(Machine, "run", broken_run)
+    monkeypatch.setattr(Machine, "power_on", lambda self, kernel=None, cmdline="": None)
+    assert main(["-nodefaults", "-kernel", str(kernel)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arctern-system: internal error while running the guest at eip 0x")
+    assert "ZeroDivisionError: division by zero" in err and err.count("\n") == 1

@@ -9,12 +9,13 @@ exits with the guest's status: 0 after a power-off, ``(v << 1) | 1`` after
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from arctern.errors import UsageError
+from arctern.errors import ArcternError, MachineError, UsageError
 from arctern.machine.launch import (
     DeviceConfig,
     DriveConfig,
@@ -32,6 +33,7 @@ from .debug_log import setup_debug_log
 from .system_help import DEFAULT_MACHINE, help_text
 
 PROG = "arctern-system"
+log = logging.getLogger(__name__)
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
 
 
@@ -194,6 +196,22 @@ def _stop_on_signals(machine: Machine) -> dict[str, int]:
     return caught
 
 
+def _run(machine: Machine, *, start: bool) -> int | None:
+    """Run the main loop; an emulator bug ends the run with one line, not a traceback."""
+    try:
+        return machine.run(start=start)
+    except ArcternError:
+        raise
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        cpu = machine.cpus[0] if machine.cpus else None
+        where = f" at eip {cpu.eip:#x}" if hasattr(cpu, "eip") else ""
+        raise MachineError(
+            f"internal error while running the guest{where}: {type(exc).__name__}: {exc} "
+            "(ARCTERN_DEBUG=1 shows the traceback)"
+        ) from exc
+
+
 def _main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     registry = default_registry()
@@ -203,6 +221,7 @@ def _main(argv: Sequence[str]) -> int:
         return 0
     config = config_from_args(args)
     setup_debug_log(args.log_items, args.log_file)
+    logging.getLogger("arctern.machine.chardev").setLevel(logging.INFO)  # "waiting for ..."
     machine = launch(config, registry=registry)
     monitor = None
     try:
@@ -214,7 +233,7 @@ def _main(argv: Sequence[str]) -> int:
             autostart=not args.stopped,
         )
         caught = _stop_on_signals(machine)
-        status = machine.run(start=not args.stopped and not args.incoming)
+        status = _run(machine, start=not args.stopped and not args.incoming)
         if "signal" in caught:
             print(f"{PROG}: terminating on signal {caught['signal']}", file=sys.stderr)
         return status or 0

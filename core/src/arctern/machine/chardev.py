@@ -183,7 +183,7 @@ class UnixServerChardev(Chardev):
             raise MachineError(f"Failed to bind socket to {path}: {exc.strerror}") from None
         self._client: socket.socket | None = None
         if wait:
-            log.info("waiting for connection on unix:%s,server=on", path)
+            log.info("info: waiting for connection on: disconnected:unix:%s,server=on", path)
             self._accept()
         self._listener.setblocking(False)
 
