@@ -65,43 +65,11 @@ static void fail(struct disk *d, const char *what)
     exit(1);
 }
 
-/* --- interrupts: our own GDT (the loader's may be gone) and IDT vectors 0x20-0x2f ---- */
+/* --- interrupts: every disk's IRQ goes to one handler that acknowledges all of them ----- */
 
-void irq_entry(void);
-__asm__(
-    ".text\n"
-    "irq_stub:\n"
-    "    pusha\n"
-    "    cld\n"
-    "    call irq_entry\n"
-    "    popa\n"
-    "    iret\n"
-    "load_gdt:\n"
-    "    lgdt gdt_desc\n"
-    "    ljmp $0x08, $1f\n"
-    "1:  mov $0x10, %ax\n"
-    "    mov %ax, %ds\n"
-    "    mov %ax, %es\n"
-    "    mov %ax, %ss\n"
-    "    ret\n"
-    ".section .rodata\n"
-    ".align 8\n"
-    "gdt:\n"
-    "    .quad 0\n"
-    "    .quad 0x00CF9A000000FFFF\n" /* 0x08: flat 32-bit code */
-    "    .quad 0x00CF92000000FFFF\n" /* 0x10: flat 32-bit data */
-    "gdt_desc:\n"
-    "    .word gdt_desc - gdt - 1\n"
-    "    .long gdt\n"
-    ".text\n");
-extern void irq_stub(void);
-extern void load_gdt(void);
-
-struct idt_entry { uint16_t off_lo, sel; uint8_t zero, type; uint16_t off_hi; } __attribute__((packed));
-static struct idt_entry idt[0x30];
-
-void irq_entry(void)
+__attribute__((interrupt)) static void disk_interrupt(struct interrupt_frame *frame)
 {
+    (void)frame;
     for (int i = 0; i < ndisks; i++) {
         uint32_t isr = rd(&disks[i], INTERRUPT_STATUS);
         if (isr) {
@@ -109,32 +77,17 @@ void irq_entry(void)
             irq_count++;
         }
     }
-    outb(0xA0, 0x20);
-    outb(0x20, 0x20);
+    pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
 }
 
 static void setup_interrupts(void)
 {
-    load_gdt();
-    uint32_t handler = (uint32_t)irq_stub;
-    for (int v = 0x20; v < 0x30; v++)
-        idt[v] = (struct idt_entry){handler & 0xFFFF, 0x08, 0, 0x8E, handler >> 16};
-    struct { uint16_t limit; uint32_t base; } __attribute__((packed)) idtr = {sizeof(idt) - 1, (uint32_t)idt};
-    __asm__ volatile("lidt %0" : : "m"(idtr));
-    /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
-     * through it as ExtINT (a machine without a local APIC ignores these two stores). */
-    mmio_write32(0xFEE000F0u, 0x1FF); /* SPIV: APIC enabled, spurious vector 0xff */
-    mmio_write32(0xFEE00350u, 0x700); /* LVT LINT0: ExtINT, unmasked */
-    static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
-    for (int chip = 0; chip < 2; chip++) {
-        uint16_t port = chip ? 0xA0 : 0x20;
-        outb(port, init[chip][0]);
-        for (int i = 1; i < 4; i++) outb(port + 1, init[chip][i]);
+    uint16_t enabled = 0;
+    for (int i = 0; i < ndisks; i++) {
+        idt_set_gate((uint8_t)(0x20 + disks[i].irq), disk_interrupt);
+        enabled |= (uint16_t)(1u << disks[i].irq);
     }
-    uint16_t mask = 0xFFFF & ~(1u << 2);
-    for (int i = 0; i < ndisks; i++) mask &= ~(1u << disks[i].irq);
-    outb(0x21, mask & 0xFF);
-    outb(0xA1, mask >> 8);
+    pic_init(0x20, 0x28, enabled);
 }
 
 /* --- the driver --------------------------------------------------------------------- */
@@ -210,8 +163,10 @@ static int request(struct disk *d, uint32_t type, uint32_t sector, void *data, u
     }
     if (use_irq) {
         /* Every completion must also interrupt: sleep until both happened. */
-        while (d->used->idx == d->last_used || irq_count == seen)
-            __asm__ volatile("sti; hlt; cli" ::: "memory");
+        while (d->used->idx == d->last_used || irq_count == seen) {
+            sti_hlt();
+            cli();
+        }
     } else {
         while (d->used->idx == d->last_used) barrier();
         wr(d, INTERRUPT_ACK, rd(d, INTERRUPT_STATUS));
