@@ -144,7 +144,7 @@ def _imm_count(insn: Insn) -> int:
 
 
 class BlockCompiler:
-    """Generates ``def tb(lim): ...`` for one block of instructions."""
+    """Generates ``def tb(lim, pc): ...`` for a region: blocks entered at ``pc``."""
 
     def __init__(self, blocks: list[tuple[int, list[Insn]]], mode: Mode) -> None:
         self.blocks = blocks
@@ -514,14 +514,14 @@ class BlockCompiler:
         used = sorted(self.used | self.written)
         written = sorted(self.written)
         flags = self.flags_touched or self.flags_written
-        head = ["def tb(lim):"]
+        head = ["def tb(lim, pc):"]
         head += [f"    {REGS[n]} = R[{n}]" for n in used]
         if flags:
             head.append("    fo, fr, fa, fb = cpu.fl")
         if self.stores_any:
             head.append("    smc = False")
         if self.counted:
-            head.append(f"    rem = lim; pc = {self.start:#x}")
+            head.append("    rem = lim")
         back = [f"R[{n}] = {REGS[n]}" for n in written]
         if self.flags_written:
             back.append("cpu.fl = (fo, fr, fa, fb)")

@@ -231,7 +231,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                         blk = None
                         blk = self._translate(left)
                     traced = self.mode.single and self.eflags & TF
-                    self.eip = blk.fn(left)
+                    self.eip = blk.fn(left, self.eip)
                     if blk.loops:
                         done += self.loopn
                     else:
@@ -264,7 +264,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         """Run one instruction with every memory access through the softmmu helpers."""
         blk = self._translate(1, extra=_SLOW | _SINGLE)
         try:
-            self.eip = blk.fn(1)
+            self.eip = blk.fn(1, self.eip)
         except Fault as exc:
             self.raise_interrupt(exc.vector, exc.code, self.eip)
             return 0
@@ -346,11 +346,23 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         source, lines, counted = compiler.compile()
         fn = compile_block(source, f"<i386 block {pc:#x}>", self._namespace)
         insns = [insn for _start, block in blocks for insn in block]
-        blk = TranslatedBlock(
-            key, fn, pc, len(blocks[0][1]), page.ranges, lines, [i.addr for i in insns],
-            [i.next for i in insns], compiler.offsets, counted, source,
-        )
-        self.cache.insert(blk)
+        pcs, next_pcs = [i.addr for i in insns], [i.next for i in insns]
+        cached = self.cache.blocks
+        for start, block in blocks if counted else blocks[:1]:
+            # every block of a region is an entry point: a slice that ends inside a
+            # loop resumes in the same compiled code instead of translating again
+            entry_key = (
+                start if self._key_is_eip else page.phys(start, cs_base)
+            ) | mode_bits << 32
+            if start != pc and entry_key in cached:
+                continue
+            entry = TranslatedBlock(
+                entry_key, fn, start, len(block), page.ranges, lines, pcs, next_pcs,
+                compiler.offsets, counted, source,
+            )
+            self.cache.insert(entry)
+            if start == pc:
+                blk = entry
         if trace.in_asm.isEnabledFor(logging.DEBUG):
             for _start, block in blocks:
                 trace.in_asm.debug("IN:\n%s\n", "\n".join(insn_text(i) for i in block))
@@ -421,6 +433,10 @@ class _Page:
             if insn.op in TERMINATORS:
                 break
         return insns
+
+    def phys(self, pc: int, cs_base: int) -> int:
+        """Physical address of code offset ``pc`` on this page."""
+        return self.ranges[0][0] + ((pc + cs_base - self.page_lin) & 0xFFF)
 
     def _extend(self) -> bool:
         """Append the first bytes of the next page (an instruction straddles the boundary)."""
