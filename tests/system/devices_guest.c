@@ -119,19 +119,9 @@ static void uart(void)
     flush_log();
 }
 
-static void pic_program(void)
-{
-    static const uint8_t init[2][4] = {{0x11, 0x20, 0x04, 0x01}, {0x11, 0x28, 0x02, 0x01}};
-    for (int chip = 0; chip < 2; chip++) {
-        uint16_t port = chip ? 0xA0 : 0x20;
-        outb(port, init[chip][0]);
-        for (int i = 1; i < 4; i++) outb(port + 1, init[chip][i]);
-    }
-}
-
 static void pic_and_pit(void)
 {
-    pic_program();
+    pic_init(0x20, 0x28, 0); /* vectors 0x20/0x28, everything masked */
     outb(0x21, 0xA5);
     line("pic imr", inb(0x21));
     outb(0x21, 0xFF);
