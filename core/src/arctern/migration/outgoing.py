@@ -232,7 +232,7 @@ class OutgoingMigration:
             bandwidth = self.bandwidth()
             pending = self.remaining() + self.writer.queued
             info["expected-downtime"] = int(pending / bandwidth * 1000) if bandwidth else 0
-        if self.status != "setup":
+        if self.active_start:  # RAM has started to flow
             ram = self.machine.ram
             bandwidth = self.bandwidth()
             info["ram"] = {
