@@ -1,38 +1,42 @@
-"""arctern-demo: live-migrate a guest that writes its disk, and show that nothing was lost.
+"""arctern-demo: live-migrate a running guest that writes its disk, and show nothing was lost.
 
-Creates a fresh image, starts a destination ``arctern-system -incoming`` and a
-source running the built-in guest, migrates the guest while it writes, shows
-the progress, then where the guest runs now, the downtime, the guest's own
-verification line and ``arctern-img check``. Exits 1 if anything did not verify.
+On its built-in default it creates a fresh qcow2 image in a temporary directory,
+starts a destination ``arctern-system -incoming`` on it and a source running the
+machine's built-in guest (which writes, reads back and checks disk sectors and
+rewrites RAM), migrates the guest over tcp while it writes, driving both sides over
+QMP, and shows the progress live. Then: where the guest runs now, the downtime and
+total time, the guest's own verification line (printed on the destination) and
+``arctern-img check`` of the image. Exit status 0 when everything verified, 1 if
+anything did not (or failed on the way: one error line), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
 from arctern.errors import UsageError
 
-try:  # the "demo" extra: pip install 'arctern[demo]'
-    from rich.console import Console
-    from rich.live import Live
-    from rich.markup import escape
-    from rich.table import Table
-
-    from arctern.demo.run import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    MISSING: str | None = exc.name
-else:
-    MISSING = None
-
 from .common import run_cli
+from .demo_session import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo
+from .img_units import parse_size
 
 PROG = "arctern-demo"
 MiB = 1 << 20
+#: The guest's code, data, 4 MiB working area and 1 MiB I/O buffer need this much.
+MIN_RAM = 16 * MiB
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,96 +44,165 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument(
+        "-M", "--machine", default="microvm", metavar="NAME[,OPTS]",
+        help="machine type and options, as arctern-system -M (default: microvm)",
+    )  # fmt: skip
     parser.add_argument("--transport", choices=TRANSPORTS, default="tcp")
     parser.add_argument("--format", dest="image_format", choices=("qcow2", "raw"), default="qcow2")
-    parser.add_argument("--ram", type=int, default=64, metavar="MIB", help="guest RAM (MiB)")
     parser.add_argument(
-        "--max-bandwidth", type=int, default=0, metavar="MIB", help="MiB/s (default: unlimited)"
+        "-m", "--ram", default="128M", metavar="SIZE",
+        help="guest RAM, as -m (a bare number counts MiB; default: 128M)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-bandwidth", default="0", metavar="RATE",
+        help="migration bandwidth limit per second (e.g. 32M; default: 0, unlimited)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, help="tcp: the destination's port (default: a free one)"
     )
-    parser.add_argument("--workdir", type=Path, help="keep the image, logs and state here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (image, logs)"
+    )
+    parser.add_argument("--workdir", type=Path, help="work in this directory (kept) instead")
     return parser
+
+
+def _size(option: str, text: str, default_suffix: str) -> int:
+    try:
+        return parse_size(text, default_suffix)
+    except ValueError:
+        raise UsageError(f"{option}: invalid size '{text}'") from None
+
+
+def _options(args: argparse.Namespace) -> DemoOptions:
+    """The demo's options (its work directory still to be filled in)."""
+    if _size("--ram", args.ram, "M") < MIN_RAM:
+        raise UsageError(f"--ram: the demo guest needs at least {MIN_RAM // MiB} MiB")
+    if args.port is not None and (args.transport != "tcp" or not 0 < args.port < 65536):
+        raise UsageError("--port: a port number from 1 to 65535, with --transport tcp")
+    return DemoOptions(
+        workdir=Path(),
+        machine=args.machine,
+        transport=args.transport,
+        image_format=args.image_format,
+        ram=args.ram,
+        max_bandwidth=_size("--max-bandwidth", args.max_bandwidth, "B"),
+        port=args.port,
+    )
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / MiB:.1f} MiB"
 
 
 def _progress_table(info: dict[str, Any]) -> Table:
     ram = info.get("ram", {})
-    table = Table(title="migration (query-migrate)", show_header=False, min_width=48)
+    table = Table(title="migrating (source's query-migrate)", show_header=False, min_width=56)
     table.add_row("status", str(info.get("status", "")))
-    table.add_row("RAM transferred", f"{ram.get('transferred', 0) / MiB:.1f} MiB")
-    table.add_row("remaining", f"{ram.get('remaining', 0) / MiB:.1f} MiB")
-    table.add_row("zero pages / data pages", f"{ram.get('duplicate', 0)} / {ram.get('normal', 0)}")
+    table.add_row("RAM transferred", _mib(ram.get("transferred", 0)))
+    table.add_row("RAM remaining", f"{_mib(ram.get('remaining', 0))} of {_mib(ram.get('total'))}")
+    table.add_row(
+        "pages sent: zero / with data", f"{ram.get('duplicate', 0)} / {ram.get('normal', 0)}"
+    )
     table.add_row("dirty pages rate", f"{ram.get('dirty-pages-rate', 0)} pages/s")
-    table.add_row("passes", str(ram.get("dirty-sync-count", 0)))
-    table.add_row("throughput", f"{ram.get('mbps', 0):.0f} Mbit/s")
-    table.add_row("total time", f"{info.get('total-time', 0)} ms")
+    table.add_row("rounds (dirty syncs)", str(ram.get("dirty-sync-count", 0)))
+    table.add_row("throughput", f"{ram.get('mbps', 0):.1f} Mbit/s")
+    table.add_row("elapsed", f"{info.get('total-time', 0)} ms")
     return table
 
 
 class ConsoleObserver:
-    """Steps and guest lines as they come, the progress table live while migrating."""
+    """Steps and guest lines as they come; the progress table live while migrating."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.live: Live | None = None
 
     def step(self, text: str) -> None:
-        self._stop_live()
+        self.stop_live()
         self.console.print(f"[bold]*[/bold] {escape(text)}")
 
-    def guest(self, line: str) -> None:
-        (self.live.console if self.live else self.console).print(f"  [dim]{escape(line)}[/dim]")
+    def guest(self, side: str, line: str) -> None:
+        console = self.live.console if self.live else self.console
+        console.print(f"  [dim]{side} guest |[/dim] {escape(line)}")
 
     def progress(self, info: dict[str, Any]) -> None:
         if self.live is None:
-            self.live = Live(console=self.console, refresh_per_second=8, transient=False)
+            self.live = Live(console=self.console, refresh_per_second=8)
             self.live.start()
         self.live.update(_progress_table(info))
 
-    def _stop_live(self) -> None:
+    def stop_live(self) -> None:
         if self.live is not None:
             self.live.stop()
             self.live = None
             self.console.line()
 
     def outcome(self, result: DemoResult, options: DemoOptions) -> None:
-        self._stop_live()
+        self.stop_live()
         info = result.migration
+        ram = info.get("ram", {})
         table = Table(title="outcome", show_header=False)
-        where = "the destination (and finished there)" if result.guest_status is not None else "-"
-        table.add_row("guest ran on after the hand-over", where)
-        table.add_row("transport / image", f"{options.transport} / {options.image_format}")
+        table.add_row(
+            "the guest now runs on",
+            f"the destination (pid {result.destination_pid}), {result.destination_state}; "
+            f"the source is {result.source_state}",
+        )
+        table.add_row("transport", escape(result.uri))
+        table.add_row("image", f"{options.image_format}, {escape(str(options.workdir))}")
         table.add_row("downtime", f"{info.get('downtime', '-')} ms")
         table.add_row("total time", f"{info.get('total-time', '-')} ms")
-        table.add_row("guest says", result.guest_line or "(no verification line)")
-        table.add_row("arctern-img check", result.check_output or "(not run)")
-        if "error-desc" in info:
-            table.add_row("migration error", escape(info["error-desc"]))
+        table.add_row(
+            "RAM sent",
+            f"{_mib(ram.get('transferred'))} in {ram.get('dirty-sync-count', '-')} rounds",
+        )
+        table.add_row("guest says (destination)", escape(result.guest_line or "(nothing)"))
+        table.add_row(
+            f"arctern-img check (status {result.check_status})", escape(result.check_output)
+        )
         self.console.print(table)
         verdict = "[green]everything verified[/green]" if result.ok else "[red]NOT verified[/red]"
-        self.console.print(f"[bold]{verdict}")
+        self.console.print(f"[bold]{verdict}[/bold]")
+
+
+@contextmanager
+def _workdir(args: argparse.Namespace, console: Console) -> Iterator[Path]:
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        yield args.workdir
+    elif args.keep:
+        path = Path(tempfile.mkdtemp(prefix="arctern-demo-"))
+        try:
+            yield path
+        finally:
+            console.print(f"kept {path}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="arctern-demo-") as tmp:
+            yield Path(tmp)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (and SIGHUP): unwind like Ctrl-C so every child process is ended."""
+    raise KeyboardInterrupt
 
 
 def _main(argv: Sequence[str]) -> int:
-    if MISSING:
-        raise UsageError(f"the demo needs {MISSING}: pip install 'arctern[demo]'")
-    args = _parser().parse_args(argv)
-    if args.ram < 16:
-        raise UsageError("--ram: the demo guest needs at least 16 MiB")
+    args = build_parser().parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminated)
     console = Console(highlight=False)
     observer = ConsoleObserver(console)
-    with tempfile.TemporaryDirectory(prefix="arctern-demo-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        options = DemoOptions(
-            workdir=workdir,
-            transport=args.transport,
-            image_format=args.image_format,
-            ram_mib=args.ram,
-            max_bandwidth=args.max_bandwidth * MiB,
-        )
-        result = MigrationDemo(options, observer).run()
-        observer.outcome(result, options)
+    options = _options(args)
+    try:
+        with _workdir(args, console) as workdir:
+            options = replace(options, workdir=workdir)
+            result = MigrationDemo(options, observer).run()
+            observer.outcome(result, options)
+    finally:
+        observer.stop_live()
     return 0 if result.ok else 1
 
 

@@ -1,0 +1,283 @@
+"""The live-migration demo as a sequence of steps, each reported to an :class:`Observer`.
+
+1. find the machine type's built-in guest (``MachineType.builtin_guest``) and create
+   a fresh image;
+2. start the destination ``arctern-system -incoming URI`` on that image (inactive: it
+   neither writes nor locks it); over ``exec:`` it starts after the source saved the
+   guest, since it reads the saved stream;
+3. start the source with the guest, which writes, reads back and checks its disk and
+   rewrites RAM, and wait until it is well under way;
+4. ``migrate`` over QMP while the guest writes, following ``query-migrate``;
+5. wait for the guest to run and write on the destination, the source in postmigrate;
+6. press a key on the destination's serial console: the guest checks every sector and
+   page it wrote, prints its verification line and powers off;
+7. ``arctern-img check`` the image.
+
+Any failure on the way raises an :class:`~arctern.errors.ArcternError` (one line);
+every child process is ended on every path.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from arctern.block.image import create_image
+from arctern.errors import ArcternError, MigrationError, NotFoundError, UsageError
+from arctern.plugins import default_registry
+
+from .demo_child import EmulatorProcess, tool
+
+PURPOSE = "migration-demo"
+TRANSPORTS = ("tcp", "unix", "exec")
+IMAGE_SIZE = 256 << 20
+#: The guest's progress lines; the migration starts once it printed the first one.
+PROGRESS = "round "
+VERIFIED = "verified "
+FAILED = "FAIL"
+#: arctern-img check's (and qemu-img's) status when the format has nothing to check (raw).
+NO_CHECK = 63
+GUEST_TIMEOUT = 120.0
+#: A migration whose status and transferred bytes do not move for this long is cancelled.
+STALL_TIMEOUT = 60.0
+POLL_INTERVAL = 0.125
+MIGRATION_ENDED = ("completed", "failed", "cancelled")
+
+
+class GuestFailure(ArcternError):
+    """The guest found data it wrote changed, or did not finish."""
+
+
+@dataclass
+class DemoOptions:
+    workdir: Path
+    machine: str = "microvm"  # -M NAME[,OPTIONS]
+    transport: str = "tcp"
+    image_format: str = "qcow2"
+    ram: str = "128M"  # -m
+    max_bandwidth: int = 0  # bytes/s, 0: unlimited
+    port: int | None = None  # tcp: the destination's port (default: a free one)
+
+
+@dataclass
+class DemoResult:
+    uri: str = ""
+    #: The source's last ``query-migrate`` reply.
+    migration: dict[str, Any] = field(default_factory=dict)
+    source_state: str = ""
+    destination_state: str = ""
+    destination_pid: int | None = None
+    #: What the guest printed on the destination, and how that process ended.
+    destination_output: list[str] = field(default_factory=list)
+    guest_status: int | None = None
+    check_status: int | None = None
+    check_output: str = ""
+
+    @property
+    def guest_line(self) -> str:
+        lines = [line for line in self.destination_output if line.startswith(VERIFIED)]
+        return lines[-1] if lines else ""
+
+    @property
+    def image_clean(self) -> bool:
+        return self.check_status in (0, NO_CHECK)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.migration.get("status") == "completed"
+            and self.source_state == "postmigrate"
+            and bool(self.guest_line)
+            and self.guest_status == 0
+            and self.image_clean
+        )
+
+
+class Observer(Protocol):
+    def step(self, text: str) -> None: ...
+
+    def guest(self, side: str, line: str) -> None: ...
+
+    def progress(self, info: dict[str, Any]) -> None: ...
+
+
+def builtin_guest(machine: str) -> Path:
+    """The migration demo guest that ``-M machine``'s target ships."""
+    name = machine.partition(",")[0]
+    try:
+        machine_type = default_registry().machine_type(name)
+    except NotFoundError:
+        raise UsageError(f"-M {name}: no such machine type (see arctern-system -M help)") from None
+    guest = machine_type.builtin_guest(PURPOSE)
+    if guest is None or not guest.is_file():
+        raise UsageError(f"-M {name}: its target ships no built-in migration demo guest")
+    return guest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MigrationDemo:
+    def __init__(self, options: DemoOptions, observer: Observer) -> None:
+        if options.transport not in TRANSPORTS:
+            raise UsageError(f"unknown transport '{options.transport}'")
+        self.options = options
+        self.observer = observer
+        self.guest = builtin_guest(options.machine)
+        self.image = options.workdir / f"disk.{options.image_format}"
+        self.result = DemoResult()
+        self._children: list[EmulatorProcess] = []
+
+    def run(self) -> DemoResult:
+        create_image(str(self.image), self.options.image_format, IMAGE_SIZE)
+        self.observer.step(
+            f"created a fresh {self.options.image_format} image of {IMAGE_SIZE >> 20} MiB: "
+            f"{self.image}"
+        )
+        try:
+            self._migrate_and_finish()
+        finally:
+            for child in reversed(self._children):
+                child.close()
+        self._check_image()
+        return self.result
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def _migrate_and_finish(self) -> None:
+        out_uri, in_uri = self._uris()
+        self.result.uri = out_uri
+        dest = None if self.options.transport == "exec" else self._start_destination(in_uri)
+        source = self._start("source", self._args())
+        self.observer.step(f"source: pid {source.pid}, guest {self.guest.name} running")
+        self._wait_for_line(source, PROGRESS)
+        self._migrate(source, out_uri, dest)
+        if dest is None:
+            dest = self._start_destination(in_uri)
+        self._wait_running(dest)
+        self.result.source_state = source.cmd("query-status")["status"]
+        self.observer.step(
+            f"the guest runs on the destination (pid {dest.pid}); "
+            f"the source is {self.result.source_state}, its image inactive"
+        )
+        self._finish(dest)
+
+    def _args(self) -> list[str]:
+        opts = self.options
+        return [
+            "-M", opts.machine, "-m", opts.ram, "-nodefaults", "-display", "none",
+            "-kernel", str(self.guest),
+            "-drive", f"file={self.image},format={opts.image_format},if=none,id=disk0",
+            "-device", "virtio-blk-device,drive=disk0",
+        ]  # fmt: skip
+
+    def _uris(self) -> tuple[str, str]:
+        """(where the source migrates to, what the destination takes in)."""
+        workdir = self.options.workdir
+        if self.options.transport == "tcp":
+            uri = f"tcp:127.0.0.1:{self.options.port or _free_port()}"
+            return uri, uri
+        if self.options.transport == "unix":
+            uri = f"unix:{workdir / 'migration.sock'}"
+            return uri, uri
+        state = shlex.quote(str(workdir / "guest.state"))
+        return f"exec:cat > {state}", f"exec:cat {state}"
+
+    def _start(self, name: str, args: list[str]) -> EmulatorProcess:
+        child = EmulatorProcess(name, self.options.workdir, args)
+        self._children.append(child)
+        child.connect()
+        return child
+
+    def _start_destination(self, uri: str) -> EmulatorProcess:
+        dest = self._start("destination", [*self._args(), "-incoming", uri])
+        self.result.destination_pid = dest.pid
+        self.observer.step(f"destination: pid {dest.pid}, -incoming {uri}, image inactive")
+        return dest
+
+    def _echo(self, child: EmulatorProcess) -> list[str]:
+        lines = child.new_lines()
+        for line in lines:
+            self.observer.guest(child.name, line)
+            if line.startswith(FAILED):
+                raise GuestFailure(f"the guest on the {child.name} reports: {line}")
+        return lines
+
+    def _wait_for_line(self, child: EmulatorProcess, prefix: str) -> None:
+        deadline = time.monotonic() + GUEST_TIMEOUT
+        while not any(line.startswith(prefix) for line in self._echo(child)):
+            child.check_alive()
+            if time.monotonic() > deadline:
+                raise GuestFailure(f"{child.name}: the guest printed no '{prefix}' line in time")
+            time.sleep(POLL_INTERVAL / 4)
+
+    def _migrate(self, source: EmulatorProcess, uri: str, dest: EmulatorProcess | None) -> None:
+        source.cmd("migrate-set-parameters", **{"max-bandwidth": self.options.max_bandwidth})
+        self.observer.step(f"source: migrate {uri} while the guest writes")
+        source.cmd("migrate", uri=uri)
+        last, since = None, time.monotonic()
+        while True:
+            info = source.cmd("query-migrate")
+            self.observer.progress(info)
+            self._echo(source)
+            status = info.get("status", "")
+            if status in MIGRATION_ENDED:
+                break
+            for child in (source, dest):
+                if child is not None:
+                    child.check_alive()
+            now = time.monotonic()
+            if (status, info.get("ram", {}).get("transferred")) != last:
+                last, since = (status, info.get("ram", {}).get("transferred")), now
+            elif now - since > STALL_TIMEOUT:
+                source.cmd("migrate_cancel")
+                raise MigrationError(f"no progress for {STALL_TIMEOUT:.0f} s: cancelled")
+            time.sleep(POLL_INTERVAL)
+        self.result.migration = info
+        if status != "completed":
+            reason = info.get("error-desc", "no reason given")
+            raise MigrationError(f"migration to {uri} {status}: {reason}")
+
+    def _wait_running(self, dest: EmulatorProcess) -> None:
+        deadline = time.monotonic() + GUEST_TIMEOUT
+        while (state := dest.cmd("query-status")["status"]) != "running":
+            self._echo(dest)
+            if time.monotonic() > deadline:
+                raise MigrationError(f"destination: still {state} after {GUEST_TIMEOUT:.0f} s")
+            time.sleep(POLL_INTERVAL / 4)
+        self.result.destination_state = state
+
+    def _finish(self, dest: EmulatorProcess) -> None:
+        """Let the guest show it writes on the destination, then have it check and stop."""
+        self._wait_for_line(dest, PROGRESS)
+        self.observer.step("destination: a key on the serial console: the guest checks it all")
+        dest.send(b"q")
+        deadline = time.monotonic() + GUEST_TIMEOUT
+        while (status := dest.wait_exit(POLL_INTERVAL)) is None:
+            self._echo(dest)
+            if time.monotonic() > deadline:
+                raise GuestFailure(f"destination: the guest did not finish in {GUEST_TIMEOUT} s")
+        dest.finish_output()
+        self._echo(dest)
+        self.result.guest_status = status
+        self.result.destination_output = dest.output
+        if not self.result.guest_line:
+            raise GuestFailure(
+                f"destination: the guest ended (exit status {status}) without verifying: "
+                f"{dest.last_words()}"
+            )
+        self.observer.step(f"destination: the guest powered the machine off (status {status})")
+
+    def _check_image(self) -> None:
+        command = [tool("arctern-img"), "check", "-f", self.options.image_format, str(self.image)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        self.result.check_status = result.returncode
+        self.result.check_output = (result.stdout + result.stderr).strip()
