@@ -17,8 +17,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from guests.build import BASE_ARGS, emulator_command
-from virtio_blk_faults import LIMIT, SECTOR, connect_qmp, limit_file_size, wait_status
+from virtio_blk_faults import (
+    LIMIT,
+    SECTOR,
+    connect_qmp,
+    limit_file_size,
+    two_disk_command,
+    wait_status,
+)
 
 HERE = Path(__file__).parent
 
@@ -50,26 +56,7 @@ async def _migrate_stopped_source(src_sock: Path, dst_sock: Path, uri: str) -> d
 
 
 def migrate(emulator: str, kernel: Path, workdir: Path) -> dict:
-    qcow2, raw = workdir / "disk0.qcow2", workdir / "disk1.raw"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "4M"], check=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "2M"], check=True)
-    command = emulator_command(emulator)
-    command[-1] += ",acpi=off"
-    command += [
-        *BASE_ARGS,
-        "-kernel",
-        str(kernel),
-        "-drive",
-        f"file={qcow2},format=qcow2,if=none,id=d0",
-        "-device",
-        "virtio-blk-device,drive=d0,serial=DISK-QCOW2",
-        "-drive",
-        f"file={raw},format=raw,if=none,id=d1",
-        "-device",
-        "virtio-blk-device,drive=d1,serial=DISK-RAW,werror=stop",
-        "-append",
-        "irq",
-    ]
+    command, raw = two_disk_command(emulator, kernel, workdir, "stop", "irq")
     src_sock, dst_sock, uri = workdir / "src.qmp", workdir / "dst.qmp", f"unix:{workdir}/mig"
     pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     source = subprocess.Popen(

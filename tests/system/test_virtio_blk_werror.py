@@ -15,8 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from guests.build import BASE_ARGS, emulator_command
-from virtio_blk_faults import LIMIT, SECTOR, connect_qmp, limit_file_size, wait_status
+from virtio_blk_faults import (
+    LIMIT,
+    SECTOR,
+    connect_qmp,
+    limit_file_size,
+    two_disk_command,
+    wait_status,
+)
 
 HERE = Path(__file__).parent
 
@@ -26,32 +32,11 @@ def kernel(guest_elf) -> Path:
     return guest_elf(HERE / "virtio_blk_guest.c")
 
 
-def start(emulator: str, kernel: Path, tmp_path: Path, werror: str, mode: str):
-    qcow2, raw = tmp_path / "disk0.qcow2", tmp_path / "disk1.raw"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "4M"], check=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "2M"], check=True)
-    sock = tmp_path / "qmp.sock"
-    command = emulator_command(emulator)
-    command[-1] += ",acpi=off"
-    command += [
-        *BASE_ARGS,
-        "-kernel",
-        str(kernel),
-        "-drive",
-        f"file={qcow2},format=qcow2,if=none,id=d0",
-        "-device",
-        "virtio-blk-device,drive=d0,serial=DISK-QCOW2",
-        "-drive",
-        f"file={raw},format=raw,if=none,id=d1",
-        "-device",
-        f"virtio-blk-device,drive=d1,serial=DISK-RAW,werror={werror}",
-        "-qmp",
-        f"unix:{sock},server=on,wait=off",
-        "-append",
-        mode,
-    ]
+def start(emulator: str, kernel: Path, workdir: Path, werror: str, mode: str):
+    command, raw = two_disk_command(emulator, kernel, workdir, werror, mode)
+    sock = workdir / "qmp.sock"
     process = subprocess.Popen(
-        command,
+        [*command, "-qmp", f"unix:{sock},server=on,wait=off"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import resource
 import signal
+import subprocess
 from pathlib import Path
 
+from guests.build import BASE_ARGS, emulator_command
 from qemu.qmp import ConnectError, QMPClient
 
 LIMIT = 1 << 20
@@ -22,6 +24,34 @@ def limit_file_size() -> None:
     """A ``preexec_fn``: the child (and what it execs) cannot write past LIMIT."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+
+
+def two_disk_command(
+    emulator: str, kernel: Path, workdir: Path, werror: str, append: str
+) -> tuple[list[str], Path]:
+    """The guest on microvm,acpi=off with a qcow2 disk and a raw disk (``werror`` on the raw
+    one, the one the file size limit hits); returns the command and the raw image."""
+    qcow2, raw = workdir / "disk0.qcow2", workdir / "disk1.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "4M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "2M"], check=True)
+    command = emulator_command(emulator)
+    command[-1] += ",acpi=off"
+    command += [
+        *BASE_ARGS,
+        "-kernel",
+        str(kernel),
+        "-drive",
+        f"file={qcow2},format=qcow2,if=none,id=d0",
+        "-device",
+        "virtio-blk-device,drive=d0,serial=DISK-QCOW2",
+        "-drive",
+        f"file={raw},format=raw,if=none,id=d1",
+        "-device",
+        f"virtio-blk-device,drive=d1,serial=DISK-RAW,werror={werror}",
+        "-append",
+        append,
+    ]
+    return command, raw
 
 
 async def connect_qmp(sock: Path, name: str = "virtio-blk-test") -> QMPClient:
