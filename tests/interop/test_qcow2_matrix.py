@@ -187,3 +187,20 @@ def test_arctern_convert_to_qcow2_passes_qemu_check(tools, target_options):
     tools.ok(tools.img("convert", "-O", "qcow2", "-o", target_options, "src.qcow2", "out.qcow2"))
     assert tools.qemu_img("check", "out.qcow2").rc == 0
     assert tools.qemu_img("compare", "src.qcow2", "out.qcow2").out == "Images are identical.\n"
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd"])
+def test_arctern_compressed_convert_passes_qemu_check(tools, compression):
+    tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", "src.qcow2", str(SIZE)))
+    tools.ok(tools.qemu_io(*script(41, discards=False), "src.qcow2"))
+    opts = f"compression_type={compression}"
+    for tool, out in ((tools.img, "ours.qcow2"), (tools.qemu_img, "theirs.qcow2")):
+        tools.ok(tool("convert", "-c", "-O", "qcow2", "-o", opts, "src.qcow2", out))
+    check = tools.qemu_img("check", "ours.qcow2")
+    assert check.rc == 0 and "100.00% compressed clusters" in check.out, check.out
+    assert tools.qemu_img("compare", "src.qcow2", "ours.qcow2").out == "Images are identical.\n"
+    ours, theirs = (
+        tools.ok(tools.qemu_img("map", "--output=json", name))
+        for name in ("ours.qcow2", "theirs.qcow2")
+    )
+    assert ours == theirs
