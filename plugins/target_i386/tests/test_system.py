@@ -232,9 +232,18 @@ def test_interrupts_wait_for_if(sys_guest):
 def test_budget_is_respected_and_counted(guest):
     guest.load("l: inc eax\njmp l")
     guest.cpu.eip = CODE
+    guest.cpu.exact_budget = True
     assert guest.cpu.run(1001) == 1001
     assert guest.cpu.icount == 1001
     assert guest.reg("eax") == 501
+
+
+def test_slice_ends_at_a_block_boundary_without_exact_budget(guest):
+    guest.load("l: inc eax\ninc ebx\ninc ecx\njmp l")
+    guest.cpu.eip = CODE
+    done = guest.cpu.run(1001)
+    assert 996 < done <= 1001 and done % 4 == 0
+    assert guest.reg("eax") == done // 4 and guest.cpu.eip == CODE
 
 
 def test_exit_request_returns_early(guest):

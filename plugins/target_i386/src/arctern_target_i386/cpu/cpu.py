@@ -60,6 +60,10 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         self.irq_level = False
         #: When True, run() executes one instruction per block (debugging, tests).
         self.single_step = False
+        #: Instruction-count mode: run(n) retires exactly n instructions unless the CPU
+        #: halts or the machine stops it; otherwise a slice may end up to one block
+        #: early instead of translating the code again in smaller pieces.
+        self.exact_budget = False
         self.loopn = 0
         self._fast_ram = self.ram.base == 0
         self._namespace = self._make_namespace()
@@ -227,6 +231,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                     else:
                         blk = self._lookup_translated(blocks)
                     left = budget - done
+                    if blk is not None and blk.count > left and done and not self.exact_budget:
+                        budget = done  # the next block does not fit: end the slice here
+                        break
                     if blk is None or blk.count > left:
                         blk = None
                         blk = self._translate(left)
