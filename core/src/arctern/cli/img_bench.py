@@ -2,8 +2,8 @@
 
 Requests are issued one after the other; ``-d`` (queue depth) is accepted and
 reported as qemu-img does, but Arctern's block layer is synchronous, so every
-depth behaves like depth 1. ``-n``/``-i`` (the AIO backend) are accepted and
-have no effect for the same reason.
+depth behaves like depth 1. ``-n``/``-i`` (the AIO backend) and ``--no-drain``
+are accepted and have no effect for the same reason.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class BenchParams:
     pattern: int = 0
     write: bool = False
     flush_interval: int = 0
-    drain_on_flush: bool = True
     quiet: bool = False
 
 
@@ -119,7 +118,7 @@ def parse_bench_args(args: Sequence[str]) -> tuple[BenchParams, dict, str] | Non
         elif opt == "--flush-interval":
             p.flush_interval = _number(value, "flush interval", minimum=0)
         elif opt == "--no-drain":
-            p.drain_on_flush = False
+            pass  # one request at a time: nothing is in flight to drain before a flush
         elif opt == "-q":
             p.quiet = True
         elif opt in ("-h", "--help"):
