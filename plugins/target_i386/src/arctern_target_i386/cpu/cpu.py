@@ -206,7 +206,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             )
         machine = self.machine
         blocks = self.cache.blocks
-        trace_cpu = trace.cpu.isEnabledFor(logging.DEBUG)
+        tracing = trace.cpu.isEnabledFor(logging.DEBUG) or trace.exec_.isEnabledFor(logging.DEBUG)
         done = 0
         blk: TranslatedBlock | None = None
         while done < budget:
@@ -223,8 +223,8 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                     if self.halted:
                         budget = done
                         break
-                    if trace_cpu:
-                        trace.cpu.debug("%s", self.dump_state())
+                    if tracing:
+                        self._trace_block()
                     blk = None
                     if self._key_is_eip:
                         blk = blocks.get(self.eip | self.mode_key)
@@ -266,6 +266,13 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         idx = fault_index(exc, blk)
         self.eip = blk.pcs[idx]
         return blk.offsets[idx] + (self.loopn if blk.loops else 0)
+
+    def _trace_block(self) -> None:
+        """``-d cpu``: the registers before a translated block; ``-d exec``: its address."""
+        if trace.exec_.isEnabledFor(logging.DEBUG):
+            trace.exec_.debug("Trace: %08x [%08x]", self.eip, self.eip + self.segbase[CS])
+        if trace.cpu.isEnabledFor(logging.DEBUG):
+            trace.cpu.debug("%s", self.dump_state())
 
     def _step_slow(self) -> int:
         """Run one instruction with every memory access through the softmmu helpers."""

@@ -6,6 +6,13 @@ from .decoder import REG_NAMES, SEG_NAMES, Ctl, Imm, Insn, Mem, Reg, SReg
 from .flags import COND_NAMES
 
 _PTR = {1: "byte", 2: "word", 4: "dword", 8: "qword"}
+#: Internal operation names that are not the instruction's mnemonic.
+_MNEMONICS = {
+    "mov_sreg": "mov", "mov_from_sreg": "mov", "mov_ctl": "mov", "mov_from_ctl": "mov",
+    "push_sreg": "push", "pop_sreg": "pop", "call_ind": "call", "jmp_ind": "jmp",
+    "jmpf": "ljmp", "jmpf_ind": "ljmp", "callf": "lcall", "callf_ind": "lcall", "imul1": "imul",
+    "toolong": "(bad)", "ud": "(bad)", "fpu": "(x87)",
+}
 
 
 def operand_text(op) -> str:
@@ -33,7 +40,7 @@ def operand_text(op) -> str:
 
 
 def insn_text(insn: Insn) -> str:
-    name = insn.op
+    name = _MNEMONICS.get(insn.op, insn.op)
     if name in ("jcc", "setcc", "cmov"):
         name = {"jcc": "j", "setcc": "set", "cmov": "cmov"}[name] + COND_NAMES[insn.cc]
     if insn.rep:
