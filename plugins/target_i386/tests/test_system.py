@@ -301,9 +301,26 @@ def test_state_round_trip_is_identical_and_resumes(guest):
     assert other.cpu.get_state() == cpu.get_state()
 
 
-def test_set_state_rejects_malformed_data(guest):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("regs", [1, 2]),
+        ("regs", ["a"] * 8),
+        ("segs", [[0, 0, 0]] * 6),
+        ("eip", 1 << 32),
+        ("cr", None),
+        ("msr", {"bogus": 1}),
+        ("cpl", -1),
+    ],
+)
+def test_set_state_rejects_malformed_data_and_changes_nothing(guest, key, value):
+    guest.cpu.r[0] = 1234
+    state = guest.cpu.get_state()
+    with pytest.raises(MachineError, match=key):
+        guest.cpu.set_state({**state, key: value})
+    assert guest.cpu.get_state() == state
     with pytest.raises(MachineError):
-        guest.cpu.set_state({"regs": [1, 2]})
+        guest.cpu.set_state({})
 
 
 def test_real_mode_is_refused_with_one_line(guest):

@@ -168,28 +168,34 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Load :meth:`get_state` data; everything is checked before anything changes."""
         try:
-            self.r[:] = [int(v) & 0xFFFFFFFF for v in state["regs"]]
-            if len(self.r) != 8:
-                raise ValueError("8 registers expected")
-            for s, (sel, base, limit, flags) in enumerate(state["segs"]):
-                self.sel[s], self.segbase[s] = sel, base
-                self.seglimit[s], self.segflags[s] = limit, flags
-            self.eip = int(state["eip"])
-            self.cpl = int(state["cpl"])
-            self.gdt, self.idt = list(state["gdt"]), list(state["idt"])
-            self.ldtr, self.tr = list(state["ldtr"]), list(state["tr"])
-            self.cr[:] = list(state["cr"])
-            self.dr[:] = list(state["dr"])
-            self.msr = dict(state["msr"])
-            self.tsc_offset = int(state["tsc_offset"])
-            self.halted = bool(state["halted"])
-            self.inhibit = bool(state["inhibit"])
-            self.irq_level = bool(state["irq_level"])
-            self.icount = int(state["icount"])
-            eflags = int(state["eflags"])
+            regs = _words(state["regs"], 8, "regs")
+            segs = [_words(seg, 4, "segs") for seg in _seq(state["segs"], 6, "segs")]
+            cr = _words(state["cr"], 5, "cr")
+            dr = _words(state["dr"], 8, "dr")
+            gdt, idt = _words(state["gdt"], 2, "gdt"), _words(state["idt"], 2, "idt")
+            ldtr, tr = _words(state["ldtr"], 4, "ldtr"), _words(state["tr"], 4, "tr")
+            msr = state["msr"]
+            if not isinstance(msr, dict) or set(msr) != set(self.msr):
+                raise ValueError(f"msr must name {sorted(self.msr)}")
+            msr = {name: _word(value, 64, name) for name, value in msr.items()}
+            eip, eflags = _word(state["eip"], 32, "eip"), _word(state["eflags"], 32, "eflags")
+            cpl = _word(state["cpl"], 2, "cpl")
+            tsc_offset = _word(state["tsc_offset"], 64, "tsc_offset")
+            icount = _word(state["icount"], 64, "icount")
+            flags = [bool(state[name]) for name in ("halted", "inhibit", "irq_level")]
         except (KeyError, TypeError, ValueError) as exc:
             raise MachineError(f"i386 CPU state is malformed: {exc}") from None
+        self.r[:] = regs
+        for s, (sel, base, limit, seg_flags) in enumerate(segs):
+            self.sel[s], self.segbase[s] = sel, base
+            self.seglimit[s], self.segflags[s] = limit, seg_flags
+        self.cr[:], self.dr[:] = cr, dr
+        self.gdt, self.idt, self.ldtr, self.tr = gdt, idt, ldtr, tr
+        self.msr, self.eip, self.cpl = msr, eip, cpl
+        self.tsc_offset, self.icount = tsc_offset, icount
+        self.halted, self.inhibit, self.irq_level = flags
         self.eflags = (eflags & ~ARITH) | 2
         self.fl = (0, eflags & ARITH, 0, 0)
         self.tlb.flush()
@@ -397,6 +403,22 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             f"HLT={int(self.halted)}\n{segs}\nCR0={self.cr[0]:08x} CR2={self.cr[2]:08x} "
             f"CR3={self.cr[3]:08x} CR4={self.cr[4]:08x}"
         )
+
+
+def _word(value: Any, bits: int, name: str) -> int:
+    if type(value) is not int or not 0 <= value < 1 << bits:
+        raise ValueError(f"{name}: {value!r} is not a {bits}-bit unsigned integer")
+    return value
+
+
+def _seq(value: Any, count: int, name: str) -> list:
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ValueError(f"{name}: a list of {count} expected")
+    return list(value)
+
+
+def _words(value: Any, count: int, name: str) -> list[int]:
+    return [_word(v, 32, name) for v in _seq(value, count, name)]
 
 
 def _successors(last) -> tuple[int, ...]:
