@@ -32,10 +32,10 @@ def test_stdin_reaches_the_guest_as_under_qemu(echo, run_guest_both):
     assert runs["arctern"] == runs["qemu"] == ("ready\ngot 'HELLO, GUEST'\n", (12 << 1) | 1)
 
 
-def arctern_system(echo: Path, serial: str) -> subprocess.Popen:
+def arctern_system(echo: Path, serial: str, *extra: str) -> subprocess.Popen:
     args = [a if a != "stdio" else serial for a in BASE_ARGS]
     return subprocess.Popen(
-        [*emulator_command("arctern"), *args, "-kernel", str(echo)],
+        [*emulator_command("arctern"), *args, "-kernel", str(echo), *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -55,9 +55,14 @@ def test_file_backend_collects_the_output(echo, tmp_path):
     assert proc.returncode == 0 and err == b"arctern-system: terminating on signal 15\n"
 
 
-def test_unix_server_backend_talks_both_ways(echo, tmp_path):
+@pytest.mark.parametrize("spelling", ["-serial", "-chardev"])
+def test_unix_server_backend_talks_both_ways(echo, tmp_path, spelling):
     path = tmp_path / "serial.sock"
-    proc = arctern_system(echo, f"unix:{path},server=on,wait=off")
+    if spelling == "-serial":
+        proc = arctern_system(echo, f"unix:{path},server=on,wait=off")
+    else:
+        chardev = f"socket,id=s0,path={path},server=on,wait=off"
+        proc = arctern_system(echo, "chardev:s0", "-chardev", chardev)
     try:
         deadline = time.monotonic() + 60
         while not path.exists():

@@ -100,6 +100,26 @@ def test_unix_server_waits_for_its_first_client(tmp_path):
     assert data == [b"hello"]
 
 
-def test_unix_client_mode_is_refused_clearly(tmp_path):
-    with pytest.raises(MachineError, match="only the server side"):
-        open_chardev(f"unix:{tmp_path}/x.sock")
+def test_unix_client_connects_to_a_listening_peer(tmp_path):
+    path = str(tmp_path / "peer.sock")
+    with pytest.raises(MachineError, match="Failed to connect to .*No such file"):
+        open_chardev(f"unix:{path}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        chardev = open_chardev(f"unix:{path}")
+        peer, _ = listener.accept()
+        chardev.write(b"from the guest")
+        assert peer.recv(64) == b"from the guest"
+        received = []
+        chardev.set_receiver(received.append)
+        peer.sendall(b"to the guest")
+        select.select(chardev.wait_fds(), [], [], 5)
+        chardev.poll()
+        assert received == [b"to the guest"]
+        peer.close()
+        select.select(chardev.wait_fds(), [], [], 5)
+        chardev.poll()  # the peer left: output is dropped from now on
+        assert chardev.wait_fds() == []
+        chardev.write(b"nobody listens")
+        chardev.close()

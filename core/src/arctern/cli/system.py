@@ -17,6 +17,7 @@ from typing import Any
 
 from arctern.errors import ArcternError, MachineError, UsageError
 from arctern.machine.launch import (
+    ChardevConfig,
     DeviceConfig,
     DriveConfig,
     MachineConfig,
@@ -34,6 +35,7 @@ from .system_help import DEFAULT_MACHINE, help_text
 
 PROG = "arctern-system"
 log = logging.getLogger(__name__)
+CHARDEV_BACKENDS = ("null", "stdio", "file", "socket")
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
 
 
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-append", metavar="CMDLINE", default="", help="kernel command line")
     add("-drive", dest="drives", action="append", default=[], metavar="OPTIONS")
     add("-device", dest="devices", action="append", default=[], metavar="DRIVER[,PROP=VALUE...]")
+    add("-chardev", dest="chardevs", action="append", default=[], metavar="BACKEND,id=ID[,...]")
     add("-serial", dest="serials", action="append", default=[], metavar="DEV")
     add("-display", metavar="TYPE", help="only 'none'")
     add("-nographic", action="store_true", help="no display; default serial port on stdio")
@@ -141,6 +144,28 @@ def _drive(text: str) -> DriveConfig:
     )
 
 
+def _chardev(text: str) -> ChardevConfig:
+    """``-chardev null|stdio|file,path=P|socket,path=P[,server=on][,wait=off],id=ID``."""
+    opts = parse_opts(text, "backend")
+    backend, id = opts.pop("backend"), opts.pop("id", None)
+    if backend not in CHARDEV_BACKENDS:
+        raise UsageError(f"-chardev {text}: '{backend}' is not a valid char driver name")
+    if not id:
+        raise UsageError(f"-chardev {text}: chardev: no id specified")
+    path = opts.get("path", "").replace(",", ",,")
+    if backend == "file":
+        if not path:
+            raise UsageError(f"-chardev {text}: chardev: file: no filename given")
+        spec = f"file:{opts['path']}"
+    elif backend == "socket":
+        if not path:
+            raise UsageError(f"-chardev {text}: only unix sockets (path=...) are supported")
+        spec = f"unix:{path},server={opts.get('server', 'off')},wait={opts.get('wait', 'on')}"
+    else:
+        spec = backend
+    return ChardevConfig(id, spec, origin=f"-chardev {text}")
+
+
 def _device(text: str) -> DeviceConfig:
     opts = parse_opts(text, "driver")
     driver = opts.pop("driver")
@@ -172,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         append=args.append,
         drives=[_drive(text) for text in args.drives],
         devices=[_device(text) for text in args.devices],
+        chardevs=[_chardev(text) for text in args.chardevs],
         globals=[_global(text) for text in args.globals],
         serials=_serials(args),
         no_reboot=args.no_reboot,

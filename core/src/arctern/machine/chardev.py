@@ -1,8 +1,9 @@
-"""Character backends for serial ports (``-serial``) and the monitor.
+"""Character backends for serial ports (``-serial``, ``-chardev``) and the monitor.
 
-:func:`open_chardev` understands QEMU's spellings: ``stdio``, ``file:PATH``,
-``unix:PATH,server[=on][,wait=off]``, ``null`` and ``none`` (no backend at
-all: it returns None and the machine creates no device for it).
+:func:`open_chardev` understands QEMU's ``-serial`` spellings: ``stdio``,
+``file:PATH``, ``unix:PATH`` (connect to a listening peer),
+``unix:PATH,server[=on][,wait=off]``, ``null`` and ``none`` (no backend at all:
+it returns None and the machine creates no device for it).
 
 A device writes guest output with :meth:`Chardev.write` and receives input
 through the callback given to :meth:`Chardev.set_receiver`. Input arrives
@@ -159,44 +160,27 @@ class StdioChardev(Chardev):
             self._saved_tty = None
 
 
-class UnixServerChardev(Chardev):
-    """``unix:PATH,server``: listens on a unix socket; one client at a time.
+class UnixSocketChardev(Chardev):
+    """``unix:PATH``: a connected unix stream socket (QEMU's socket chardev as a client).
 
-    With ``wait=on`` (QEMU's default for a server) opening blocks until the
-    first client connects. Output while no client is connected is dropped.
+    Output while no peer is connected is dropped, as QEMU drops it.
     """
 
     name = "socket"
 
-    def __init__(self, path: str, *, wait: bool = True) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.exists(path) and _is_socket(path):
-                    os.unlink(path)
-            self._listener.bind(path)
-            self._listener.listen(1)
-        except OSError as exc:
-            self._listener.close()
-            raise MachineError(f"Failed to bind socket to {path}: {exc.strerror}") from None
         self._client: socket.socket | None = None
-        if wait:
-            log.info("info: waiting for connection on: disconnected:unix:%s,server=on", path)
-            self._accept()
-        self._listener.setblocking(False)
-
-    def _accept(self) -> None:
-        try:
-            client, _addr = self._listener.accept()
-        except BlockingIOError:
-            return
-        if self._client is not None:  # busy: refuse the newcomer, as QEMU does
-            client.close()
-            return
-        client.setblocking(False)
-        self._client = client
+        if type(self) is UnixSocketChardev:
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                client.connect(path)
+            except OSError as exc:
+                client.close()
+                raise MachineError(f"Failed to connect to '{path}': {exc.strerror}") from None
+            client.setblocking(False)
+            self._client = client
 
     def _drop_client(self) -> None:
         if self._client is not None:
@@ -221,16 +205,9 @@ class UnixServerChardev(Chardev):
             view = view[sent:]
 
     def wait_fds(self) -> list[int]:
-        fds = [self._listener.fileno()] if self._listener.fileno() >= 0 else []
-        if self._client is not None:
-            fds.append(self._client.fileno())
-        return fds
+        return [self._client.fileno()] if self._client is not None else []
 
     def poll(self) -> None:
-        if self._listener.fileno() < 0:
-            return
-        if _readable(self._listener.fileno()):
-            self._accept()
         if self._client is None or not _readable(self._client.fileno()):
             return
         try:
@@ -246,6 +223,56 @@ class UnixServerChardev(Chardev):
 
     def close(self) -> None:
         self._drop_client()
+
+
+class UnixServerChardev(UnixSocketChardev):
+    """``unix:PATH,server``: listens on a unix socket; one client at a time.
+
+    With ``wait=on`` (QEMU's default for a server) opening blocks until the
+    first client connects. A client that leaves makes room for the next one.
+    """
+
+    def __init__(self, path: str, *, wait: bool = True) -> None:
+        super().__init__(path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.exists(path) and _is_socket(path):
+                    os.unlink(path)
+            self._listener.bind(path)
+            self._listener.listen(1)
+        except OSError as exc:
+            self._listener.close()
+            raise MachineError(f"Failed to bind socket to {path}: {exc.strerror}") from None
+        if wait:
+            log.info("info: waiting for connection on: disconnected:unix:%s,server=on", path)
+            self._accept()
+        self._listener.setblocking(False)
+
+    def _accept(self) -> None:
+        try:
+            client, _addr = self._listener.accept()
+        except BlockingIOError:
+            return
+        if self._client is not None:  # busy: refuse the newcomer, as QEMU does
+            client.close()
+            return
+        client.setblocking(False)
+        self._client = client
+
+    def wait_fds(self) -> list[int]:
+        listening = [self._listener.fileno()] if self._listener.fileno() >= 0 else []
+        return listening + super().wait_fds()
+
+    def poll(self) -> None:
+        if self._listener.fileno() < 0:
+            return
+        if _readable(self._listener.fileno()):
+            self._accept()
+        super().poll()
+
+    def close(self) -> None:
+        super().close()
         if self._listener.fileno() >= 0:
             self._listener.close()
             with contextlib.suppress(OSError):
@@ -266,8 +293,8 @@ def open_chardev(spec: str) -> Chardev | None:
     if kind == "unix" and sep and rest:
         options = parse_opts(rest, "path")
         path = options.pop("path", "")
-        if "server" not in options:
-            raise MachineError(f"'{spec}': only the server side of unix sockets is supported")
+        if not _on(options.get("server", "off"), spec):
+            return UnixSocketChardev(path)
         return UnixServerChardev(path, wait=_on(options.get("wait", "on"), spec))
     raise MachineError(f"'{spec}' is not a valid char driver")
 

@@ -40,6 +40,15 @@ CACHE_MODES = ("writeback", "none", "unsafe", "directsync")
 
 
 @dataclass
+class ChardevConfig:
+    """``-chardev BACKEND,id=ID,...``: a backend devices name by id (``chardev=ID``)."""
+
+    id: str
+    backend: str | Chardev  # a -serial spelling ("file:PATH", "unix:PATH,server") or a Chardev
+    origin: str = ""
+
+
+@dataclass
 class DriveConfig:
     """``-drive file=...,format=...,if=...,id=...,cache=...,readonly=on``."""
 
@@ -76,7 +85,9 @@ class MachineConfig:
     drives: list[DriveConfig] = field(default_factory=list)
     devices: list[DeviceConfig] = field(default_factory=list)
     globals: list[tuple[str, str, Any]] = field(default_factory=list)
-    #: ``-serial`` backends: QEMU spellings ("stdio", "file:PATH", ...) or Chardev objects.
+    chardevs: list[ChardevConfig] = field(default_factory=list)
+    #: ``-serial`` backends: QEMU spellings ("stdio", "file:PATH", "chardev:ID", ...)
+    #: or Chardev objects.
     serials: list[str | Chardev] = field(default_factory=list)
     no_reboot: bool = False
     #: Other users of the terminal (``-monitor stdio``): a stdio serial port may not share it.
@@ -117,14 +128,19 @@ def launch(config: MachineConfig, *, registry: Registry | None = None) -> Machin
 def _configure(machine: Machine, config: MachineConfig) -> None:
     for driver, prop, value in config.globals:
         machine.set_global(driver, prop, value)
-    stdio_users = config.stdio_users
+    stdio = _StdioClaims(config.stdio_users)
+    for chardev in config.chardevs:
+        with option_context(chardev.origin):
+            backend = stdio.open(chardev.backend)
+            if backend is None:
+                raise MachineError(f"'{chardev.backend}' is not a valid char driver name")
+            machine.add_chardev(chardev.id, backend)
     for serial in config.serials:
         with option_context(f"-serial {serial}" if isinstance(serial, str) else ""):
-            if serial == "stdio":
-                stdio_users += 1
-                if stdio_users > 1:
-                    raise MachineError("cannot use stdio by multiple character devices")
-            chardev = open_chardev(serial) if isinstance(serial, str) else serial
+            if isinstance(serial, str) and serial.startswith("chardev:"):
+                machine.add_serial(serial.removeprefix("chardev:"))
+                continue
+            chardev = stdio.open(serial)
         if chardev is not None:
             machine.add_serial(chardev)
     implicit = []
@@ -148,6 +164,22 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
     machine.power_on(kernel=config.kernel, cmdline=config.append)
     if config.incoming:
         machine.runstate = "inmigrate"
+
+
+class _StdioClaims:
+    """Opens backends, refusing a second user of the terminal as QEMU does."""
+
+    def __init__(self, users: int) -> None:
+        self.users = users
+
+    def open(self, backend: str | Chardev) -> Chardev | None:
+        if not isinstance(backend, str):
+            return backend
+        if backend == "stdio":
+            self.users += 1
+            if self.users > 1:
+                raise MachineError("cannot use stdio by multiple character devices")
+        return open_chardev(backend)
 
 
 def _check_user_creatable(machine: Machine, driver: str) -> None:

@@ -158,13 +158,24 @@ class Machine:
 
     def add_chardev(self, id: str, chardev: Chardev) -> None:
         if id in self.chardevs:
-            raise MachineError(f"attempt to add duplicate property '{id}' to object")
+            raise MachineError(f"Duplicate ID '{id}' for chardev")
         self.chardevs[id] = chardev
 
-    def add_serial(self, chardev: Chardev) -> str:
-        """Add the backend of the next serial port (``-serial``); returns its chardev id."""
-        id = f"serial{len(self.serial_hds)}"
-        self.add_chardev(id, chardev)
+    def add_serial(self, chardev: Chardev | str) -> str:
+        """Add the backend of the next serial port (``-serial``); returns its chardev id.
+
+        ``chardev`` is a backend (named ``serialN``) or the id of one given to
+        :meth:`add_chardev` (``-serial chardev:ID``).
+        """
+        if isinstance(chardev, str):
+            if chardev not in self.chardevs:
+                raise MachineError(
+                    f"could not connect serial device to character backend 'chardev:{chardev}'"
+                )
+            id = chardev
+        else:
+            id = f"serial{len(self.serial_hds)}"
+            self.add_chardev(id, chardev)
         self.serial_hds.append(id)
         return id
 
