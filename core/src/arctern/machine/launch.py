@@ -128,6 +128,24 @@ def launch(config: MachineConfig, *, registry: Registry | None = None) -> Machin
 def _configure(machine: Machine, config: MachineConfig) -> None:
     for driver, prop, value in config.globals:
         machine.set_global(driver, prop, value)
+    _add_backends(machine, config)
+    implicit = _add_drives(machine, config)
+    machine.build()
+    for device in [*implicit, *config.devices]:
+        with option_context(device.origin):
+            _check_user_creatable(machine, device.driver)
+            machine.create_device(device.driver, id=device.id, bus=device.bus, **device.props)
+    if config.kernel is None and not config.incoming:
+        raise MachineError(
+            f"no -kernel given: {machine.machine_type.name} boots a Multiboot kernel image"
+        )
+    machine.power_on(kernel=config.kernel, cmdline=config.append)
+    if config.incoming:
+        machine.runstate = "inmigrate"
+
+
+def _add_backends(machine: Machine, config: MachineConfig) -> None:
+    """-chardev and -serial."""
     stdio = _StdioClaims(config.stdio_users)
     for chardev in config.chardevs:
         with option_context(chardev.origin):
@@ -143,6 +161,10 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
             chardev = stdio.open(serial)
         if chardev is not None:
             machine.add_serial(chardev)
+
+
+def _add_drives(machine: Machine, config: MachineConfig) -> list[DeviceConfig]:
+    """Open the -drive images; returns the devices ``if=virtio`` asks for."""
     implicit = []
     counters: dict[str, int] = {}
     for drive in config.drives:
@@ -152,18 +174,7 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
             implicit.append(
                 DeviceConfig("virtio-blk-device", {"drive": drive_id}, origin=drive.origin)
             )
-    machine.build()
-    for device in [*implicit, *config.devices]:
-        with option_context(device.origin):
-            _check_user_creatable(machine, device.driver)
-            machine.create_device(device.driver, id=device.id, bus=device.bus, **device.props)
-    if config.kernel is None and not config.incoming:
-        raise MachineError(
-            f"no -kernel given: {machine.machine_type.name} boots a Multiboot kernel image"
-        )
-    machine.power_on(kernel=config.kernel, cmdline=config.append)
-    if config.incoming:
-        machine.runstate = "inmigrate"
+    return implicit
 
 
 class _StdioClaims:
