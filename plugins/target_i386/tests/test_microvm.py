@@ -120,3 +120,22 @@ def test_ram_limit_and_unsupported_options_are_one_error():
         board(pcie="on")
     with pytest.raises(MachineError, match="Parameter 'acpi' expects"):
         board(acpi="maybe")
+
+
+def test_drive_if_virtio_plugs_a_virtio_blk_device(tmp_path):
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 20))
+    machine = launch(
+        MachineConfig(
+            "microvm",
+            drives=[DriveConfig(str(image), format="raw", interface="virtio")],
+            incoming=True,
+        )
+    )
+    try:
+        (disk,) = machine.find_device("virtio-blk-device")
+        assert disk.props["drive"] == "virtio0" and "virtio0" in machine.drives
+        assert machine.address_space.read(VIRTIO_MMIO_BASE + 0x200 * 23 + DEVICE_ID, 4) == 2
+        assert not machine.drives["virtio0"].active  # -incoming: images wait inactive
+    finally:
+        machine.close()
