@@ -23,9 +23,12 @@ enum {
     QUEUE_AVAIL_HIGH = 0x094, QUEUE_USED_LOW = 0x0A0, QUEUE_USED_HIGH = 0x0A4, CONFIG = 0x100,
 };
 enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8 };
-enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8 };
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13 };
 enum { D_NEXT = 1, D_WRITE = 2, D_INDIRECT = 4 };
 #define F_FLUSH (1u << 9)
+#define F_DISCARD (1u << 13)
+#define F_WRITE_ZEROES (1u << 14)
+#define CLUSTER_SECTORS 128 /* a 64 KiB qcow2 cluster */
 #define F_INDIRECT_DESC (1u << 28)
 #define F_EVENT_IDX (1u << 29)
 
@@ -51,8 +54,9 @@ struct disk {
 
 static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
 static uint8_t buf[4096] __attribute__((aligned(16)));
+static uint8_t cluster[CLUSTER_SECTORS * 512] __attribute__((aligned(16)));
 static struct disk disks[MMIO_SLOTS];
-static int ndisks, use_irq, use_indirect, use_event_idx;
+static int ndisks, use_irq, use_indirect, use_event_idx, use_discard;
 static volatile int irq_count;
 
 static inline uint32_t rd(struct disk *d, uint32_t off) { return mmio_read32(d->base + off); }
@@ -101,7 +105,8 @@ static void init_disk(struct disk *d)
     wr(d, DEVICE_FEATURES_SEL, 0);
     d->features = rd(d, DEVICE_FEATURES);
     uint32_t status = S_ACK | S_DRIVER;
-    uint32_t wanted = F_FLUSH | (use_indirect ? F_INDIRECT_DESC : 0) | (use_event_idx ? F_EVENT_IDX : 0);
+    uint32_t wanted = F_FLUSH | (use_indirect ? F_INDIRECT_DESC : 0) | (use_event_idx ? F_EVENT_IDX : 0)
+        | (use_discard ? F_DISCARD | F_WRITE_ZEROES : 0);
     if ((d->features & wanted) != wanted) fail(d, "features offered");
     wr(d, DRIVER_FEATURES_SEL, 0);
     wr(d, DRIVER_FEATURES, wanted);
@@ -140,7 +145,8 @@ static int request(struct disk *d, uint32_t type, uint32_t sector, void *data, u
     chain[0] = (struct desc){(uint32_t)&d->hdr, sizeof(struct req_hdr), D_NEXT, 1};
     int n = 1;
     if (len) {
-        chain[1] = (struct desc){(uint32_t)data, len, D_NEXT | (type == T_OUT ? 0 : D_WRITE), 2};
+        int to_device = type == T_OUT || type == T_DISCARD || type == T_WRITE_ZEROES;
+        chain[1] = (struct desc){(uint32_t)data, len, D_NEXT | (to_device ? 0 : D_WRITE), 2};
         n = 2;
     }
     chain[n] = (struct desc){(uint32_t)&d->status, 1, D_WRITE, 0};
@@ -180,6 +186,27 @@ static void fill(uint8_t *p, uint32_t n, uint8_t seed)
     for (uint32_t i = 0; i < n; i++) p[i] = (uint8_t)(seed + i * 7);
 }
 
+static int all_zero(const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+/* Fill a cluster, then DISCARD it (or WRITE_ZEROES with UNMAP); report what reads back. */
+static void unmap_cluster(struct disk *d, int n, uint32_t type, uint32_t sector, const char *what)
+{
+    fill(cluster, sizeof(cluster), (uint8_t)(0x70 + n));
+    if (request(d, T_OUT, sector, cluster, sizeof(cluster))) fail(d, "write cluster");
+    struct { uint64_t sector; uint32_t num_sectors, flags; } __attribute__((packed)) range = {
+        sector, CLUSTER_SECTORS, type == T_WRITE_ZEROES ? 1u : 0u /* UNMAP */
+    };
+    int status = request(d, type, 0, &range, sizeof(range));
+    if (request(d, T_IN, sector, cluster, sizeof(cluster))) fail(d, "read cluster");
+    printf("disk%d: %s status %d, reads back %s\n", n, what, status,
+           all_zero(cluster, sizeof(cluster)) ? "zeroes" : "the old data");
+}
+
 static void exercise(struct disk *d, int n)
 {
     uint32_t cap_lo = rd(d, CONFIG), cap_hi = rd(d, CONFIG + 4);
@@ -212,6 +239,11 @@ static void exercise(struct disk *d, int n)
     static uint8_t expect[4096];
     fill(expect, 4096, (uint8_t)(0x40 + n));
     if (memcmp(buf, expect, 4096)) fail(d, "verify");
+    if (use_discard) {
+        unmap_cluster(d, n, T_DISCARD, 1 * CLUSTER_SECTORS, "discard");
+        unmap_cluster(d, n, T_WRITE_ZEROES, 2 * CLUSTER_SECTORS, "write-zeroes");
+        if (request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush after unmapping"); /* make it stable */
+    }
     printf("disk%d: write, flush, read back ok; kicks %u, suppressed %u\n", n,
            (unsigned)d->kicks, (unsigned)d->kicks_suppressed);
 }
@@ -232,6 +264,7 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
     use_irq = has_word(cmdline, "irq");
     use_indirect = has_word(cmdline, "indirect");
     use_event_idx = has_word(cmdline, "event");
+    use_discard = has_word(cmdline, "discard");
     printf("virtio-blk guest: %s%s%s\n", use_irq ? "interrupts" : "polling",
            use_indirect ? ", indirect descriptors" : "", use_event_idx ? ", event index" : "");
 
