@@ -13,6 +13,7 @@ anything did not (or failed on the way: one error line), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from rich.table import Table
 from arctern.errors import UsageError
 
 from .common import run_cli
-from .demo_session import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo
+from .demo_session import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo, builtin_guest
 from .img_units import parse_size
 
 PROG = "arctern-demo"
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _size(option: str, text: str, default_suffix: str) -> int:
     try:
         return parse_size(text, default_suffix)
-    except ValueError:
-        raise UsageError(f"{option}: invalid size '{text}'") from None
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _options(args: argparse.Namespace) -> DemoOptions:
@@ -91,6 +92,7 @@ def _options(args: argparse.Namespace) -> DemoOptions:
         ram=args.ram,
         max_bandwidth=_size("--max-bandwidth", args.max_bandwidth, "B"),
         port=args.port,
+        guest=builtin_guest(args.machine),
     )
 
 
@@ -191,6 +193,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 def _main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    # qemu.qmp logs the errors it raises; each is reported once, as one line, from here.
+    logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminated)
     console = Console(highlight=False)

@@ -28,6 +28,8 @@ QMP_TIMEOUT = 30.0
 #: How long a child gets to open its monitor socket, and to leave when told to.
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+#: How long a QMP failure waits for the process to exit, in case it is on its way out.
+DYING_TIMEOUT = 1.0
 
 
 def tool(name: str) -> str:
@@ -113,7 +115,8 @@ class EmulatorProcess:
             self._fail(f"QMP {command}", exc)
 
     def _fail(self, what: str, exc: BaseException) -> NoReturn:
-        if self.process.poll() is not None:
+        """Report the process's own last words if it is dying: they say why."""
+        if self.wait_exit(DYING_TIMEOUT) is not None:
             raise MigrationError(f"{self.name}: arctern-system stopped: {self.last_words()}")
         reason = str(exc) or type(exc).__name__
         raise MigrationError(f"{self.name}: {what} failed: {reason}") from None

@@ -62,6 +62,7 @@ class DemoOptions:
     ram: str = "128M"  # -m
     max_bandwidth: int = 0  # bytes/s, 0: unlimited
     port: int | None = None  # tcp: the destination's port (default: a free one)
+    guest: Path | None = None  # default: the machine type's built-in guest
 
 
 @dataclass
@@ -131,7 +132,7 @@ class MigrationDemo:
             raise UsageError(f"unknown transport '{options.transport}'")
         self.options = options
         self.observer = observer
-        self.guest = builtin_guest(options.machine)
+        self.guest = options.guest or builtin_guest(options.machine)
         self.image = options.workdir / f"disk.{options.image_format}"
         self.result = DemoResult()
         self._children: list[EmulatorProcess] = []

@@ -1,0 +1,189 @@
+"""arctern-demo, the README's main command, end to end; and its built-in guest.
+
+Each demo run migrates the guest between two real arctern-system processes while it
+writes; the image is then checked with the real qemu-img, and the sectors the guest
+says it verified are read back through qemu-img and compared with what it wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from arctern_target_i386.guests import build as guest_build
+
+from arctern.plugins import default_registry
+
+BIN = Path(sys.executable).parent
+DEMO = str(BIN / "arctern-demo")
+GUEST = default_registry().machine_type("microvm").builtin_guest("migration-demo")
+VERIFIED = re.compile(
+    r"^ *destination guest \| verified (\d+) rounds: (\d+) disk sectors, 1024 RAM pages$", re.M
+)
+#: Wide enough that rich never wraps a line the tests look for.
+ENV = {**os.environ, "COLUMNS": "200"}
+SLOT = 64 << 10
+SLOTS = 4096  # the demo's 256 MiB image in 64 KiB slots
+
+
+def demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DEMO, "-m", "32", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def expected_sector(round_: int) -> bytes:
+    """What the guest writes in a round: 128 words, round * 2654435761 ^ i * 40503."""
+    words = [(round_ * 2654435761 ^ i * 40503) & 0xFFFFFFFF for i in range(128)]
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def read_slots(image: Path, fmt: str, rounds: int, tmp_path: Path) -> list[bytes]:
+    """The first sector of each slot the guest wrote, read through qemu-img (the real peer)."""
+    raw = tmp_path / "readback.raw"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", fmt, "-O", "raw", str(image), str(raw)], check=True
+    )
+    with raw.open("rb") as f:
+        sectors = []
+        for slot in range(min(rounds, SLOTS)):
+            f.seek(slot * SLOT)
+            sectors.append(f.read(512))
+    return sectors
+
+
+def children_of(workdir: Path) -> list[str]:
+    """Command lines of live processes that still use ``workdir`` (left-over emulators)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(workdir) in cmdline and "arctern-system" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize(
+    "transport, fmt",
+    [("tcp", "qcow2"), ("unix", "qcow2"), ("exec", "qcow2"), ("tcp", "raw"), ("exec", "raw")],
+)
+def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt, tmp_path):
+    workdir = tmp_path / "demo"
+    result = demo("--transport", transport, "--format", fmt, "--workdir", str(workdir))
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert result.stderr == ""
+    assert "source: migrate " + ("exec:cat > " if transport == "exec" else f"{transport}:") in out
+    assert "the source is postmigrate, its image inactive" in out
+    assert out.rstrip().endswith("everything verified")
+    match = VERIFIED.search(out)
+    assert match, out
+    rounds, sectors = int(match[1]), int(match[2])
+    assert rounds > 100  # it wrote on the source before the migration and on the destination
+    assert sectors == min(rounds, SLOTS)
+    image = workdir / f"disk.{fmt}"
+    if fmt == "qcow2":
+        assert "No errors were found on the image." in out
+        check = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    else:
+        assert "does not support checks" in out
+    assert read_slots(image, fmt, rounds, tmp_path) == [
+        expected_sector(r) for r in range(min(rounds, SLOTS))
+    ]
+    assert children_of(workdir) == []
+
+
+def test_destination_that_cannot_listen_is_one_error_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = demo("--port", str(port), "--workdir", str(tmp_path), timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("arctern-demo: destination: ")
+    assert f"cannot listen on tcp:127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert children_of(tmp_path) == []
+
+
+def test_ctrl_c_ends_every_child(tmp_path):
+    process = subprocess.Popen(
+        [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stdout:
+            if "source: migrate" in line:  # both sides are up, the migration is under way
+                break
+        assert len(children_of(tmp_path)) == 2
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert stderr == "arctern-demo: interrupted\n"
+    assert children_of(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "8"], "--ram: the demo guest needs at least 16 MiB"),
+        (["-m", "lots"], "--ram: invalid size 'lots'"),
+        (["-M", "nosuch"], "-M nosuch: no such machine type (see arctern-system -M help)"),
+        (["--transport", "unix", "--port", "4444"], "--port: a port number from 1 to 65535"),
+        (["--transport", "carrier-pigeon"], "argument --transport: invalid choice"),
+    ],
+)
+def test_bad_options_are_one_error_line(args, message, tmp_path):
+    result = demo(*args, "--workdir", str(tmp_path / "w"), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"arctern-demo: {message}")
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "w").exists()  # nothing created before the options are checked
+
+
+def test_shipped_guest_is_built_from_its_source(tmp_path):
+    rebuilt = guest_build.build("migration_demo", tmp_path)
+    assert rebuilt.read_bytes() == GUEST.read_bytes(), (
+        "the shipped migration_demo.elf is stale: run "
+        "python plugins/target_i386/src/arctern_target_i386/guests/build.py"
+    )
+
+
+def test_guest_runs_alike_under_qemu_and_arctern(tmp_path):
+    """With rounds=N its output is fixed; QEMU and Arctern must agree on all of it."""
+    results = {}
+    for name, command in (
+        ("qemu", ["qemu-system-i386"]),
+        ("arctern", [str(BIN / "arctern-system")]),
+    ):
+        image = tmp_path / f"{name}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "8M"], check=True)
+        run = subprocess.run(
+            [*command, "-M", "microvm", "-m", "32", "-nodefaults", "-display", "none",
+             "-serial", "stdio", "-kernel", str(GUEST), "-append", "rounds=150",
+             "-drive", f"file={image},format=qcow2,if=none,id=d0",
+             "-device", "virtio-blk-device,drive=d0"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        results[name] = (run.stdout, run.returncode)
+    assert results["arctern"] == results["qemu"]
+    assert results["qemu"] == (
+        "migration demo guest: 128 slots of 64 KiB, 150 rounds\n"
+        "round 100: disk and RAM ok\n"
+        "verified 150 rounds: 128 disk sectors, 1024 RAM pages\n",
+        0,
+    )
