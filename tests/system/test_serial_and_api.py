@@ -104,3 +104,23 @@ def test_python_api_runs_pauses_and_talks_to_the_guest(echo):
         assert serial.output == b"ready\ngot 'PAUSED'\n" and machine.finished
     finally:
         machine.close()
+
+
+def test_ctrl_a_x_quits_a_mon_stdio_terminal(echo):
+    args = [a if a != "stdio" else "mon:stdio" for a in BASE_ARGS]
+    proc = subprocess.Popen(
+        [*emulator_command("arctern"), *args, "-kernel", str(echo)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.stdin.write(b"ab\x01\x01c\x01x")  # C-a C-a types a C-a; C-a x quits
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out == b"Arctern: Terminated\r\n"  # the guest never saw a whole line
+    finally:
+        proc.kill()
+        proc.communicate()

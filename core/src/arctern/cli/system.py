@@ -179,7 +179,7 @@ def _serials(args: argparse.Namespace) -> list[str]:
         return [s for s in args.serials if s != "none"]
     if args.nodefaults:
         return []
-    return ["stdio"] if args.nographic else ["null"]
+    return ["mon:stdio"] if args.nographic else ["null"]  # QEMU's defaults
 
 
 def config_from_args(args: argparse.Namespace) -> MachineConfig:

@@ -186,7 +186,7 @@ class _StdioClaims:
     def open(self, backend: str | Chardev) -> Chardev | None:
         if not isinstance(backend, str):
             return backend
-        if backend == "stdio":
+        if backend in ("stdio", "mon:stdio"):
             self.users += 1
             if self.users > 1:
                 raise MachineError("cannot use stdio by multiple character devices")

@@ -159,6 +159,7 @@ class Machine:
     def add_chardev(self, id: str, chardev: Chardev) -> None:
         if id in self.chardevs:
             raise MachineError(f"Duplicate ID '{id}' for chardev")
+        chardev.set_quit_handler(lambda: self.request_exit(0))
         self.chardevs[id] = chardev
 
     def add_serial(self, chardev: Chardev | str) -> str:
