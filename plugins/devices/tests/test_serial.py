@@ -1,6 +1,7 @@
 """ns16550A: registers, FIFOs and trigger levels, interrupts, loopback, bulk output, vmstate."""
 
 import pytest
+from arctern_devices.serial import INPUT_QUEUE_LIMIT
 from device_harness import advance, destination, migrate_state
 
 from arctern.machine.chardev import open_chardev
@@ -145,3 +146,10 @@ def test_vmstate_round_trip_mid_reception(machine, uart, tmp_path):
     assert [clone.port_read(r, 1) for r in regs] == [uart.port_read(r, 1) for r in regs]
     assert clone.recv_fifo == bytearray(b"xyz") and clone.timeout_deadline > 0
     assert [clone.port_read(RBR, 1) for _ in range(3)] == [ord(c) for c in "xyz"]
+
+
+def test_input_for_a_guest_that_never_reads_is_bounded(machine, uart):
+    for _ in range(3 * INPUT_QUEUE_LIMIT // 65536):
+        uart.receive(bytes(65536))
+    assert len(uart._input) <= INPUT_QUEUE_LIMIT
+    assert inb(machine, RBR) == 0 and inb(machine, LSR) & 0x01  # what fitted is still there

@@ -26,6 +26,8 @@ BAUD_BASE = 115200
 NS_PER_SEC = 1_000_000_000
 #: Output accumulated past this size is sent without waiting for the end of the CPU slice.
 OUTPUT_FLUSH_SIZE = 4096
+#: Input waiting for a guest that does not read is bounded (QEMU applies backpressure instead).
+INPUT_QUEUE_LIMIT = 1 << 20
 
 LCR_DLAB = 0x80
 IER_MSI, IER_RLSI, IER_THRI, IER_RDI = 0x08, 0x04, 0x02, 0x01
@@ -81,6 +83,7 @@ class Serial16550(Device):
         self._timer = None
         self._output = bytearray()
         self._input = bytearray()  # received from the backend, not yet in the UART
+        self._input_dropped = False
         self.char_transmit_time = NS_PER_SEC // 9600 * 10
         self._reset_registers()
 
@@ -208,7 +211,19 @@ class Serial16550(Device):
     # --- receive -------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
-        """The backend delivered input; it enters the UART as fast as the guest drains it."""
+        """The backend delivered input; it enters the UART as fast as the guest drains it.
+
+        A guest that never reads cannot make the queue grow without bound: past
+        ``INPUT_QUEUE_LIMIT`` bytes further input is dropped (and logged once).
+        """
+        room = INPUT_QUEUE_LIMIT - len(self._input)
+        if len(data) > room:
+            if not self._input_dropped:
+                log.warning("%s: guest is not reading; dropping serial input", self.name)
+            self._input_dropped = True
+            data = data[: max(room, 0)]
+        else:
+            self._input_dropped = False
         self._input += data
         self._accept_input()
 
