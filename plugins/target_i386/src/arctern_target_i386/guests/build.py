@@ -2,9 +2,10 @@
 
 Run ``python plugins/target_i386/src/arctern_target_i386/guests/build.py`` after
 changing a guest's C source or the test-guest runtime (``tests/guests``): it compiles
-each ``*.c`` here with that runtime and ``i686-linux-gnu-gcc`` (flags without build
-ids, timestamps or paths, so the same sources give the same bytes) and writes the
-``.elf`` next to it. The installed package needs no compiler: it ships the ELFs.
+each guest here with that runtime and ``i686-linux-gnu-gcc`` (no build id, no symbol
+table: nothing that varies between builds, so the same sources give the same bytes)
+and writes its ``.elf`` next to it. The installed package needs no compiler: it
+ships the ELFs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 #: The guests shipped with this package (C source stems).
 GUESTS = ("migration_demo",)
+#: No symbol table: it would name the assembler's temporary object file (random).
+REPRODUCIBLE = ("-s",)
 
 
 def repository_tests() -> Path:
@@ -32,7 +35,7 @@ def build(stem: str, out_dir: Path) -> Path:
     sys.path.insert(0, str(repository_tests()))
     from guests.build import build_guest
 
-    return build_guest(HERE / f"{stem}.c", out_dir=out_dir)
+    return build_guest(HERE / f"{stem}.c", cflags=REPRODUCIBLE, out_dir=out_dir)
 
 
 def main() -> None:
