@@ -15,7 +15,6 @@ from arctern.errors import ArcternError, UsageError
 
 from .img_buffers import ZERO_CHUNK, first_difference, is_zero, same
 from .img_common import HELP_HINT, open_image, parse_args
-from .img_pipeline import quick_handoffs
 from .img_progress import Progress
 from .img_status import MapEntry, chain_entry
 
@@ -53,8 +52,7 @@ class Comparer:
     def run(self) -> int | None:
         """The offset of the first difference, or None if the images read the same."""
         try:
-            with quick_handoffs():
-                return self._run()
+            return self._run()
         finally:
             self.helper.shutdown()
 

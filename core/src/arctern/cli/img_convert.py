@@ -23,7 +23,7 @@ from .img_common import (
     parse_args,
 )
 from .img_create import collect_options, options_help, typed_options, wants_help
-from .img_pipeline import PipelinedWriter, quick_handoffs
+from .img_pipeline import PipelinedWriter
 from .img_progress import Progress
 from .img_status import walk
 from .img_units import parse_size
@@ -243,14 +243,13 @@ def _convert(
             raise BlockError("Target image is too small for the input")
         progress = Progress(show_progress, total)
         copier = Copier(target, plan, progress)
-        with quick_handoffs():
-            try:
-                base = 0
-                for source in sources:
-                    copier.copy(source, base)
-                    base += source.length
-            finally:
-                copier.finish()
+        try:
+            base = 0
+            for source in sources:
+                copier.copy(source, base)
+                base += source.length
+        finally:
+            copier.finish()
         target.flush()
         progress.finish()
     finally:

@@ -10,32 +10,10 @@ plain loop would issue. A small pool of preallocated buffers bounds memory.
 
 from __future__ import annotations
 
-import contextlib
 import queue
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-#: GIL switch interval while two threads hand buffers to each other (Python's default: 5 ms).
-HANDOFF_SWITCH_INTERVAL = 0.0005
-
-
-@contextlib.contextmanager
-def quick_handoffs() -> Iterator[None]:
-    """Let a thread whose system call returned get the GIL back within 0.5 ms, not 5 ms.
-
-    While one thread scans a buffer (holding the GIL), the other's finished read or
-    write would otherwise wait a whole default switch interval, hundreds of times
-    per GiB copied.
-    """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(HANDOFF_SWITCH_INTERVAL)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
 
 #: ("data", target offset, buffer, start, stop) or ("zero", target offset, length, may_unmap)
 Request = tuple
