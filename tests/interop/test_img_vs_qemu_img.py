@@ -222,3 +222,11 @@ def test_info_with_snapshots_matches(tools):
     tools.ok(tools.qemu_img("snapshot", "-c", "a longer snapshot name", "s.qcow2"))
     for args in (["info"], ["info", "--output=json"], ["check"], ["map", "--output=json"]):
         assert_same(tools, *args, "s.qcow2")
+
+
+def test_strict_compare_of_allocation_matches(tools):
+    qemu_image(tools, "z.qcow2", writes=("write -z 1M 64k",))
+    qemu_image(tools, "d.qcow2", writes=("write -P 0 2M 64k",))
+    for pair in (["z.qcow2", "d.qcow2"], ["d.qcow2", "z.qcow2"]):
+        assert_same(tools, "compare", "-s", *pair)
+        assert_same(tools, "compare", *pair)
