@@ -306,6 +306,8 @@ def open_device(state: IOState, filename: str, settings: dict[str, Any]) -> bool
 
 
 def _reason(filename: str, exc: ArcternError) -> str:
+    """What qemu-io says after ``can't open device FILE:``: a lock conflict bare
+    (``Failed to get "write" lock ...``), anything else as ``Could not open 'FILE': ...``."""
     text = str(exc)
     prefix = f"Could not open '{filename}': "
     return text[len(prefix) :] if text.startswith(prefix) and "lock" in text else text
