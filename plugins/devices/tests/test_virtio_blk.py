@@ -279,3 +279,20 @@ def test_cont_after_io_error_replays_the_request(machine, image):
     assert machine.running and disk.ring.collect() == [(sent["head"], 1)]
     assert machine.address_space.read_bytes(sent["in"][0][0], 1) == bytes([S_OK])
     assert disk.read(2, 512) == (S_OK, bytes([0x99]) * 512)
+
+
+def test_disk_reads_land_in_guest_ram_as_dirty_pages(machine, image):
+    """Migration sends pages the disk wrote into: a DMA read must mark them dirty."""
+    fmt, path = image
+    disk = Disk(machine, drive=open_drive(machine, path, fmt))
+    assert disk.write(0, bytes([0x42]) * 8192) == S_OK
+    sent = disk.ring.add([header(T_IN, 0)], [8192, 1])
+    target = sent["in"][0][0]
+    list(machine.ram.take_dirty())  # a migration round has just sent everything
+    disk.drv.kick()
+    assert disk.ring.collect() == [(sent["head"], 8193)]
+    dirty = {
+        page for first, count in machine.ram.take_dirty() for page in range(first, first + count)
+    }
+    assert {target >> 12, (target + 8191) >> 12} <= dirty
+    assert machine.address_space.read_bytes(target, 8192) == bytes([0x42]) * 8192

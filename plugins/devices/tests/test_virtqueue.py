@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from arctern_devices.virtqueue import RingError, SplitVirtqueue, sg_read, sg_write
+from arctern_devices.virtqueue import RingError, SplitVirtqueue, ram_runs, sg_read, sg_write
 from ring_driver import DESC, F_INDIRECT, F_NEXT, F_WRITE, Ring
 
 from arctern.machine.memory import RAM, AddressSpace
@@ -158,3 +158,10 @@ def test_dma_marks_pages_dirty(mem):
     vq.push(elem, 8)
     dirty = {page for first, count in mem.ram.take_dirty() for page in range(first, first + count)}
     assert sent["in"][0][0] >> 12 in dirty and ring.used >> 12 in dirty
+
+
+def test_ram_runs_merge_contiguous_buffers(mem):
+    runs = list(ram_runs(mem.ram, [(0x1000, 0x200), (0x1200, 0x100), (0x3000, 0x10)]))
+    assert [(offset, len(view)) for offset, view in runs] == [(0x1000, 0x300), (0x3000, 0x10)]
+    runs[0][1][:4] = b"abcd"  # views are guest RAM itself
+    assert mem.read_bytes(0x1000, 4) == b"abcd"

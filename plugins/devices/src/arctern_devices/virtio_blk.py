@@ -30,6 +30,7 @@ from arctern_devices.virtqueue import (
     RingError,
     SplitVirtqueue,
     VirtqElement,
+    ram_runs,
     sg_read,
     sg_slice,
     sg_write,
@@ -359,8 +360,15 @@ class VirtioBlk(VirtioDevice):
             return S_IOERR
 
         def read() -> None:
-            data = self.backend.pread(sector * SECTOR, size)
-            sg_write(self.machine.address_space, sg, data)
+            # Straight into guest RAM, a run of contiguous buffers at a time: no copy,
+            # and no allocation a hostile request could make huge.
+            ram, position = self.machine.ram, sector * SECTOR
+            for offset, view in ram_runs(ram, sg):
+                try:
+                    self.backend.preadinto(position, view)
+                finally:
+                    ram.mark_written(offset, offset + len(view))
+                position += len(view)
 
         return self._io(read, is_read=True)
 
@@ -370,7 +378,10 @@ class VirtioBlk(VirtioDevice):
             return S_IOERR
 
         def write() -> None:
-            self.backend.pwrite(sector * SECTOR, sg_read(self.machine.address_space, sg))
+            position = sector * SECTOR
+            for _offset, view in ram_runs(self.machine.ram, sg):
+                self.backend.pwrite(position, view)
+                position += len(view)
             if not self.wce:
                 self.backend.flush()
 

@@ -13,7 +13,7 @@ against QEMU see the same notification behaviour.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,6 +101,26 @@ def sg_write(mem: GuestMemory, sg: Iterable[Segment], data: bytes | memoryview) 
         mem.write_bytes(addr, chunk)
         done += len(chunk)
     return done
+
+
+def ram_runs(ram: RAM, sg: Iterable[Segment]) -> Iterator[tuple[int, memoryview]]:
+    """Zero-copy DMA: the guest RAM of ``sg`` as (RAM offset, view), contiguous segments merged.
+
+    The segments must lie in RAM (a popped element's do). A device that fills a view
+    must then call ``ram.mark_written(offset, offset + len(view))`` so that the dirty
+    and code-page maps see the write.
+    """
+    start = end = None
+    for addr, length in sg:
+        offset = addr - ram.base
+        if offset == end:
+            end += length
+            continue
+        if start is not None:
+            yield start, ram.view[start:end]
+        start, end = offset, offset + length
+    if start is not None:
+        yield start, ram.view[start:end]
 
 
 def _align_up(value: int, align: int) -> int:
