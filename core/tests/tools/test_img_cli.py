@@ -60,9 +60,8 @@ def test_missing_image_is_could_not_open(arctern_img):
         extra = ["1M"] if command == ["resize"] else []
         r = arctern_img(*command, "missing.raw", *extra)
         assert r.rc == 1, command
-        assert r.err == (
-            "arctern-img: Could not open 'missing.raw': No such file or directory\n"
-        ) or r.err.startswith("arctern-img: Could not open 'missing.raw'"), r.err
+        assert r.err.startswith("arctern-img: Could not open 'missing.raw': "), r.err
+        assert r.err.count("\n") == 1
 
 
 def test_info_human_and_json(arctern_img, tmp_path):
