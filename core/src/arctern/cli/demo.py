@@ -31,7 +31,14 @@ from rich.table import Table
 from arctern.errors import UsageError
 
 from .common import run_cli
-from .demo_session import TRANSPORTS, DemoOptions, DemoResult, MigrationDemo, builtin_guest
+from .demo_session import (
+    NO_CHECK,
+    TRANSPORTS,
+    DemoOptions,
+    DemoResult,
+    MigrationDemo,
+    builtin_guest,
+)
 from .img_units import parse_size
 
 PROG = "arctern-demo"
@@ -58,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="guest RAM, as -m (a bare number counts MiB; default: 128M)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-bandwidth", default="0", metavar="RATE",
-        help="migration bandwidth limit per second (e.g. 32M; default: 0, unlimited)",
+        "--max-bandwidth", default="4M", metavar="RATE",
+        help="migration bandwidth per second (default: 4M, slow enough to watch the rounds;"
+        " 0: unlimited)",
     )  # fmt: skip
     parser.add_argument(
         "--port", type=int, help="tcp: the destination's port (default: a free one)"
@@ -102,7 +110,7 @@ def _mib(value: int | None) -> str:
 
 def _progress_table(info: dict[str, Any]) -> Table:
     ram = info.get("ram", {})
-    table = Table(title="migrating (source's query-migrate)", show_header=False, min_width=56)
+    table = Table(title="migrating (the source's query-migrate)", show_header=False, min_width=56)
     table.add_row("status", str(info.get("status", "")))
     table.add_row("RAM transferred", _mib(ram.get("transferred", 0)))
     table.add_row("RAM remaining", f"{_mib(ram.get('remaining', 0))} of {_mib(ram.get('total'))}")
@@ -149,22 +157,25 @@ class ConsoleObserver:
         ram = info.get("ram", {})
         table = Table(title="outcome", show_header=False)
         table.add_row(
-            "the guest now runs on",
-            f"the destination (pid {result.destination_pid}), {result.destination_state}; "
-            f"the source is {result.source_state}",
+            "the guest moved to",
+            f"the destination, pid {result.destination_pid} "
+            f"(run state after the hand-over: {result.destination_state or '-'})",
         )
-        table.add_row("transport", escape(result.uri))
-        table.add_row("image", f"{options.image_format}, {escape(str(options.workdir))}")
+        table.add_row("the source is", f"{result.source_state or '-'} (stopped, image inactive)")
+        table.add_row("migration", f"{info.get('status', '-')} over {escape(result.uri)}")
         table.add_row("downtime", f"{info.get('downtime', '-')} ms")
         table.add_row("total time", f"{info.get('total-time', '-')} ms")
         table.add_row(
             "RAM sent",
-            f"{_mib(ram.get('transferred'))} in {ram.get('dirty-sync-count', '-')} rounds",
+            f"{_mib(ram.get('transferred'))} in {ram.get('dirty-sync-count', '-')} rounds "
+            f"({ram.get('normal', 0)} pages with data, {ram.get('duplicate', 0)} zero pages)",
         )
         table.add_row("guest says (destination)", escape(result.guest_line or "(nothing)"))
-        table.add_row(
-            f"arctern-img check (status {result.check_status})", escape(result.check_output)
-        )
+        table.add_row("image", f"{options.image_format}: {escape(str(options.workdir))}")
+        check = result.check_output
+        if result.check_status == NO_CHECK:
+            check += "\n(no metadata to check in this format: the guest checked the data)"
+        table.add_row(f"arctern-img check (status {result.check_status})", escape(check))
         self.console.print(table)
         verdict = "[green]everything verified[/green]" if result.ok else "[red]NOT verified[/red]"
         self.console.print(f"[bold]{verdict}[/bold]")
