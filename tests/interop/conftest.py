@@ -38,6 +38,11 @@ class Tools:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
 
+    @staticmethod
+    def program(name: str) -> str:
+        """Path of an Arctern console script of this environment."""
+        return str(BIN / name)
+
     def img(self, *args) -> Result:
         return _run([BIN / "arctern-img", *args], self.cwd)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
 
 import pytest
 
@@ -97,14 +95,6 @@ def _release(proc):
     proc.communicate(b"quit\n", timeout=30)
 
 
-def _wait_holder_opened(tools, image):
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if tools.qemu_io("-c", "read 0 512", image).rc != 0:
-            return
-        time.sleep(0.05)
-
-
 def test_qemu_io_holding_the_image_makes_arctern_io_refuse(tools):
     tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "1M"))
     holder = _holder(["qemu-io", "a.qcow2"], tools.cwd)
@@ -123,7 +113,7 @@ def test_qemu_io_holding_the_image_makes_arctern_io_refuse(tools):
 
 def test_arctern_io_holding_the_image_makes_qemu_io_refuse(tools):
     tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "1M"))
-    holder = _holder([str(tools_bin("arctern-io")), "a.qcow2"], tools.cwd)
+    holder = _holder([tools.program("arctern-io"), "a.qcow2"], tools.cwd)
     try:
         refused = tools.qemu_io("-c", "write 0 512", "a.qcow2")
         assert refused.rc == 1
@@ -138,9 +128,3 @@ def test_arctern_io_holding_the_image_makes_qemu_io_refuse(tools):
     finally:
         _release(holder)
     assert tools.qemu_io("-c", "write 0 512", "a.qcow2").rc == 0
-
-
-def tools_bin(name):
-    from pathlib import Path
-
-    return Path(sys.executable).parent / name
