@@ -188,6 +188,7 @@ class IncomingMigration:
                 raise MigrationError(
                     "verify: RAM, CPU or device state differs from the source's at switchover"
                 )
+            collector.finish(machine)
         except ArcternError as exc:
             # The loader thread tells the source why, then closes the stream.
             self.loader.decide(VERDICT_NO + str(exc).encode()[:4000])

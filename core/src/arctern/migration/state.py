@@ -138,9 +138,13 @@ class StateCollector:
     def apply(self, machine: Any) -> None:
         """Load CPU, device and clock state into a stopped machine (main thread).
 
-        The state comes from another process: anything a part raises while
-        loading it becomes one StreamError naming that part, never a crash of
-        the main loop.
+        Every part is loaded before any device's ``post_load`` runs, so a
+        device re-raising its interrupt line finds the interrupt controller
+        already loaded; :meth:`finish` runs them. Between the two the machine
+        holds exactly the state that travelled, which is what ``verify``
+        compares. The state comes from another process: anything a part
+        raises while loading it becomes one StreamError naming that part,
+        never a crash of the main loop.
         """
         cpus = machine.cpus
         if len(self.cpus) != len(cpus):
@@ -165,13 +169,18 @@ class StateCollector:
             with self._loading(f"device {key}"):
                 data, version = device.vmstate.decode(self.devices[key])
                 device.vmstate.load(device, data, version)
-                post_load = getattr(device, "post_load", None)
-                if post_load is not None:
-                    post_load()
         if self.clock is not None and getattr(machine, "clock", None) is not None:
             with self._loading("the virtual clock"):
                 machine.clock.set_state(self.clock)
         log.debug("loaded state of %d CPUs and %d devices", len(cpus), len(keys))
+
+    def finish(self, machine: Any) -> None:
+        """Run every device's ``post_load`` (re-derive caches, re-raise interrupt lines)."""
+        for key, device in device_keys(machine):
+            post_load = getattr(device, "post_load", None)
+            if post_load is not None:
+                with self._loading(f"device {key}"):
+                    post_load()
 
     @contextlib.contextmanager
     def _loading(self, part: str) -> Iterator[None]:
