@@ -251,3 +251,20 @@ def test_migrate_between_two_monitors_with_incoming_defer(served, serve, qmp, im
 
     assert qmp(dst_path, destination_state)["status"] == "running"
     assert dest.drives["disk0"].active
+
+
+def test_a_failing_command_is_an_error_reply_not_a_crash(served, qmp, monkeypatch):
+    from arctern.monitor import commands
+
+    def broken(mon, args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(commands.COMMANDS, "query-name", commands.Command("query-name", broken, {}))
+    _machine, _monitor, path = served
+
+    async def body(client):
+        with pytest.raises(ExecuteError, match="query-name failed: RuntimeError: a bug"):
+            await client.execute("query-name")
+        return await client.execute("query-status")
+
+    assert qmp(path, body)["running"] is True

@@ -109,6 +109,9 @@ class Monitor:
             raise
         except ArcternError as exc:
             raise QMPError(str(exc)) from None
+        except Exception as exc:  # a bug in one command must not take the guest down
+            log.error("QMP command %s failed", name, exc_info=True)
+            raise QMPError(f"{name} failed: {type(exc).__name__}: {exc}") from None
         return {} if result is None else result
 
     def hmp(self, line: str) -> str:
