@@ -8,6 +8,7 @@ ends, as QEMU does; the guest and the QMP clients carry on meanwhile.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -20,6 +21,8 @@ from arctern.errors import ArcternError
 
 if TYPE_CHECKING:
     from arctern.monitor.monitor import Monitor
+
+log = logging.getLogger(__name__)
 
 PROMPT = "(qemu) "
 BANNER = f"Arctern {__version__} monitor - type 'help' for more information"
@@ -459,6 +462,9 @@ class HMPConsole:
         except WaitForMigration:
             self.waiting_for_migration = True
             return
+        except Exception as exc:  # a bug in one command must not take the guest down
+            log.error("HMP command %r failed", line, exc_info=True)
+            output = f"Error: {type(exc).__name__}: {exc}\n"
         self._write(output + PROMPT)
 
     def close(self) -> None:
