@@ -29,6 +29,12 @@ SCRIPT = [
     "write -u 0 512",
     "write 0 4G",
     "help flush",
+    "length",
+    "writev -P 3 200k 4k 8k 100",
+    "readv -P 3 200k 12388",
+    "readv -P 4 200k 4k",
+    "truncate 6M",
+    "length",
 ]
 
 

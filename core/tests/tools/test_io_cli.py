@@ -151,3 +151,38 @@ def test_write_from_a_source_file(arctern_io, tmp_path, image):
     assert (tmp_path / image).read_bytes()[4096:6144] == bytes(range(256)) * 8
     short = arctern_io("-f", "raw", "-c", "write -s payload.bin 0 4096", image)
     assert short.rc == 1 and short.out == "Failed to read 4096 bytes from payload.bin\n"
+
+
+def test_vectored_and_aio_commands_length_truncate(arctern_io, tmp_path, image):
+    r = arctern_io(
+        "-f",
+        "raw",
+        "-c",
+        "length",
+        "-c",
+        "writev -P 9 512 1k 1k",
+        "-c",
+        "aio_write -P 8 4k 512 512",
+        "-c",
+        "aio_flush",
+        "-c",
+        "readv -P 9 512 2k",
+        "-c",
+        "aio_read -P 7 4k 1k",
+        "-c",
+        "truncate 2M",
+        "-c",
+        "length",
+        image,
+    )
+    out = r.out.splitlines()
+    assert out[0] == "1 MiB"
+    assert out[1] == "wrote 2048/2048 bytes at offset 512"
+    assert out[3] == "wrote 1024/1024 bytes at offset 4096"
+    assert out[5] == "read 2048/2048 bytes at offset 512"
+    # an aio request counts as successful once submitted, even if its pattern mismatches
+    assert out[7] == "Pattern verification failed at offset 4096, 1024 bytes"
+    assert out[-1] == "2 MiB"
+    assert r.rc == 0
+    data = (tmp_path / image).read_bytes()
+    assert len(data) == 2 << 20 and data[512:2560] == b"\x09" * 2048

@@ -143,11 +143,33 @@ def read_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
             f"pattern verification range exceeds end of read data ({pattern_offset} + "
             f"{pattern_count} > {count})"
         )
+    return _read(state, cmd, opts, offset, count, pattern, pattern_offset, pattern_count)
+
+
+def readv_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
+    """readv and aio_read: several lengths read as one request (Arctern's I/O is synchronous)."""
+    opts, rest = _getopt(cmd, argv, "CiqvP:")
+    offset, count = _vector(cmd, rest)
+    pattern = parse_pattern(opts["P"]) if "P" in opts else None
+    ok = _read(state, cmd, opts, offset, count, pattern, 0, count)
+    return ok or cmd.name.startswith("aio_")  # qemu-io: an aio request succeeds once submitted
+
+
+def _read(
+    state: IOState,
+    cmd: Command,
+    opts: dict[str, str],
+    offset: int,
+    count: int,
+    pattern: int | None,
+    pattern_offset: int,
+    pattern_count: int,
+) -> bool:
     buf = memoryview(bytearray(count))
     try:
         seconds = _timed(lambda: state.backend.preadinto(offset, buf))
     except ArcternError as exc:
-        raise _io_error("read", exc) from exc
+        raise _io_error(cmd.name, exc) from exc
     ok = True
     if pattern is not None:
         region = buf[pattern_offset : pattern_offset + pattern_count]
@@ -167,18 +189,33 @@ def read_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
 def write_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
     opts, rest = _getopt(cmd, argv, "bcCfnP:quzs:")
     offset, count = _range(cmd, rest)
-    zero = "z" in opts
-    if zero + ("P" in opts) + ("s" in opts) > 1:
-        raise CommandFailed("Only one of -z, -P, and -s can be specified at the same time")
-    if "u" in opts and not zero:
-        raise CommandFailed("-u requires -z to be specified")
-    if "c" in opts and zero:
+    _check_write_flags(opts)
+    if "c" in opts and "z" in opts:
         raise CommandFailed("-c and -z cannot be specified at the same time")
-    if count > REQUEST_MAX and not zero:
+    if count > REQUEST_MAX and "z" not in opts:
         raise CommandFailed(f"length cannot exceed {REQUEST_MAX} without -n, given {rest[1]}")
+    return _write(state, cmd, opts, offset, count)
+
+
+def writev_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
+    """writev and aio_write: several lengths written as one request."""
+    opts, rest = _getopt(cmd, argv, "CfiquzP:")
+    offset, count = _vector(cmd, rest)
+    _check_write_flags(opts)
+    return _write(state, cmd, opts, offset, count)
+
+
+def _check_write_flags(opts: dict[str, str]) -> None:
+    if ("z" in opts) + ("P" in opts) + ("s" in opts) > 1:
+        raise CommandFailed("Only one of -z, -P, and -s can be specified at the same time")
+    if "u" in opts and "z" not in opts:
+        raise CommandFailed("-u requires -z to be specified")
+
+
+def _write(state: IOState, cmd: Command, opts: dict[str, str], offset: int, count: int) -> bool:
     backend = state.backend
     try:
-        if zero:
+        if "z" in opts:
             seconds = _timed(lambda: backend.pwrite_zeroes(offset, count, may_unmap="u" in opts))
         else:
             data = _write_source(opts, count)
@@ -187,9 +224,35 @@ def write_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
         if "f" in opts:
             backend.flush()
     except ArcternError as exc:
-        raise _io_error("write", exc) from exc
+        raise _io_error(cmd.name, exc) from exc
     if "q" not in opts:
         print(report("wrote", seconds, offset, count, count, "C" in opts))
+    return True
+
+
+def _vector(cmd: Command, rest: list[str]) -> tuple[int, int]:
+    """Offset and total length of ``off len [len..]``."""
+    if len(rest) < 2:
+        raise CommandFailed(cmd.usage())
+    offset, lengths = cvtnum(rest[0]), [cvtnum(text) for text in rest[1:]]
+    if sum(lengths) > REQUEST_MAX:
+        raise CommandFailed(f"length cannot exceed {REQUEST_MAX}, given {' '.join(rest[1:])}")
+    return offset, sum(lengths)
+
+
+def length_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
+    print(io_size(state.backend.length))
+    return True
+
+
+def truncate_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
+    opts, rest = _getopt(cmd, argv, "m:")
+    if len(rest) != 1:
+        raise CommandFailed(cmd.usage())
+    try:
+        state.backend.truncate(cvtnum(rest[0]), preallocation=opts.get("m", "off"))
+    except ArcternError as exc:
+        raise CommandFailed(f"truncate: {exc}") from exc
     return True
 
 
@@ -339,6 +402,22 @@ def help_f(state: IOState, cmd: Command, argv: list[str]) -> bool:
 
 COMMANDS = [
     Command("aio_flush", flush_f, 0, 0, None, "completes all outstanding aio requests"),
+    Command(
+        "aio_read",
+        readv_f,
+        2,
+        -1,
+        "[-Ciqv] [-P pattern] off len [len..]",
+        "asynchronously reads a number of bytes",
+    ),
+    Command(
+        "aio_write",
+        writev_f,
+        2,
+        -1,
+        "[-Cfiquz] [-P pattern] off len [len..]",
+        "asynchronously writes a number of bytes",
+    ),
     Command("close", close_f, 0, 0, None, "close the current open file", "c"),
     Command(
         "discard",
@@ -353,6 +432,7 @@ COMMANDS = [
     Command(
         "help", help_f, 0, 1, "[command]", "help for one or all commands", "?", needs_file=False
     ),
+    Command("length", length_f, 0, 0, None, "gets the length of the current file", "l"),
     Command("map", map_f, 0, 0, "", "prints the allocated areas of a file"),
     Command(
         "open",
@@ -375,6 +455,23 @@ COMMANDS = [
         "r",
     ),
     Command(
+        "readv",
+        readv_f,
+        2,
+        -1,
+        "[-Cqv] [-P pattern] off len [len..]",
+        "reads a number of bytes at a specified offset",
+    ),
+    Command(
+        "truncate",
+        truncate_f,
+        1,
+        3,
+        "[-m prealloc_mode] off",
+        "truncates the current file at the given offset",
+        "t",
+    ),
+    Command(
         "write",
         write_f,
         2,
@@ -382,6 +479,14 @@ COMMANDS = [
         "[-bcCfnquz] [-P pattern | -s source_file] off len",
         "writes a number of bytes at a specified offset",
         "w",
+    ),
+    Command(
+        "writev",
+        writev_f,
+        2,
+        -1,
+        "[-Cfq] [-P pattern] off len [len..]",
+        "writes a number of bytes at a specified offset",
     ),
 ]
 
