@@ -374,3 +374,22 @@ def test_fuzzed_saved_streams_fail_cleanly(registry, make_machine, run_until, im
     finally:
         threading.excepthook = hook
     assert crashes == []
+
+
+def test_inactivation_failure_keeps_the_guest_here(registry, make_machine, run_until, image):
+    from arctern.errors import BlockError
+
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    drive = source.drives["disk0"]
+
+    def failing_inactivate():
+        raise BlockError(f"flush of '{image}' failed: No space left on device")
+
+    drive.inactivate = failing_inactivate
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    info = src_mig.query()
+    assert info["status"] == "failed"
+    assert "cannot inactivate drive 'disk0'" in info["error-desc"]
+    assert source.runstate == "running" and drive.active
+    assert dst_mig.query()["status"] == "failed" and not dest.drives["disk0"].active

@@ -16,6 +16,14 @@ from arctern.errors import ArcternError, MigrationError
 log = logging.getLogger(__name__)
 
 
+def _why(exc: Exception) -> str:
+    """An ArcternError says it all; anything else is a driver bug, logged with its traceback."""
+    if isinstance(exc, ArcternError):
+        return str(exc)
+    log.error("block driver failed during the hand-over", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _backends(machine: Any) -> list[tuple[str, Any]]:
     return sorted(getattr(machine, "drives", {}).items())
 
@@ -27,8 +35,8 @@ def inactivate_images(machine: Any) -> None:
             if backend.active:
                 backend.flush()
             backend.inactivate()
-        except ArcternError as exc:
-            raise MigrationError(f"cannot inactivate drive '{name}': {exc}") from None
+        except Exception as exc:
+            raise MigrationError(f"cannot inactivate drive '{name}': {_why(exc)}") from None
         log.debug("drive %s inactivated", name)
 
 
@@ -37,6 +45,6 @@ def activate_images(machine: Any) -> None:
     for name, backend in _backends(machine):
         try:
             backend.activate()
-        except ArcternError as exc:
-            raise MigrationError(f"cannot activate drive '{name}': {exc}") from None
+        except Exception as exc:
+            raise MigrationError(f"cannot activate drive '{name}': {_why(exc)}") from None
         log.debug("drive %s activated", name)

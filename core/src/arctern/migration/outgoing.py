@@ -363,11 +363,16 @@ class OutgoingMigration:
             self._queue(state_sections(machine))
             if self.capabilities.get("verify"):
                 self._queue([b"".join(fmt.section(fmt.VERIFY, "verify", digest(machine)))])
+            self.images_inactive = True  # before: a partial inactivation is undone on failure
             inactivate_images(machine)
-            self.images_inactive = True
         except ArcternError as exc:
             self.writer.cancel()
             self._abandon("failed", str(exc))
+            return
+        except Exception as exc:  # a device or CPU that cannot save: fail, keep the guest
+            log.error("saving the machine state failed", exc_info=True)
+            self.writer.cancel()
+            self._abandon("failed", f"saving the machine state failed: {type(exc).__name__}: {exc}")
             return
         self._queue([b"".join(fmt.end_section(self.sections))])
         self.writer.close_input()
