@@ -50,7 +50,8 @@ def parse_command_line(argv: Sequence[str]) -> tuple[dict, list[str], list[str]]
     flags: dict[str, str] = {}
     commands: list[str] = []
     for opt, value in opts:
-        key = opt[1:] if len(opt) == 2 else LONG_OPTIONS[opt[2:] + ("=" if value else "")]
+        name = opt[2:]
+        key = opt[1:] if len(opt) == 2 else LONG_OPTIONS.get(name) or LONG_OPTIONS[name + "="]
         if key == "c":
             commands.append(value)
         else:
