@@ -393,3 +393,37 @@ def test_inactivation_failure_keeps_the_guest_here(registry, make_machine, run_u
     assert "cannot inactivate drive 'disk0'" in info["error-desc"]
     assert source.runstate == "running" and drive.active
     assert dst_mig.query()["status"] == "failed" and not dest.drives["disk0"].active
+
+
+def test_reactivation_failure_stays_stopped_and_says_why(
+    registry, make_machine, run_until, image, monkeypatch
+):
+    from arctern.errors import ImageLockError
+    from arctern.migration import incoming
+
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.capabilities["verify"] = True
+    original = incoming.StateCollector.apply
+
+    def corrupt_then_apply(self, machine):  # the destination refuses the stream
+        machine.ram.data[7] ^= 1
+        original(self, machine)
+
+    monkeypatch.setattr(incoming.StateCollector, "apply", corrupt_then_apply)
+    drive = source.drives["disk0"]
+    real_activate = drive.activate
+
+    def failing_activate():
+        raise ImageLockError(f'Failed to get "write" lock on {image}')
+
+    drive.activate = failing_activate
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    info = src_mig.query()
+    assert info["status"] == "failed"
+    assert "the guest stays stopped because" in info["error-desc"]
+    assert 'Failed to get "write" lock' in info["error-desc"]
+    assert source.runstate == "postmigrate" and not drive.active
+    drive.activate = real_activate  # the other holder went away: cont takes the image back
+    src_mig.prepare_cont()
+    assert drive.active

@@ -403,5 +403,8 @@ class OutgoingMigration:
                 log.error("%s", self.error)
         if resume and self.machine.runstate != "running":
             self.machine.resume()
+        elif self.machine.runstate == "finish-migrate":
+            # Stopped here, images inactive: as QEMU, postmigrate; cont re-activates.
+            self.machine.pause("postmigrate")
         self.status = status
         self._set_status(status)
