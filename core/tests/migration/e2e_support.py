@@ -26,7 +26,7 @@ GUEST_ARGS = ["-M", "microvm,acpi=off", "-m", "32", "-nodefaults", "-display", "
 
 
 def guest_elf(rounds: int = ROUNDS) -> Path:
-    source = Path(__file__).resolve().parents[2] / "src" / "arctern" / "demo" / "disk_writer.c"
+    source = Path(__file__).parent / "guests" / "disk_writer.c"
     return build_guest(source, cflags=[f"-DROUNDS={rounds}"])
 
 

@@ -1,8 +1,7 @@
 """Live migration end to end: arctern-system processes driven by the qemu.qmp client.
 
-A guest built from C (arctern/demo/disk_writer.c, the demo's guest too) writes,
-reads back and verifies sectors of a qcow2 image, a new cluster each round, and
-keeps rewriting RAM.
+A guest built from C (guests/disk_writer.c) writes, reads back and verifies
+sectors of a qcow2 image, a new cluster each round, and keeps rewriting RAM.
 It is migrated mid-run over tcp, unix and exec (through a file) to a
 destination started with -S and ``-incoming``; while both sides have the image
 inactive nothing may write to it; after ``cont`` the guest finishes at the
