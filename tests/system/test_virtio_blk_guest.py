@@ -17,15 +17,9 @@ from pathlib import Path
 import pytest
 from guests.build import run_guest
 
-HERE = Path(__file__).parent
 EMULATORS = ("qemu", "arctern")
 SIGNATURE = "ARCTERN-DISK-SIGNATURE"
 SECTOR = 512
-
-
-@pytest.fixture(scope="module")
-def kernel(guest_elf) -> Path:
-    return guest_elf(HERE / "virtio_blk_guest.c")
 
 
 @pytest.fixture
@@ -34,14 +28,14 @@ def disks(tmp_path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def qemu_output(kernel, tmp_path_factory):
+def qemu_output(virtio_blk_kernel, tmp_path_factory):
     """QEMU's serial output for a mode and transport version, run once on its own disks."""
     cache: dict[tuple[str, bool], str] = {}
 
     def get(mode: str, legacy: bool) -> str:
         if (mode, legacy) not in cache:
             images = make_disks(tmp_path_factory.mktemp("reference"))
-            cache[mode, legacy] = run("qemu", kernel, images, mode, legacy)[0]
+            cache[mode, legacy] = run("qemu", virtio_blk_kernel, images, mode, legacy)[0]
         return cache[mode, legacy]
 
     return get
@@ -97,9 +91,9 @@ def run(emulator: str, kernel: Path, disks: dict[str, Path], mode: str, legacy: 
 @pytest.mark.parametrize("mode", ["poll", "irq", "poll indirect", "irq indirect event"])
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "modern"])
 def test_guest_driver_reads_and_writes_both_disks(
-    kernel, disks, qemu_output, emulator, mode, legacy
+    virtio_blk_kernel, disks, qemu_output, emulator, mode, legacy
 ):
-    output, status = run(emulator, kernel, disks, mode, legacy)
+    output, status = run(emulator, virtio_blk_kernel, disks, mode, legacy)
     lines = output.splitlines()
     assert status == 1, output  # isa-debug-exit: the guest reported success (0 << 1 | 1)
     assert lines == qemu_output(mode, legacy).splitlines()  # line for line what QEMU prints
@@ -153,7 +147,7 @@ def _hexdump_bytes(text: str) -> bytes:
 
 
 @pytest.mark.parametrize("discard", ["ignore", "unmap"])
-def test_discard_and_write_zeroes_match_qemu(kernel, tmp_path, discard):
+def test_discard_and_write_zeroes_match_qemu(virtio_blk_kernel, tmp_path, discard):
     """DISCARD and WRITE_ZEROES (with UNMAP) from the guest: what it reads back, and the
     disks left behind, are QEMU's; with discard=ignore a discarded cluster keeps its data."""
     runs = {}
@@ -165,7 +159,13 @@ def test_discard_and_write_zeroes_match_qemu(kernel, tmp_path, discard):
             args += ["-drive", f"file={disks[fmt]},format={fmt},if=none,id=d{n},discard={discard}"]
             args += ["-device", f"virtio-blk-device,drive=d{n}"]
         runs[emulator] = (
-            run_guest(emulator, kernel, *args, append="poll discard", machine_options="acpi=off"),
+            run_guest(
+                emulator,
+                virtio_blk_kernel,
+                *args,
+                append="poll discard",
+                machine_options="acpi=off",
+            ),
             disks,
         )
     (output, status), qemu_disks = runs["qemu"]

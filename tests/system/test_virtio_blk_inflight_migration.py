@@ -16,8 +16,7 @@ import contextlib
 import subprocess
 from pathlib import Path
 
-import pytest
-from virtio_blk_faults import (
+from virtio_blk_helpers import (
     LIMIT,
     SECTOR,
     connect_qmp,
@@ -25,13 +24,6 @@ from virtio_blk_faults import (
     two_disk_command,
     wait_status,
 )
-
-HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def kernel(guest_elf) -> Path:
-    return guest_elf(HERE / "virtio_blk_guest.c")
 
 
 async def _migrate_stopped_source(src_sock: Path, dst_sock: Path, uri: str) -> dict:
@@ -80,11 +72,11 @@ def migrate(emulator: str, kernel: Path, workdir: Path) -> dict:
     return facts
 
 
-def test_in_flight_request_is_replayed_after_migration(kernel, tmp_path):
+def test_in_flight_request_is_replayed_after_migration(virtio_blk_kernel, tmp_path):
     runs = {}
     for emulator in ("qemu", "arctern"):
         (tmp_path / emulator).mkdir()
-        runs[emulator] = facts = migrate(emulator, kernel, tmp_path / emulator)
+        runs[emulator] = facts = migrate(emulator, virtio_blk_kernel, tmp_path / emulator)
         assert facts["source"] == "io-error" and facts["migration"] == "completed", facts
         # QEMU carries the run state over ("io-error"); either way it waits for cont.
         assert facts["destination"] in ("io-error", "paused"), facts

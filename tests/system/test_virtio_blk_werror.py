@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from virtio_blk_faults import (
+from virtio_blk_helpers import (
     LIMIT,
     SECTOR,
     connect_qmp,
@@ -23,13 +23,6 @@ from virtio_blk_faults import (
     two_disk_command,
     wait_status,
 )
-
-HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def kernel(guest_elf) -> Path:
-    return guest_elf(HERE / "virtio_blk_guest.c")
 
 
 def start(emulator: str, kernel: Path, workdir: Path, werror: str, mode: str):
@@ -58,12 +51,12 @@ async def stop_then_cont(process: subprocess.Popen, sock: Path) -> str:
 
 
 @pytest.mark.parametrize("mode", ["poll", "irq"])
-def test_werror_stop_pauses_and_cont_replays_the_request(kernel, tmp_path, mode):
+def test_werror_stop_pauses_and_cont_replays_the_request(virtio_blk_kernel, tmp_path, mode):
     results = {}
     for emulator in ("qemu", "arctern"):
         workdir = tmp_path / emulator
         workdir.mkdir()
-        process, sock, raw = start(emulator, kernel, workdir, "stop", mode)
+        process, sock, raw = start(emulator, virtio_blk_kernel, workdir, "stop", mode)
         try:
             status = asyncio.run(stop_then_cont(process, sock))
             output, _err = process.communicate(timeout=120)
@@ -80,12 +73,12 @@ def test_werror_stop_pauses_and_cont_replays_the_request(kernel, tmp_path, mode)
     assert results["arctern"] == results["qemu"]
 
 
-def test_default_werror_reports_efbig_as_an_io_error(kernel, tmp_path):
+def test_default_werror_reports_efbig_as_an_io_error(virtio_blk_kernel, tmp_path):
     results = {}
     for emulator in ("qemu", "arctern"):
         workdir = tmp_path / emulator
         workdir.mkdir()
-        process, _sock, _raw = start(emulator, kernel, workdir, "enospc", "poll")
+        process, _sock, _raw = start(emulator, virtio_blk_kernel, workdir, "enospc", "poll")
         output, _err = process.communicate(timeout=120)
         results[emulator] = (output.decode().splitlines(), process.returncode)
     lines, status = results["qemu"]

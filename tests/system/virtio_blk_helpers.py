@@ -1,4 +1,5 @@
-"""Shared by the virtio-blk fault tests: a file size limit that makes writes fail, and QMP.
+"""Shared by the virtio-blk system tests: the guest, its two-disk command line, a file
+size limit that makes writes fail, and QMP helpers.
 
 The emulator process may not write past ``LIMIT`` bytes of any file
 (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with EFBIG instead of
@@ -13,11 +14,19 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from guests.build import BASE_ARGS, emulator_command
 from qemu.qmp import ConnectError, QMPClient
 
 LIMIT = 1 << 20
 SECTOR = 512
+GUEST = Path(__file__).parent / "virtio_blk_guest.c"
+
+
+@pytest.fixture(scope="module")
+def virtio_blk_kernel(guest_elf) -> Path:
+    """The virtio-blk guest (a fixture the system tests' conftest exposes)."""
+    return guest_elf(GUEST)
 
 
 def limit_file_size() -> None:
