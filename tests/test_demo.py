@@ -72,15 +72,28 @@ def children_of(workdir: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "transport, fmt",
-    [("tcp", "qcow2"), ("unix", "qcow2"), ("exec", "qcow2"), ("tcp", "raw"), ("exec", "raw")],
+    "transport, fmt, machine",
+    [
+        ("tcp", "qcow2", "microvm"),
+        ("unix", "qcow2", "microvm,acpi=off"),  # no power-off there: the guest halts
+        ("exec", "qcow2", "microvm"),
+        ("tcp", "raw", "microvm"),
+        ("exec", "raw", "microvm"),
+    ],
 )
-def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt, tmp_path):
+def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt, machine, tmp_path):
     workdir = tmp_path / "demo"
-    result = demo("--transport", transport, "--format", fmt, "--workdir", str(workdir))
+    result = demo(
+        "--transport", transport, "--format", fmt, "-M", machine, "--workdir", str(workdir)
+    )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert result.stderr == ""
+    assert "continuous across the hand-over: no line lost or doubled" in out
+    power_off = (
+        "verified and halted (no power-off)" if "acpi=off" in machine else "powered the machine off"
+    )
+    assert f"destination: the guest {power_off}" in out
     assert "source: migrate " + ("exec:cat > " if transport == "exec" else f"{transport}:") in out
     assert "the source is postmigrate, its image inactive" in out
     assert out.rstrip().endswith("everything verified")

@@ -167,10 +167,16 @@ class ConsoleObserver:
         table.add_row("total time", f"{info.get('total-time', '-')} ms")
         table.add_row(
             "RAM sent",
-            f"{_mib(ram.get('transferred'))} in {ram.get('dirty-sync-count', '-')} rounds "
+            f"{_mib(ram.get('transferred'))}, dirty syncs (rounds): {ram.get('dirty-sync-count')} "
             f"({ram.get('normal', 0)} pages with data, {ram.get('duplicate', 0)} zero pages)",
         )
         table.add_row("guest says (destination)", escape(result.guest_line or "(nothing)"))
+        table.add_row(
+            "serial output",
+            "continuous across the hand-over: no line lost or doubled"
+            if result.serial_continuous
+            else "[red]progress lines lost, doubled or out of order[/red]",
+        )
         table.add_row("image", f"{options.image_format}: {escape(str(options.workdir))}")
         check = result.check_output
         if result.check_status == NO_CHECK:

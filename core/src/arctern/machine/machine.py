@@ -84,9 +84,10 @@ class MachineType:
         ``"migration-demo"`` (arctern-demo): a ``-kernel`` for this board with its
         default options and one ``virtio-blk-device``. It keeps writing, reading back
         and checking disk sectors and rewriting RAM until a byte arrives on the first
-        serial port (or for N rounds with ``-append rounds=N``), then checks all it
-        wrote, prints ``verified ...`` (or a line starting with ``FAIL``) there and
-        powers the machine off (exit status 0).
+        serial port (or for N rounds with ``-append rounds=N``), printing
+        ``round N: ...`` every 100 rounds on that port; then it checks all it wrote,
+        prints ``verified R rounds ...`` (or a line starting with ``FAIL``) and powers
+        the machine off (exit status 0) where the board can.
         """
         return None
 
@@ -145,6 +146,7 @@ class Machine:
         self.no_reboot = no_reboot
         self.kernel: str | None = None
         self.cmdline = ""
+        self.initrd: str | None = None
         self._gsi: dict[int, IRQLine] = {}
         self._poll_hooks: list[tuple[Callable[[], None], Callable[[], list[int]] | None]] = []
         self._quit = False
@@ -296,10 +298,16 @@ class Machine:
 
     # --- power -------------------------------------------------------------------
 
-    def power_on(self, kernel: str | None = None, cmdline: str = "") -> None:
-        """Reset every part, load the kernel, announce the machine (arctern_machine_created)."""
+    def power_on(
+        self, kernel: str | None = None, cmdline: str = "", initrd: str | None = None
+    ) -> None:
+        """Reset every part, load the kernel, announce the machine (arctern_machine_created).
+
+        ``initrd`` is ``-initrd`` as given (Multiboot: modules, comma-separated).
+        """
         self.kernel = kernel
         self.cmdline = cmdline
+        self.initrd = initrd
         self._reset_parts()
         self.registry.notify("arctern_machine_created", machine=self)
 
