@@ -33,8 +33,15 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
         printf("boot_device %08x\n", mbi->boot_device);
     if (mbi->flags & (1 << 2))
         printf("cmdline at %08x '%s'\n", mbi->cmdline, (const char *)mbi->cmdline);
-    if (mbi->flags & (1 << 3))
+    if (mbi->flags & (1 << 3)) {
         printf("mods %u at %08x\n", mbi->mods_count, mbi->mods_addr);
+        const uint32_t *mod = (const uint32_t *)mbi->mods_addr;
+        for (uint32_t i = 0; i < mbi->mods_count; i++, mod += 4) {
+            const uint8_t *data = (const uint8_t *)mod[0];
+            printf("  mod %08x-%08x string at %08x '%s' reserved %u first bytes %02x %02x %02x\n",
+                   mod[0], mod[1], mod[2], (const char *)mod[2], mod[3], data[0], data[1], data[2]);
+        }
+    }
     if (mbi->flags & (1 << 6)) {
         printf("mmap %u bytes at %08x\n", mbi->mmap_length, mbi->mmap_addr);
         uint32_t at = mbi->mmap_addr, end = at + mbi->mmap_length;

@@ -53,8 +53,9 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
         wakeups++;
     }
     cli();
+    /* A tick may arrive right after the handler's iret, before the loop counts a wake-up:
+     * how many wake-ups there were depends on timing, only that there were some does not. */
     printf("ticks %s%u, woken %s, IF in handler %u\n", ticks >= count ? ">=" : "<", count,
-           wakeups >= count ? "once per tick or more" : "less than once per tick",
-           in_handler_if >> 9);
+           wakeups ? "yes" : "no", in_handler_if >> 9);
     return 0;
 }

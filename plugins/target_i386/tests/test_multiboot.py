@@ -136,3 +136,24 @@ def test_entry_state_is_flat_protected_mode_with_the_magic(tmp_path):
     assert cpu.cr[0] & 1 and not cpu.cr[0] >> 31 and not cpu.eflags & 0x200
     machine.reset()  # system_reset reloads the kernel and re-enters it
     assert (cpu.eip, cpu.r[0]) == (0x10000C, BOOTLOADER_MAGIC)
+
+
+def test_modules_follow_the_strings_page_aligned():
+    from arctern_target_i386.multiboot import Module
+
+    image = elf([(0x100000, header(), 0x1000)], entry=0x100000)
+    ram = RAM(RAM_SIZE)
+    modules = [Module("a.bin x", b"AAAA"), Module("b,c.bin", b"B" * 5000)]
+    load_multiboot(ram, image, "k", "cmd", modules, initrd="a.bin x,b,,c.bin")
+    info = info_fields(ram)
+    assert (info["mods_count"], info["mods_addr"]) == (2, 0x101000)
+    listed = [struct.unpack_from("<4I", ram.data, 0x101000 + 16 * i) for i in range(2)]
+    assert listed == [
+        (0x102000, 0x102004, 0x101020, 0),
+        (0x103000, 0x103000 + 5000, 0x101028, 0),
+    ]
+    assert cstring(ram, 0x101020) == b"a.bin x" and cstring(ram, 0x101028) == b"b,c.bin"
+    assert info["cmdline"] == 0x101030 and cstring(ram, info["cmdline"]) == b"k cmd"
+    # QEMU sizes the strings from the -initrd text as typed: one byte more for ",,".
+    assert info["loader"] == 0x101020 + len("a.bin x,b,,c.bin") + 1 + len("k cmd") + 1
+    assert ram.read(0x102000, 4) == b"AAAA" and ram.read(0x103000, 5000) == b"B" * 5000

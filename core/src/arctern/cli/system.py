@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("-global", dest="globals", action="append", default=[], metavar="DRIVER.PROP=VALUE")
     add("-kernel", metavar="FILE", help="Multiboot ELF kernel")
     add("-append", metavar="CMDLINE", default="", help="kernel command line")
+    add(
+        "-initrd", metavar="FILE[,FILE...]", help="Multiboot modules ('FILE ARGS', comma-separated)"
+    )
     add("-drive", dest="drives", action="append", default=[], metavar="OPTIONS")
     add("-device", dest="devices", action="append", default=[], metavar="DRIVER[,PROP=VALUE...]")
     add("-chardev", dest="chardevs", action="append", default=[], metavar="BACKEND,id=ID[,...]")
@@ -195,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         ram_size=_ram_size(args.memory),
         kernel=args.kernel,
         append=args.append,
+        initrd=args.initrd,
         drives=[_drive(text) for text in args.drives],
         devices=[_device(text) for text in args.devices],
         chardevs=[_chardev(text) for text in args.chardevs],

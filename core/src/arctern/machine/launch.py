@@ -82,6 +82,7 @@ class MachineConfig:
     ram_size: int | None = None
     kernel: str | None = None
     append: str = ""
+    initrd: str | None = None  # Multiboot modules: "FILE ARGS,FILE..." as QEMU's -initrd
     drives: list[DriveConfig] = field(default_factory=list)
     devices: list[DeviceConfig] = field(default_factory=list)
     globals: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -139,7 +140,7 @@ def _configure(machine: Machine, config: MachineConfig) -> None:
         raise MachineError(
             f"no -kernel given: {machine.machine_type.name} boots a Multiboot kernel image"
         )
-    machine.power_on(kernel=config.kernel, cmdline=config.append)
+    machine.power_on(kernel=config.kernel, cmdline=config.append, initrd=config.initrd)
     if config.incoming:
         machine.runstate = "inmigrate"
 

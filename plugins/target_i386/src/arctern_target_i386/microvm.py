@@ -18,6 +18,7 @@ Use ``acpi=off`` for interrupt-driven virtio through the PIC.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import ClassVar
@@ -26,8 +27,9 @@ from arctern.errors import MachineError
 from arctern.machine.device import prop_bool, prop_choice
 from arctern.machine.image_file import map_image_file
 from arctern.machine.machine import Machine, MachineType
+from arctern.qemu_opts import split_commas
 
-from .multiboot import BOOTLOADER_MAGIC, INFO_ADDR, load_multiboot
+from .multiboot import BOOTLOADER_MAGIC, INFO_ADDR, Module, load_multiboot
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,26 @@ class Microvm(MachineType):
         return None
 
     def load_kernel(self, machine: Machine, path: str, cmdline: str) -> None:
-        with map_image_file(path) as data:
-            entry = load_multiboot(machine.ram, data, path, cmdline)
+        with contextlib.ExitStack() as files:
+            data = files.enter_context(map_image_file(path))
+            modules = [
+                Module(text, files.enter_context(_open_module(text)))
+                for text in split_commas(machine.initrd or "")
+                if text
+            ]
+            entry = load_multiboot(
+                machine.ram, data, path, cmdline, modules, initrd=machine.initrd or ""
+            )
         for cpu in machine.cpus:
             cpu.enter_flat_protected_mode(entry, BOOTLOADER_MAGIC, INFO_ADDR)
+
+
+@contextlib.contextmanager
+def _open_module(text: str):
+    """A module's file (the first word of its ``-initrd`` item), with QEMU's message."""
+    path = text.split(" ", 1)[0]
+    try:
+        with map_image_file(path) as data:
+            yield data
+    except MachineError:
+        raise MachineError(f"Failed to open file '{path}'") from None

@@ -12,6 +12,7 @@ EBX = 0x9500.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arctern.errors import MachineError
@@ -39,6 +40,7 @@ _HEADER = struct.Struct("<III")
 _AOUT = struct.Struct("<IIIII")
 _MMAP_ENTRY = struct.Struct("<IQQI")
 _INFO = struct.Struct("<IIIIIII16xIIII4xI")
+_MODULE = struct.Struct("<IIII")  # mod_start, mod_end, string, reserved
 INFO_SIZE = 88
 
 
@@ -84,29 +86,35 @@ def memory_map(ram_size: int) -> list[tuple[int, int, int]]:
     ]
 
 
-def load_multiboot(ram: RAM, data: bytes, path: str, cmdline: str) -> int:
-    """Load a Multiboot kernel and its information block into ``ram``; return the entry EIP."""
-    header = find_header(data)
-    if header is None:
-        raise MachineError("invalid kernel header")
-    if ram.base != 0 or ram.size <= HIGH_RAM_START:
-        raise MachineError("Multiboot needs RAM from address 0 and above 1 MiB")
-    if header.flags & FLAG_AOUT_KLUDGE:
-        entry, kernel_end = _load_aout(ram, data, header)
-    else:
-        if not is_elf(data):
-            raise MachineError("invalid multiboot header: no address fields and not an ELF file")
-        if parse_elf(data, name=path).machine == EM_X86_64:
-            raise MachineError("Cannot load x86-64 image, give a 32bit one.")
-        image = load_elf(ram, data, machine=EM_386, name=path)
-        entry, kernel_end = image.entry, image.high
-    strings_at = (kernel_end + 0xFFF) & ~0xFFF
-    command = f"{path} {cmdline}".encode() + b"\0"
-    loader_at = strings_at + len(command)
-    strings = command + LOADER_NAME + b"\0"
-    if strings_at + len(strings) > ram.end:
-        raise MachineError("the kernel command line does not fit in RAM")
-    ram.write(strings_at, strings)
+@dataclass(frozen=True)
+class Module:
+    """A boot module (``-initrd "FILE ARGS,..."``): its command line and contents."""
+
+    cmdline: str
+    data: bytes | memoryview
+
+
+def load_multiboot(
+    ram: RAM,
+    data: bytes,
+    path: str,
+    cmdline: str,
+    modules: Sequence[Module] = (),
+    initrd: str = "",
+) -> int:
+    """Load a Multiboot kernel, its modules and the information block; return the entry EIP.
+
+    QEMU's layout: on the first page after the kernel the module list (16 bytes
+    a module), then the modules' command lines and the kernel's, then the loader
+    name, each module on the next page boundary after that. QEMU sizes the
+    command-line area from ``initrd`` as typed (``-initrd``, ``,,`` escapes
+    included), so the loader name moves one byte further per escaped comma.
+    """
+    entry, kernel_end = _load_image(ram, data, path)
+    info_at = _page_align(kernel_end)
+    command_at, loader_at = _load_strings_and_modules(
+        ram, info_at, path, cmdline, modules, len(initrd) + 1 if modules else 0
+    )
     entries = memory_map(ram.size)
     ram.write(MMAP_ADDR, b"".join(_MMAP_ENTRY.pack(20, a, n, t) for a, n, t in entries))
     info = _INFO.pack(
@@ -114,9 +122,9 @@ def load_multiboot(ram: RAM, data: bytes, path: str, cmdline: str) -> int:
         LOW_RAM_END >> 10,
         (ram.size - HIGH_RAM_START) >> 10,
         BOOT_DEVICE,
-        strings_at,
-        0,  # mods_count
-        strings_at,  # mods_addr: the (empty) module list would start here
+        command_at,
+        len(modules),
+        info_at,  # mods_addr
         len(entries) * _MMAP_ENTRY.size,
         MMAP_ADDR,
         0,  # drives_length
@@ -125,6 +133,65 @@ def load_multiboot(ram: RAM, data: bytes, path: str, cmdline: str) -> int:
     )
     ram.write(INFO_ADDR, info.ljust(INFO_SIZE, b"\0"))
     return entry
+
+
+def _load_image(ram: RAM, data: bytes, path: str) -> tuple[int, int]:
+    """Load the kernel (ELF, or by the header's address fields); (entry, end of the image)."""
+    header = find_header(data)
+    if header is None:
+        raise MachineError("invalid kernel header")
+    if ram.base != 0 or ram.size <= HIGH_RAM_START:
+        raise MachineError("Multiboot needs RAM from address 0 and above 1 MiB")
+    if header.flags & FLAG_AOUT_KLUDGE:
+        return _load_aout(ram, data, header)
+    if not is_elf(data):
+        raise MachineError("invalid multiboot header: no address fields and not an ELF file")
+    if parse_elf(data, name=path).machine == EM_X86_64:
+        raise MachineError("Cannot load x86-64 image, give a 32bit one.")
+    image = load_elf(ram, data, machine=EM_386, name=path)
+    return image.entry, image.high
+
+
+def _load_strings_and_modules(
+    ram: RAM,
+    info_at: int,
+    path: str,
+    cmdline: str,
+    modules: Sequence[Module],
+    modules_text_size: int,
+) -> tuple[int, int]:
+    """The module list, the command lines and the loader name, then the modules.
+
+    Returns the addresses of the kernel's command line and of the loader name.
+    """
+    strings_at = info_at + _MODULE.size * len(modules)
+    strings = bytearray()
+    string_at = []
+    for text in [*(m.cmdline for m in modules), f"{path} {cmdline}"]:
+        string_at.append(strings_at + len(strings))
+        strings += text.encode() + b"\0"
+    command = f"{path} {cmdline}".encode()
+    loader_at = strings_at + modules_text_size + len(command) + 1
+    strings += bytes(loader_at - strings_at - len(strings)) + LOADER_NAME + b"\0"
+    starts = []
+    load_at = _page_align(strings_at + len(strings))
+    for module in modules:
+        starts.append(load_at)
+        load_at = _page_align(load_at + len(module.data))
+    if load_at > ram.end:
+        raise MachineError("the kernel command line and modules do not fit in RAM")
+    module_list = b"".join(
+        _MODULE.pack(start, start + len(m.data), text_at, 0)
+        for start, m, text_at in zip(starts, modules, string_at, strict=False)
+    )
+    ram.write(info_at, module_list + strings)
+    for start, module in zip(starts, modules, strict=True):
+        ram.write(start, module.data)
+    return string_at[-1], loader_at
+
+
+def _page_align(addr: int) -> int:
+    return (addr + 0xFFF) & ~0xFFF
 
 
 def _load_aout(ram: RAM, data: bytes, header: MultibootHeader) -> tuple[int, int]:
