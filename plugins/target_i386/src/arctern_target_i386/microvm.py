@@ -134,9 +134,7 @@ class Microvm(MachineType):
         with contextlib.ExitStack() as files:
             data = files.enter_context(map_image_file(path))
             modules = [
-                Module(text, files.enter_context(_open_module(text)))
-                for text in split_commas(machine.initrd or "")
-                if text
+                _open_module(files, text) for text in split_commas(machine.initrd or "") if text
             ]
             entry = load_multiboot(
                 machine.ram, data, path, cmdline, modules, initrd=machine.initrd or ""
@@ -145,12 +143,11 @@ class Microvm(MachineType):
             cpu.enter_flat_protected_mode(entry, BOOTLOADER_MAGIC, INFO_ADDR)
 
 
-@contextlib.contextmanager
-def _open_module(text: str):
-    """A module's file (the first word of its ``-initrd`` item), with QEMU's message."""
+def _open_module(files: contextlib.ExitStack, text: str) -> Module:
+    """A module (``-initrd`` item ``FILE ARGS``), its file kept open by ``files``."""
     path = text.split(" ", 1)[0]
     try:
-        with map_image_file(path) as data:
-            yield data
+        data = files.enter_context(map_image_file(path))
     except MachineError:
         raise MachineError(f"Failed to open file '{path}'") from None
+    return Module(text, data)
