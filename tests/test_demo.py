@@ -200,3 +200,25 @@ def test_guest_runs_alike_under_qemu_and_arctern(tmp_path):
         "verified 150 rounds: 128 disk sectors, 1024 RAM pages\n",
         0,
     )
+
+
+def test_a_destination_trusting_stale_metadata_does_not_verify(tmp_path):
+    """With qcow2's invalidate_cache made inert (test-only switch), the demo must fail."""
+    switch = tmp_path / "inert"
+    switch.mkdir()
+    (switch / "sitecustomize.py").write_text(
+        "from arctern_block_qcow2.driver import Qcow2Driver\n"
+        "Qcow2Driver.invalidate_cache = lambda self: None  # trust stale metadata\n"
+    )
+    result = subprocess.run(
+        [DEMO, "-m", "32", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**ENV, "PYTHONPATH": str(switch)},
+    )
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("arctern-demo: the guest on the destination reports: FAIL: ")
+    assert result.stderr.count("\n") == 1
+    assert "everything verified" not in result.stdout
+    assert children_of(tmp_path / "demo") == []

@@ -72,9 +72,14 @@ static inline uint32_t reg(uint32_t off) { return mmio_read32(dev + off); }
 static inline void set_reg(uint32_t off, uint32_t v) { mmio_write32(dev + off, v); }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
-static void __attribute__((noreturn)) fail(const char *what, uint32_t where)
+static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
 {
-    printf("FAIL: %s (%u)\n", what, where);
+    va_list ap;
+    va_start(ap, fmt);
+    puts("FAIL: ");
+    vprintf(fmt, ap);
+    va_end(ap);
+    putc('\n');
     exit(1);
 }
 
@@ -91,7 +96,7 @@ static void find_disk(void)
         if (reg(R_MAGIC) == 0x74726976 && reg(R_VERSION) == 1 && reg(R_DEVICE_ID) == 2)
             return;
     }
-    fail("no legacy virtio-blk device", 0);
+    fail("no legacy virtio-blk device on virtio-mmio");
 }
 
 static void init_disk(void)
@@ -103,7 +108,7 @@ static void init_disk(void)
     set_reg(R_GUEST_PAGE_SIZE, 4096);
     set_reg(R_QUEUE_SEL, 0);
     if (reg(R_QUEUE_NUM_MAX) < QSIZE)
-        fail("virtqueue too small", reg(R_QUEUE_NUM_MAX));
+        fail("virtqueue too small: QueueNumMax %u", reg(R_QUEUE_NUM_MAX));
     set_reg(R_QUEUE_NUM, QSIZE);
     set_reg(R_QUEUE_ALIGN, 4096);
     set_reg(R_QUEUE_PFN, (uint32_t)(uintptr_t)queue_mem >> 12);
@@ -113,7 +118,7 @@ static void init_disk(void)
     slots = fit > MAX_SLOTS ? MAX_SLOTS : (uint32_t)fit;
     slots -= slots % CHUNK_SLOTS;
     if (slots == 0)
-        fail("disk smaller than 1 MiB, sectors", (uint32_t)capacity);
+        fail("disk smaller than 1 MiB: %u sectors", (uint32_t)capacity);
 }
 
 /* One request: header, data (len bytes at buffer), status; waits for its completion. */
@@ -137,7 +142,7 @@ static void transfer(uint32_t type, uint32_t sector, uint32_t len)
     seen_used++;
     set_reg(R_INTERRUPT_ACK, reg(R_INTERRUPT_STATUS));
     if (req_status != 0)
-        fail(type == BLK_IN ? "disk read error at sector" : "disk write error at sector", sector);
+        fail("disk %s error at sector %u", type == BLK_IN ? "read" : "write", sector);
 }
 
 static uint32_t word(uint32_t round, uint32_t i) { return round * 2654435761u ^ (i * 40503u); }
@@ -168,7 +173,7 @@ static void check_slot(uint32_t slot)
 {
     transfer(BLK_IN, slot * SLOT_SECTORS, 512);
     if (!matches((const uint32_t *)buffer, slot_round[slot] - 1, 128))
-        fail("disk sector read back wrong, slot", slot);
+        fail("disk sector of slot %u read back wrong (round %u)", slot, slot_round[slot] - 1);
 }
 
 static void dirty_page(uint32_t round)
@@ -189,7 +194,7 @@ static uint32_t check_disk(void)
         for (uint32_t i = 0; i < CHUNK_SLOTS && slot_round[first + i]; i++, checked++) {
             const uint32_t *sector = (const uint32_t *)(buffer + i * SLOT_SECTORS * 512);
             if (!matches(sector, slot_round[first + i] - 1, 128))
-                fail("disk sector wrong in the final check, slot", first + i);
+                fail("disk sector of slot %u wrong in the final check", first + i);
         }
     }
     return checked;
@@ -200,7 +205,7 @@ static uint32_t check_area(void)
     uint32_t checked = 0;
     for (uint32_t page = 0; page < AREA_PAGES; page++, checked++)
         if (!matches(area[page], page_round[page] - 1, 1024))
-            fail("RAM page wrong in the final check, page", page);
+            fail("RAM page %u wrong in the final check", page);
     return checked;
 }
 
@@ -231,7 +236,7 @@ static int stop_requested(void)
 int main(uint32_t magic, const struct multiboot_info *mbi)
 {
     if (magic != MULTIBOOT_BOOTLOADER_MAGIC)
-        fail("not started by a Multiboot loader, magic", magic);
+        fail("not started by a Multiboot loader (EAX 0x%x)", magic);
     uint32_t limit = rounds_option(mbi);
     find_disk();
     init_disk();
