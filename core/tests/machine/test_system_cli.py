@@ -137,7 +137,7 @@ def test_device_nodes_and_empty_files_are_not_kernels(tmp_path, capsys):
     [("64", 64 << 20), ("1.5", 3 << 19), ("64M", 64 << 20), ("size=2G", 2 << 30), ("0", None)],
 )
 def test_memory_size_reads_as_qemu_reads_it(text, size):
-    from arctern.cli.system import build_parser, config_from_args
+    from arctern.cli.system_options import build_parser, config_from_args
 
     assert config_from_args(build_parser().parse_args(["-m", text])).ram_size == size
 
@@ -152,8 +152,18 @@ def test_an_emulator_bug_is_one_line_not_a_traceback(monkeypatch, tmp_path, caps
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(Machine, "run", broken_run)
-    monkeypatch.setattr(Machine, "power_on", lambda self, kernel=None, cmdline="": None)
+    monkeypatch.setattr(Machine, "power_on", lambda self, **kwargs: None)
     assert main(["-nodefaults", "-kernel", str(kernel)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("arctern-system: internal error while running the guest at eip 0x")
     assert "ZeroDivisionError: division by zero" in err and err.count("\n") == 1
+
+
+def test_machine_options_merge_over_several_m_options():
+    from arctern.cli.system_options import build_parser, config_from_args
+
+    args = build_parser().parse_args(["-M", "microvm", "-machine", "acpi=off,pit=off"])
+    config = config_from_args(args)
+    assert config.machine == "microvm"
+    assert config.machine_options == {"acpi": "off", "pit": "off"}
+    assert config_from_args(build_parser().parse_args([])).machine == "microvm"

@@ -12,8 +12,8 @@ from arctern.plugins import Registry
 from arctern.qemu_opts import parse_opts
 
 from .debug_log import LOG_ITEMS
+from .system_options import DEFAULT_MACHINE, machine_options
 
-DEFAULT_MACHINE = "microvm"
 _HELP = ("help", "?")
 
 
@@ -67,7 +67,7 @@ def _log_help() -> str:
 
 def help_text(args: argparse.Namespace, registry: Registry) -> str | None:
     """The text of ``-M help``, ``-device help``, ``-cpu help``, ``-d help``, if asked."""
-    machine = parse_opts(args.machine, "type")
+    machine = machine_options(args)
     if machine["type"] in _HELP:
         return _machine_help(registry)
     if machine.get("help") == "on":

@@ -1,0 +1,196 @@
+"""The options of arctern-system (qemu-system's), and their translation into a MachineConfig."""
+
+from __future__ import annotations
+
+import argparse
+
+from arctern.errors import UsageError
+from arctern.machine.launch import ChardevConfig, DeviceConfig, DriveConfig, MachineConfig
+from arctern.machine.props import parse_bool, parse_size
+from arctern.monitor.options import add_monitor_options
+from arctern.qemu_opts import parse_opts
+
+PROG = "arctern-system"
+DEFAULT_MACHINE = "microvm"
+CHARDEV_BACKENDS = ("null", "stdio", "file", "socket")
+DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, as every Arctern tool
+        raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            raise UsageError(f"{extra[0]}: invalid option")
+        return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
+    add = parser.add_argument
+    add("-M", "-machine", dest="machines", action="append", default=[], metavar="NAME[,PROP=VALUE]")
+    add("-cpu", metavar="MODEL")
+    add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
+    add("-smp", metavar="N", help="number of CPUs (only 1)")
+    add("-nodefaults", action="store_true", help="no default serial port")
+    add("-global", dest="globals", action="append", default=[], metavar="DRIVER.PROP=VALUE")
+    add("-kernel", metavar="FILE", help="Multiboot ELF kernel")
+    add("-append", metavar="CMDLINE", default="", help="kernel command line")
+    add(
+        "-initrd", metavar="FILE[,FILE...]", help="Multiboot modules ('FILE ARGS', comma-separated)"
+    )
+    add("-drive", dest="drives", action="append", default=[], metavar="OPTIONS")
+    add("-device", dest="devices", action="append", default=[], metavar="DRIVER[,PROP=VALUE...]")
+    add("-chardev", dest="chardevs", action="append", default=[], metavar="BACKEND,id=ID[,...]")
+    add("-serial", dest="serials", action="append", default=[], metavar="DEV")
+    add("-display", metavar="TYPE", help="only 'none'")
+    add("-nographic", action="store_true", help="no display; default serial port on stdio")
+    add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
+    add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
+    add("-d", dest="log_items", metavar="ITEM[,...]", help="log items ('-d help' lists them)")
+    add("-D", dest="log_file", metavar="FILE", help="write -d logs to FILE")
+    add_monitor_options(parser)
+    return parser
+
+
+# --- option translation --------------------------------------------------------
+
+
+def _ram_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    opts = parse_opts(text, "size")
+    size = opts.get("size")
+    if size is None:
+        return None
+    try:
+        value = parse_size(size + "M" if size.strip()[-1:].isdigit() else size)
+    except ValueError:
+        raise UsageError(
+            f"-m {text}: Parameter 'size' expects a non-negative number below 2^64"
+        ) from None
+    if value == 0:
+        return None  # QEMU: -m 0 means the default
+    page = 4096
+    return (value + page - 1) // page * page
+
+
+def _check_smp(text: str | None) -> None:
+    if text is None:
+        return
+    opts = parse_opts(text, "cpus")
+    for key in ("cpus", "maxcpus", "sockets", "cores", "threads", "dies"):
+        value = opts.get(key, "1")
+        if not value.isdigit():
+            raise UsageError(f"-smp {text}: Parameter '{key}' expects a number")
+        if int(value) > 1:
+            raise UsageError(f"-smp {text}: Arctern emulates one CPU; use -smp 1")
+
+
+def _global(text: str) -> tuple[str, str, str]:
+    target, sep, value = text.partition("=")
+    driver, dot, prop = target.rpartition(".")
+    if not sep or not dot or not driver or not prop:
+        raise UsageError(f"-global {text}: Invalid format: expected DRIVER.PROPERTY=VALUE")
+    return driver, prop, value
+
+
+def _drive(text: str) -> DriveConfig:
+    opts = parse_opts(text)
+    for key in opts:
+        if key not in DRIVE_KEYS:
+            fmt = opts.get("format", "raw")
+            raise UsageError(
+                f"-drive {text}: Block format '{fmt}' does not support the option '{key}'"
+            )
+    if "file" not in opts:
+        raise UsageError(f'-drive {text}: A block device must be specified for "file"')
+    try:
+        read_only = parse_bool(opts.get("readonly", "off"))
+    except ValueError:
+        raise UsageError(f"-drive {text}: Parameter 'read-only' expects 'on' or 'off'") from None
+    return DriveConfig(
+        opts["file"],
+        format=opts.get("format"),
+        interface=opts.get("if", "none"),
+        id=opts.get("id"),
+        cache=opts.get("cache", "writeback"),
+        read_only=read_only,
+        discard=opts.get("discard", "ignore"),
+        detect_zeroes=opts.get("detect-zeroes", "off"),
+        origin=f"-drive {text}",
+    )
+
+
+def _chardev(text: str) -> ChardevConfig:
+    """``-chardev null|stdio|file,path=P|socket,path=P[,server=on][,wait=off],id=ID``."""
+    opts = parse_opts(text, "backend")
+    backend, id = opts.pop("backend"), opts.pop("id", None)
+    if backend not in CHARDEV_BACKENDS:
+        raise UsageError(f"-chardev {text}: '{backend}' is not a valid char driver name")
+    if not id:
+        raise UsageError(f"-chardev {text}: chardev: no id specified")
+    path = opts.get("path", "").replace(",", ",,")
+    if backend == "file":
+        if not path:
+            raise UsageError(f"-chardev {text}: chardev: file: no filename given")
+        spec = f"file:{opts['path']}"
+    elif backend == "socket":
+        if not path:
+            raise UsageError(f"-chardev {text}: only unix sockets (path=...) are supported")
+        spec = f"unix:{path},server={opts.get('server', 'off')},wait={opts.get('wait', 'on')}"
+    else:
+        spec = backend
+    return ChardevConfig(id, spec, origin=f"-chardev {text}")
+
+
+def _device(text: str) -> DeviceConfig:
+    opts = parse_opts(text, "driver")
+    driver = opts.pop("driver")
+    return DeviceConfig(
+        driver, opts, id=opts.pop("id", None), bus=opts.pop("bus", None), origin=f"-device {text}"
+    )
+
+
+def _serials(args: argparse.Namespace) -> list[str]:
+    if args.serials:
+        return [s for s in args.serials if s != "none"]
+    if args.nodefaults:
+        return []
+    return ["mon:stdio"] if args.nographic else ["null"]  # QEMU's defaults
+
+
+def machine_options(args: argparse.Namespace) -> dict[str, str]:
+    """Every -M/-machine merged in order, as QEMU does (``-M microvm -machine acpi=off``)."""
+    merged = {"type": DEFAULT_MACHINE}
+    for text in args.machines:
+        opts = parse_opts(text, "type" if "=" not in text.split(",", 1)[0] else None)
+        merged.update(opts)
+    return merged
+
+
+def config_from_args(args: argparse.Namespace) -> MachineConfig:
+    """Translate parsed options into the description :func:`launch` builds."""
+    machine_opts = machine_options(args)
+    if args.display not in (None, "none"):
+        raise UsageError(f"-display {args.display}: Arctern has no graphical display; use none")
+    _check_smp(args.smp)
+    return MachineConfig(
+        machine_opts.pop("type"),
+        machine_options=machine_opts,
+        cpu=args.cpu,
+        ram_size=_ram_size(args.memory),
+        kernel=args.kernel,
+        append=args.append,
+        initrd=args.initrd,
+        drives=[_drive(text) for text in args.drives],
+        devices=[_device(text) for text in args.devices],
+        chardevs=[_chardev(text) for text in args.chardevs],
+        globals=[_global(text) for text in args.globals],
+        serials=_serials(args),
+        no_reboot=args.no_reboot,
+        incoming=bool(args.incoming),
+        stdio_users=args.monitor.count("stdio"),
+    )
