@@ -64,6 +64,7 @@ CASES = [
     (b'{"execute": "query-migrate-parameters"}', "parameters"),
     (b'{"execute": "migrate", "arguments": {"uri": "ftp:x"}}', "class"),
     (b'{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": -1}}', "class"),
+    (b'{"execute": "system_powerdown"}', "reply"),
     (b'{"execute": "stop"}', "reply"),
     *((_hmp(line).encode(), "reply") for line in HMP),
     (b'{"execute": "cont"}', "reply"),
