@@ -89,28 +89,37 @@ def _session(emulator: str, tmp: Path) -> list:
         sock.connect(str(path))
         reader = sock.makefile("rb")
         replies = [json.loads(reader.readline())]
+        events: list = []
         for request, _ in CASES:
             sock.sendall(request + b"\n")
-            replies.append(_reply(reader))
+            replies.append(_reply(reader, events))
+        sock.sendall(b'{"execute": "query-status", "id": "last"}\n')
+        _reply(reader, events)  # events sent before this reply are all in
         sock.close()
-        return replies
+        return [*replies, events]
     finally:
         process.terminate()
         process.wait(10)
 
 
-def _reply(reader) -> dict:
-    """The next reply, skipping events."""
+def _reply(reader, events: list | None = None) -> dict:
+    """The next reply; events on the way are collected (name and data) into ``events``."""
     while True:
         message = json.loads(reader.readline())
         if "event" not in message:
             return message
+        if events is not None:
+            events.append((message["event"], message.get("data", {})))
 
 
 @pytest.fixture(scope="module")
 def replies(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("qmp")
     return {name: _session(name, tmp) for name in EMULATORS}
+
+
+def test_same_events_as_qemu(replies):
+    assert replies["arctern"][-1] == replies["qemu"][-1]
 
 
 def test_greeting_has_qemus_shape(replies):
