@@ -119,3 +119,34 @@ def test_without_invalidate_cache_the_destination_goes_wrong(guest, reference, t
     # qemu-img check may also find the source's tables leaked).
     assert "FAIL read back an earlier round" in result["output"]
     assert result["output"] != reference
+
+
+def test_paused_guest_a_to_b_to_c_then_runs(guest, reference, tmp_path):
+    """Started with -S and never run: A to B (unix) to C (tcp), then cont on C."""
+
+    async def scenario():
+        image = tmp_path / "disk.qcow2"
+        create_image(image)
+        args = machine_args(guest, image)
+        hops = [f"unix:{tmp_path / 'ab.sock'}", f"tcp:127.0.0.1:{free_port()}"]
+        sides = [Side("a", tmp_path, [*args, "-S"])]
+        await sides[0].connect()
+        for name, uri in zip("bc", hops, strict=True):
+            nxt = Side(name, tmp_path, [*args, "-incoming", uri])
+            await nxt.connect()
+            await sides[-1].client.execute("migrate", {"uri": uri})
+            info = await sides[-1].wait_status("completed", "failed")
+            assert info["status"] == "completed", info
+            assert await nxt.wait_runstate("paused") == "paused"  # it was not running
+            sides.append(nxt)
+        last = sides[-1]
+        await last.client.execute("cont")
+        status = await last.exit_status()
+        for side in sides[:-1]:
+            assert side.output() == ""  # never ran
+            await side.stop()
+        return status, last.output()
+
+    status, output = asyncio.run(scenario())
+    assert (status, output) == (1, reference)
+    assert check(tmp_path / "disk.qcow2").returncode == 0
