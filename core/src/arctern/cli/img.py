@@ -4,34 +4,19 @@ resize, bench), with qemu-img's syntax, output and exit codes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 
 from arctern.errors import ArcternError, UsageError
 
 from .common import run_cli
-from .img_bench import cmd_bench
-from .img_check import cmd_check
 from .img_common import HELP_HINT, discover_block_plugins_only
-from .img_compare import cmd_compare
-from .img_convert import cmd_convert
-from .img_create import cmd_create
-from .img_info import cmd_info
-from .img_map import cmd_map
-from .img_resize import cmd_resize
 
 log = logging.getLogger(__name__)
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "bench": cmd_bench,
-    "check": cmd_check,
-    "compare": cmd_compare,
-    "convert": cmd_convert,
-    "create": cmd_create,
-    "info": cmd_info,
-    "map": cmd_map,
-    "resize": cmd_resize,
-}
+#: Subcommand -> module (``img_NAME``) defining ``cmd_NAME``; imported only when run.
+COMMANDS = ("bench", "check", "compare", "convert", "create", "info", "map", "resize")
 
 USAGE = """usage: arctern-img [standard options] command [command options]
 Arctern disk image utility (qemu-img's commands and options)
@@ -66,10 +51,10 @@ def dispatch(argv: Sequence[str]) -> int:
 
         print(f"arctern-img version {version('arctern')}")
         return 0
-    body = COMMANDS.get(command)
-    if body is None:
+    if command not in COMMANDS:
         raise UsageError(f"Command not found: {command}; {HELP_HINT}")
-    return guarded(body, args)
+    module = importlib.import_module(f"{__package__}.img_{command}")
+    return guarded(getattr(module, f"cmd_{command}"), args)
 
 
 def guarded(body: Callable[[Sequence[str]], int], args: Sequence[str]) -> int:
