@@ -65,30 +65,30 @@ def _cache_dir() -> Path:
 
 
 def build_guest(
-    sources: Path | Iterable[Path], *, cflags: Sequence[str] = (), out_dir: Path | None = None
+    sources: Path | Iterable[Path],
+    *,
+    cflags: Sequence[str] = (),
+    out_dir: Path | None = None,
+    runtime: bool = True,
 ) -> Path:
-    """Compile guest sources with the runtime into a Multiboot ELF; cached by content."""
+    """Compile guest sources into a Multiboot kernel; cached by content.
+
+    With ``runtime`` (the default) the sources are linked with crt0, libguest and
+    link.ld into an ELF. Without it they stand alone: ``cflags`` then carry the
+    link options (e.g. ``-Wl,--oformat=binary`` for a flat kernel).
+    """
     sources = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
-    inputs = [*RUNTIME, HERE / "guest.h", HERE / "link.ld", *sources]
-    digest = hashlib.sha256(" ".join((CC, *CFLAGS, *cflags)).encode())
-    for path in inputs:
+    support = [*RUNTIME, HERE / "guest.h", HERE / "link.ld"] if runtime else []
+    digest = hashlib.sha256(" ".join((CC, *CFLAGS, *cflags, str(runtime))).encode())
+    for path in [*support, *sources]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     out = (out_dir or _cache_dir()) / f"{sources[0].stem}-{digest.hexdigest()[:16]}.elf"
     if out.exists():
         return out
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    command = [
-        CC,
-        *CFLAGS,
-        *cflags,
-        f"-I{HERE}",
-        f"-Wl,-T,{HERE / 'link.ld'}",
-        "-o",
-        str(tmp),
-        *map(str, RUNTIME),
-        *map(str, sources),
-        "-lgcc",
-    ]
+    linking = [f"-I{HERE}", f"-Wl,-T,{HERE / 'link.ld'}"] if runtime else []
+    command = [CC, *CFLAGS, *cflags, *linking, "-o", str(tmp)]
+    command += [*map(str, RUNTIME if runtime else ()), *map(str, sources), "-lgcc"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"building {sources[0].name} failed:\n{result.stderr}")
@@ -141,14 +141,14 @@ def require_toolchain() -> None:
 
 @pytest.fixture(scope="session")
 def guest_elf():
-    """``guest_elf(source, cflags=())`` builds (once per session) and returns the ELF path."""
+    """``guest_elf(source, cflags=(), runtime=True)``: build once per session, return the path."""
     require_toolchain()
     built: dict[tuple, Path] = {}
 
-    def build(sources, cflags: Sequence[str] = ()) -> Path:
-        key = (str(sources), tuple(cflags))
+    def build(sources, cflags: Sequence[str] = (), runtime: bool = True) -> Path:
+        key = (str(sources), tuple(cflags), runtime)
         if key not in built:
-            built[key] = build_guest(sources, cflags=cflags)
+            built[key] = build_guest(sources, cflags=cflags, runtime=runtime)
         return built[key]
 
     return build

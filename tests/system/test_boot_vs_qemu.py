@@ -95,3 +95,13 @@ def test_timer_interrupts_wake_a_halted_guest(guest_elf, run_guest_both):
     runs = run_guest_both(guest_elf(HERE / "ticks_guest.c"), append="hz=1000 count=50")
     output, status = assert_same(runs)
     assert status == 1 and "ticks >=50, woken yes, IF in handler 0" in output
+
+
+def test_flat_binary_kernel_loads_by_its_header_address_fields(guest_elf, run_guest_both):
+    flat = guest_elf(
+        HERE / "flat_kernel.S",
+        cflags=["-Wl,-Ttext=0x100000", "-Wl,--oformat=binary", "-Wl,-e,image_start"],
+        runtime=False,
+    )
+    output, status = assert_same(run_guest_both(flat, append="hello flat"))
+    assert status == 1 and output.endswith(f"bss zeroed\ncmdline: {flat} hello flat\n")
