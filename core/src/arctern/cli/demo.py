@@ -124,6 +124,9 @@ def _progress_table(info: dict[str, Any]) -> Table:
     return table
 
 
+_ACTIVITY = {True: "active", False: "inactive", None: "not reported"}
+
+
 class ConsoleObserver:
     """Steps and guest lines as they come; the progress table live while migrating."""
 
@@ -161,14 +164,14 @@ class ConsoleObserver:
             f"the destination, pid {result.destination_pid} "
             f"(run state after the hand-over: {result.destination_state or '-'})",
         )
-        table.add_row("the source is", f"{result.source_state or '-'} (stopped, image inactive)")
+        table.add_row("the source is", result.source_state or "-")
         table.add_row("migration", f"{info.get('status', '-')} over {escape(result.uri)}")
         table.add_row("downtime", f"{info.get('downtime', '-')} ms")
         table.add_row("total time", f"{info.get('total-time', '-')} ms")
         table.add_row(
             "RAM sent",
-            f"{_mib(ram.get('transferred'))}, dirty syncs (rounds): {ram.get('dirty-sync-count')} "
-            f"({ram.get('normal', 0)} pages with data, {ram.get('duplicate', 0)} zero pages)",
+            f"{_mib(ram.get('transferred'))} ({ram.get('normal', 0)} pages with data, "
+            f"{ram.get('duplicate', 0)} zero pages), dirty syncs: {ram.get('dirty-sync-count')}",
         )
         table.add_row("guest says (destination)", escape(result.guest_line or "(nothing)"))
         table.add_row(
@@ -176,6 +179,10 @@ class ConsoleObserver:
             "continuous across the hand-over: no line lost or doubled"
             if result.serial_continuous
             else "[red]progress lines lost, doubled or out of order[/red]",
+        )
+        table.add_row(
+            "image activity (query-block)",
+            "\n".join(f"{point}: {_ACTIVITY[active]}" for point, active in result.activity),
         )
         table.add_row("image", f"{options.image_format}: {escape(str(options.workdir))}")
         check = result.check_output

@@ -51,9 +51,12 @@ class EmulatorProcess:
         command = [tool("arctern-system"), *args, "-serial", "stdio"]
         command += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
-            )
+            try:
+                self.process = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+                )
+            except OSError as exc:
+                raise MigrationError(f"{name}: cannot start {command[0]}: {exc.strerror}") from None
         self._reader = threading.Thread(target=self._read_serial, daemon=True)
         self._reader.start()
 

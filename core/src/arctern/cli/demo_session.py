@@ -54,6 +54,13 @@ POWER_OFF_GRACE = 5.0
 STALL_TIMEOUT = 60.0
 POLL_INTERVAL = 0.125
 MIGRATION_ENDED = ("completed", "failed", "cancelled")
+DRIVE = "disk0"
+#: Whether the image must be active at each point of the hand-over the demo looks at.
+HANDOVER = {
+    "destination, waiting for the stream": False,
+    "source, after the migration": False,
+    "destination, running the guest": True,
+}
 
 
 class GuestFailure(ArcternError):
@@ -87,6 +94,14 @@ class DemoResult:
     guest_status: int | None = None
     check_status: int | None = None
     check_output: str = ""
+    #: The image's ``active`` flag (query-block) at each point of the hand-over that was
+    #: observed, e.g. ("destination, waiting", False); None where the monitor has no flag.
+    activity: list[tuple[str, bool | None]] = field(default_factory=list)
+
+    @property
+    def handover_ok(self) -> bool:
+        """Each observed ``active`` flag as the hand-over requires (see HANDOVER)."""
+        return all(active in (None, HANDOVER[point]) for point, active in self.activity)
 
     @property
     def guest_line(self) -> str:
@@ -119,6 +134,7 @@ class DemoResult:
             and bool(self.guest_line)
             and self.guest_status in (0, None)
             and self.serial_continuous
+            and self.handover_ok
             and self.image_clean
         )
 
@@ -189,9 +205,11 @@ class MigrationDemo:
             dest = self._start_destination(in_uri)
         self._wait_running(dest)
         self.result.source_state = source.cmd("query-status")["status"]
+        source_image = self._observe_image(source, "source, after the migration")
+        dest_image = self._observe_image(dest, "destination, running the guest")
         self.observer.step(
-            f"the guest runs on the destination (pid {dest.pid}); "
-            f"the source is {self.result.source_state}, its image inactive"
+            f"the guest runs on the destination (pid {dest.pid}), image {dest_image}; "
+            f"the source is {self.result.source_state}, image {source_image}"
         )
         self._finish(dest)
         self._echo(source)  # a source that kept printing would break the continuity check
@@ -227,8 +245,19 @@ class MigrationDemo:
     def _start_destination(self, uri: str) -> EmulatorProcess:
         dest = self._start("destination", [*self._args(), "-incoming", uri])
         self.result.destination_pid = dest.pid
-        self.observer.step(f"destination: pid {dest.pid}, -incoming {uri}, image inactive")
+        if dest.cmd("query-status")["status"] == "inmigrate":
+            image = self._observe_image(dest, "destination, waiting for the stream")
+            self.observer.step(f"destination: pid {dest.pid}, -incoming {uri}, image {image}")
+        else:
+            self.observer.step(f"destination: pid {dest.pid}, -incoming {uri}")
         return dest
+
+    def _observe_image(self, child: EmulatorProcess, point: str) -> str:
+        """Record the image's ``active`` flag at ``point``; say it in words."""
+        drives = {drive["device"]: drive for drive in child.cmd("query-block")}
+        active = drives.get(DRIVE, {}).get("inserted", {}).get("active")
+        self.result.activity.append((point, active))
+        return {True: "active", False: "inactive", None: "(activity not reported)"}[active]
 
     def _echo(self, child: EmulatorProcess) -> list[str]:
         lines = child.new_lines()
