@@ -202,11 +202,12 @@ def run_until_fixture() -> Callable[..., None]:
 
 
 @pytest.fixture(scope="module")
-def guest(request) -> Path:
-    """The disk-writer guest ELF; a test module may set GUEST_ROUNDS."""
-    from e2e_support import ROUNDS, guest_elf
+def guest(request):
+    """microvm's built-in migration guest; a test module may set GUEST_ROUNDS."""
+    from e2e_support import ROUNDS
+    from e2e_support import guest as builtin_guest
 
-    return guest_elf(getattr(request.module, "GUEST_ROUNDS", ROUNDS))
+    return builtin_guest(getattr(request.module, "GUEST_ROUNDS", ROUNDS))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from e2e_support import (  # noqa: E402
+    Guest,
     Side,
     check,
     create_image,
@@ -27,12 +28,12 @@ from e2e_support import (  # noqa: E402
     machine_args,
 )
 
-MIGRATE_AT = "round 50 ok"
-GUEST_ROUNDS = 400  # the guest runs for seconds after MIGRATE_AT, longer than the migration
+MIGRATE_AT = "round 100: disk and RAM ok"
+GUEST_ROUNDS = 600  # the guest runs for seconds after MIGRATE_AT, longer than the migration
 SLOW = 1 << 20  # bytes/s: the first pass (4 MiB of guest data) takes long enough to break it
 
 
-async def _start_slow_migration(guest: Path, tmp: Path, uri: str, listen: str | None = None):
+async def _start_slow_migration(guest: Guest, tmp: Path, uri: str, listen: str | None = None):
     image = tmp / "disk.qcow2"
     create_image(image)
     args = machine_args(guest, image)

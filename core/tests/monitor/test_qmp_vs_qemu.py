@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from guests.build import build_guest  # noqa: E402
+from arctern.plugins import Registry
 
-GUEST = Path(__file__).resolve().parents[1] / "migration" / "guests" / "disk_writer.c"
+#: Any Multiboot kernel both load at 1 MiB will do: microvm's built-in migration guest.
+KERNEL = Registry().discover(["target"]).machine_type("microvm").builtin_guest("migration-demo")
 EMULATORS = {
     "qemu": ["qemu-system-i386"],
     "arctern": [str(Path(sys.executable).with_name("arctern-system"))],
@@ -77,7 +77,7 @@ def _session(emulator: str, tmp: Path) -> list:
     path = tmp / f"{emulator}.qmp"
     command = [*EMULATORS[emulator], "-M", "microvm,acpi=off", "-nodefaults", "-display", "none"]
     command += ["-S"]
-    command += ["-kernel", str(build_guest(GUEST)), "-qmp", f"unix:{path},server=on,wait=off"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{path},server=on,wait=off"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -145,7 +145,7 @@ def test_same_reply_as_qemu(replies, index):
 def _migrate_to_file(emulator: str, tmp: Path) -> dict:
     path = tmp / f"{emulator}-mig.qmp"
     command = [*EMULATORS[emulator], "-M", "microvm,acpi=off", "-nodefaults", "-display", "none"]
-    command += ["-kernel", str(build_guest(GUEST)), "-qmp", f"unix:{path},server=on,wait=off"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{path},server=on,wait=off"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not path.exists():
