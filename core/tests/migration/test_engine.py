@@ -427,3 +427,15 @@ def test_reactivation_failure_stays_stopped_and_says_why(
     drive.activate = real_activate  # the other holder went away: cont takes the image back
     src_mig.prepare_cont()
     assert drive.active
+
+
+def test_cont_on_the_source_is_refused_while_the_destination_owns_the_image(
+    registry, make_machine, run_until, image
+):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert dest.drives["disk0"].active
+    with pytest.raises(MigrationError, match="cannot activate drive 'disk0'.*lock"):
+        src_mig.prepare_cont()
+    assert not source.drives["disk0"].active and source.runstate == "postmigrate"
