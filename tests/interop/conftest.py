@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -82,5 +81,3 @@ def same_tool_prefix(text: str) -> str:
 def normalize():
     return lambda text: same_tool_prefix(untimed(text))
 
-
-os.environ.setdefault("LC_ALL", "C")
