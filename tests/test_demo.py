@@ -135,18 +135,20 @@ def test_destination_that_cannot_listen_is_one_error_line(tmp_path):
 
 
 def test_ctrl_c_ends_every_child(tmp_path):
+    """Ctrl-C at a terminal signals the whole foreground process group, mid-migration."""
     process = subprocess.Popen(
         [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell's foreground job
     )
     try:
         for line in process.stdout:
             if "source: migrate" in line:  # both sides are up, the migration is under way
                 break
         assert len(children_of(tmp_path)) == 2
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()

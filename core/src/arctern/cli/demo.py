@@ -220,7 +220,8 @@ def _main(argv: Sequence[str]) -> int:
     # qemu.qmp logs the errors it raises; each is reported once, as one line, from here.
     logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminated)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup stays nohup
+            signal.signal(signum, _terminated)
     console = Console(highlight=False)
     observer = ConsoleObserver(console)
     options = _options(args)

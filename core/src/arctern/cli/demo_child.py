@@ -52,8 +52,14 @@ class EmulatorProcess:
         command += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         with self.log_path.open("wb") as log:
             try:
+                # A session of its own: Ctrl-C reaches the demo alone, which then ends
+                # its children in order (the source must not die before the destination).
                 self.process = subprocess.Popen(
-                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise MigrationError(f"{name}: cannot start {command[0]}: {exc.strerror}") from None
