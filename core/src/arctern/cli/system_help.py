@@ -30,14 +30,15 @@ def _props_help(title: str, props: dict) -> str:
     for name, prop in sorted(props.items()):
         default = "" if prop.default is None else f" (default: {_show(prop.default)})"
         lines.append(
-            f"  {name}=<{prop.kind}>{' - ' + prop.description if prop.description else ''}{default}"
+            f"  {name}=<{prop.type_name or prop.kind}>"
+            f"{' - ' + prop.description if prop.description else ''}{default}"
         )
     return "\n".join(lines)
 
 
 def _show(value: Any) -> str:
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return "true" if value else "false"  # as QEMU lists bool defaults
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 

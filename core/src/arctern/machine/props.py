@@ -31,6 +31,7 @@ class Prop:
     check: Callable[[Any], bool] | None = None
     description: str = ""
     parse_error: str = ""  # what unparseable text "expects", if not ``kind``
+    type_name: str = ""  # how ``-device NAME,help`` names the type ("uint32", "bool")
 
     def parse(self, text: str) -> Any:
         """Parse command-line text; raise :class:`MachineError` naming the expected type.
@@ -102,17 +103,33 @@ def prop_int(
     def check(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
-    return Prop(default, kind, parse_int, check, description, parse_error="integer")
+    return Prop(
+        default, kind, parse_int, check, description, parse_error="integer", type_name=kind[:-2]
+    )
 
 
 def prop_bool(default: bool | None, *, description: str = "") -> Prop:
     """An on/off property (also yes/no, true/false)."""
-    return Prop(default, "'on' or 'off'", parse_bool, lambda v: isinstance(v, bool), description)
+    return Prop(
+        default,
+        "'on' or 'off'",
+        parse_bool,
+        lambda v: isinstance(v, bool),
+        description,
+        type_name="bool",
+    )
 
 
 def prop_str(default: str | None, *, description: str = "") -> Prop:
     """A string property (chardev and drive ids, serial numbers)."""
-    return Prop(default, "a string", str, lambda v: v is None or isinstance(v, str), description)
+    return Prop(
+        default,
+        "a string",
+        str,
+        lambda v: v is None or isinstance(v, str),
+        description,
+        type_name="str",
+    )
 
 
 def prop_size(default: int | None, *, description: str = "") -> Prop:
@@ -123,13 +140,20 @@ def prop_size(default: int | None, *, description: str = "") -> Prop:
         parse_size,
         lambda v: isinstance(v, int) and 0 <= v < 1 << 64,
         description,
+        type_name="size",
     )
 
 
 def prop_choice(default: str, choices: tuple[str, ...], *, description: str = "") -> Prop:
     """A string property restricted to ``choices``."""
+    on_off_auto = set(choices) == {"on", "off", "auto"}
     return Prop(
-        default, " or ".join(f"'{c}'" for c in choices), str, lambda v: v in choices, description
+        default,
+        " or ".join(f"'{c}'" for c in choices),
+        str,
+        lambda v: v in choices,
+        description,
+        type_name="OnOffAuto" if on_off_auto else "str",
     )
 
 
