@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,26 @@ def test_ctrl_c_ends_every_child(tmp_path):
         process.kill()
     assert process.returncode == 130
     assert stderr == "arctern-demo: interrupted\n"
+    assert children_of(tmp_path) == []
+
+
+def test_a_killed_demo_leaves_no_emulator_running(tmp_path):
+    """SIGKILL cannot be caught: the kernel ends the children (parent-death signal)."""
+    process = subprocess.Popen(
+        [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in process.stdout:
+        if "source: migrate" in line:
+            break
+    assert len(children_of(tmp_path)) == 2
+    process.kill()
+    process.communicate()
+    deadline = time.monotonic() + 30
+    while children_of(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert children_of(tmp_path) == []
 
 

@@ -10,11 +10,14 @@ naming the side and, when the process died, what it said last on stderr.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +33,25 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 #: How long a QMP failure waits for the process to exit, in case it is on its way out.
 DYING_TIMEOUT = 1.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that has the kernel SIGTERM the child when the demo dies (Linux).
+
+    A killed demo (SIGKILL, a test's timeout) would otherwise leave the source guest
+    running for ever. The hook makes one foreign call and allocates nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    args = (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM))
+    return lambda: prctl(*args) and None
+
+
+_PRE_EXEC = _die_with_parent()
 
 
 def tool(name: str) -> str:
@@ -60,6 +82,7 @@ class EmulatorProcess:
                     stdout=subprocess.PIPE,
                     stderr=log,
                     start_new_session=True,
+                    preexec_fn=_PRE_EXEC,
                 )
             except OSError as exc:
                 raise MigrationError(f"{name}: cannot start {command[0]}: {exc.strerror}") from None
