@@ -124,3 +124,23 @@ def test_ctrl_a_x_quits_a_mon_stdio_terminal(echo):
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_guest_reset_reboots_the_kernel(guest_elf):
+    """Without -no-reboot a reset request starts the Multiboot kernel again, as in QEMU."""
+    serial = MemoryChardev()
+    machine = launch(
+        MachineConfig(
+            "microvm",
+            kernel=str(guest_elf(HERE / "power_guest.c")),
+            append="reset",
+            devices=[DEBUG_EXIT],
+            serials=[serial],
+        )
+    )
+    try:
+        machine.run_for(60, until=lambda: serial.output.count(b"power guest: reset\n") >= 3)
+        assert serial.output.count(b"power guest: reset\n") >= 3
+        assert b"still running" not in serial.output and not machine.finished
+    finally:
+        machine.close()
