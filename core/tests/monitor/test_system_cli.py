@@ -1,0 +1,85 @@
+"""The monitor options of arctern-system: several -qmp servers at once, -monitor stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from qemu.qmp import QMPClient
+
+from arctern.plugins import Registry
+
+ARCTERN = str(Path(sys.executable).with_name("arctern-system"))
+KERNEL = Registry().discover(["target"]).machine_type("microvm").builtin_guest("migration-demo")
+BASE = [
+    ARCTERN,
+    "-M",
+    "microvm,acpi=off",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-kernel",
+    str(KERNEL),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unix_and_tcp_qmp_servers_at_once(tmp_path):
+    path, port = tmp_path / "qmp.sock", _free_port()
+    process = subprocess.Popen(
+        [*BASE, "-S"]
+        + ["-qmp", f"unix:{path},server=on,wait=off"]
+        + ["-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    async def scenario():
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        watcher, driver = QMPClient("watcher"), QMPClient("driver")
+        await watcher.connect(str(path))
+        await driver.connect(("127.0.0.1", port))
+        await driver.execute("cont")
+        resumed = await asyncio.wait_for(watcher.events.get(), 10)
+        await driver.execute("stop")
+        stopped = await asyncio.wait_for(watcher.events.get(), 10)
+        status = await watcher.execute("query-status")
+        await watcher.disconnect()
+        await driver.disconnect()
+        return resumed["event"], stopped["event"], status["status"]
+
+    try:
+        assert asyncio.run(scenario()) == ("RESUME", "STOP", "paused")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_monitor_stdio_session():
+    result = subprocess.run(
+        [*BASE, "-S", "-monitor", "stdio"],
+        input="info status\nxp /2xw 0x100000\ncont\ninfo status\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.replace("(qemu) ", "").splitlines()
+    assert lines[0].startswith("Arctern ") and lines[0].endswith("type 'help' for more information")
+    assert lines[1:4] == [
+        "VM status: paused (prelaunch)",
+        "0000000000100000: 0x1badb002 0x00000003",
+        "VM status: running",
+    ]
