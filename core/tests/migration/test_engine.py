@@ -439,3 +439,11 @@ def test_cont_on_the_source_is_refused_while_the_destination_owns_the_image(
     with pytest.raises(MigrationError, match="cannot activate drive 'disk0'.*lock"):
         src_mig.prepare_cont()
     assert not source.drives["disk0"].active and source.runstate == "postmigrate"
+
+
+def test_a_guest_that_left_cannot_be_sent_again(registry, make_machine, run_until, image):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    with pytest.raises(MigrationError, match="already migrated away.*'cont' takes it back"):
+        src_mig.migrate("exec:cat > /dev/null")

@@ -121,7 +121,11 @@ class MigrationManager:
         if self.incoming is not None and self.incoming.status != "completed":
             raise MigrationError("Guest is waiting for an incoming migration")
         runstate = self.machine.runstate
-        if runstate in ("shutdown", "inmigrate", "postmigrate", "finish-migrate"):
+        if runstate == "postmigrate":
+            raise MigrationError(
+                "the guest has already migrated away (postmigrate); 'cont' takes it back first"
+            )
+        if runstate in ("shutdown", "inmigrate", "finish-migrate"):
             raise MigrationError(f"cannot migrate a guest in run state '{runstate}'")
         transport, uri = self._transport(uri)
         self.outgoing = OutgoingMigration(
