@@ -9,6 +9,7 @@ side and ends clean, and the guest's output is never lost or doubled.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -170,6 +171,43 @@ def test_damaged_saved_stream_is_refused_and_the_source_can_go_on(
         assert ("checksum" if damage == "flip" else "truncated") in error
         # The guest is paused in postmigrate at the source; cont takes the image back.
         await source.client.execute("cont")
+        await _source_finishes_alone(source, reference, image)
+
+    asyncio.run(scenario())
+
+
+def test_verify_catches_a_page_corrupted_at_the_destination(guest, reference, tmp_path):
+    """A test-only switch flips one bit of RAM at the destination after loading."""
+    switch = tmp_path / "corrupt"
+    switch.mkdir()
+    (switch / "sitecustomize.py").write_text(
+        "from arctern.migration import state\n"
+        "load = state.StateCollector.apply\n"
+        "def apply(self, machine):\n"
+        "    load(self, machine)\n"
+        "    machine.ram.data[0x200000] ^= 1\n"
+        "state.StateCollector.apply = apply\n"
+    )
+
+    async def scenario():
+        image = tmp_path / "disk.qcow2"
+        create_image(image)
+        args = machine_args(guest, image)
+        uri = f"tcp:127.0.0.1:{free_port()}"
+        env = {**os.environ, "PYTHONPATH": str(switch)}
+        dest = Side("dst", tmp_path, [*args, "-incoming", uri], env)
+        source = Side("src", tmp_path, args)
+        await dest.connect()
+        await source.connect()
+        await source.wait_output(MIGRATE_AT)
+        caps = [{"capability": "verify", "state": True}]
+        await source.client.execute("migrate-set-capabilities", {"capabilities": caps})
+        await source.client.execute("migrate", {"uri": uri})
+        info = await source.wait_status("completed", "failed")
+        assert info["status"] == "failed"
+        assert "destination refused the migration: verify:" in info["error-desc"]
+        assert await dest.exit_status() == 1
+        assert "verify" in _one_line_error(dest)
         await _source_finishes_alone(source, reference, image)
 
     asyncio.run(scenario())

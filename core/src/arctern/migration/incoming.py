@@ -224,6 +224,10 @@ class IncomingMigration:
         self._set_status("failed")
         log.error("load of migration failed: %s", error)
 
+    def wait_closed(self, timeout: float) -> None:
+        """Let the reader thread finish telling the source why (before the process exits)."""
+        self.loader.join(timeout)
+
     def cancel(self) -> None:
         """Stop waiting (``quit`` during -incoming)."""
         if not self.finished:

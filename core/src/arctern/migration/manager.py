@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PARAMETERS = {"max-bandwidth": 134217728, "downtime-limit": 300}
 PARAMETER_LIMITS = {"max-bandwidth": (0, 1 << 62), "downtime-limit": (0, 2000000)}
 CAPABILITIES = ("events", "late-block-activate", "verify")
+#: Seconds a failed destination waits for its reader to tell the source why, before exiting.
+EXIT_GRACE = 2.0
 
 EventListener = Callable[[str, dict[str, Any]], None]
 
@@ -178,6 +180,7 @@ class MigrationManager:
         if incoming is not None and not incoming.finished:
             incoming.poll()
             if incoming.status == "failed" and self.exit_on_incoming_failure:
+                incoming.wait_closed(EXIT_GRACE)
                 self.machine.request_exit(1)
 
     def prepare_cont(self) -> None:
