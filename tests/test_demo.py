@@ -108,6 +108,11 @@ def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt,
     rounds, sectors = int(match[1]), int(match[2])
     assert rounds > 100  # it wrote on the source before the migration and on the destination
     assert sectors == min(rounds, SLOTS)
+    # one write per round: some on the source, none there after the hand-over, the rest
+    # on the destination (counted there just before the key that ends the run)
+    writes = re.search(r"source: (\d+) \(0 after the hand-over\); destination: (\d+)", out)
+    assert writes, out
+    assert 100 <= int(writes[1]) and 0 < int(writes[2]) and sum(map(int, writes.groups())) <= rounds
     image = workdir / f"disk.{fmt}"
     if fmt == "qcow2":
         assert "No errors were found on the image." in out

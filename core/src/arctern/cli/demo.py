@@ -184,6 +184,12 @@ class ConsoleObserver:
             "image activity (query-block)",
             "\n".join(f"{point}: {_ACTIVITY[active]}" for point, active in result.activity),
         )
+        after = (result.source_writes_at_end or 0) - (result.source_writes or 0)
+        table.add_row(
+            "guest disk writes (query-blockstats)",
+            f"source: {result.source_writes} ({after} after the hand-over); "
+            f"destination: {result.destination_writes} (before the final check)",
+        )
         table.add_row("image", f"{options.image_format}: {escape(str(options.workdir))}")
         check = result.check_output
         if result.check_status == NO_CHECK:

@@ -97,11 +97,20 @@ class DemoResult:
     #: The image's ``active`` flag (query-block) at each point of the hand-over that was
     #: observed, e.g. ("destination, waiting", False); None where the monitor has no flag.
     activity: list[tuple[str, bool | None]] = field(default_factory=list)
+    #: Guest writes to the disk (query-blockstats wr_operations): the source's when the
+    #: migration completed and at the end, the destination's before the final check.
+    source_writes: int | None = None
+    source_writes_at_end: int | None = None
+    destination_writes: int | None = None
 
     @property
     def handover_ok(self) -> bool:
-        """Each observed ``active`` flag as the hand-over requires (see HANDOVER)."""
-        return all(active in (None, HANDOVER[point]) for point, active in self.activity)
+        """Each observed ``active`` flag as the hand-over requires (see HANDOVER), and
+        no guest write on the source once it handed over."""
+        return (
+            all(active in (None, HANDOVER[point]) for point, active in self.activity)
+            and self.source_writes == self.source_writes_at_end
+        )
 
     @property
     def guest_line(self) -> str:
@@ -211,9 +220,11 @@ class MigrationDemo:
             f"the guest runs on the destination (pid {dest.pid}), image {dest_image}; "
             f"the source is {self.result.source_state}, image {source_image}"
         )
+        self.result.source_writes = self._writes(source)
         self._finish(dest)
         self._echo(source)  # a source that kept printing would break the continuity check
         self.result.source_output = source.output
+        self.result.source_writes_at_end = self._writes(source)
 
     def _args(self) -> list[str]:
         opts = self.options
@@ -251,6 +262,11 @@ class MigrationDemo:
         else:
             self.observer.step(f"destination: pid {dest.pid}, -incoming {uri}")
         return dest
+
+    def _writes(self, child: EmulatorProcess) -> int | None:
+        """The guest's write requests to the disk so far, from query-blockstats."""
+        drives = {drive["device"]: drive for drive in child.cmd("query-blockstats")}
+        return drives.get(DRIVE, {}).get("stats", {}).get("wr_operations")
 
     def _observe_image(self, child: EmulatorProcess, point: str) -> str:
         """Record the image's ``active`` flag at ``point``; say it in words."""
@@ -315,6 +331,7 @@ class MigrationDemo:
         """Let the guest show it writes on the destination, then have it check and stop."""
         self._wait_for_line(dest, PROGRESS)
         self.observer.step("destination: a key on the serial console: the guest checks it all")
+        self.result.destination_writes = self._writes(dest)
         dest.send(b"q")
         deadline = time.monotonic() + GUEST_TIMEOUT
         while (status := dest.wait_exit(POLL_INTERVAL)) is None:
