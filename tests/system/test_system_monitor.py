@@ -6,20 +6,34 @@ Driven with the qemu.qmp client library, like a management tool would drive QEMU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from guests.build import BASE_ARGS, emulator_command
-from qemu.qmp import ExecInterruptedError, QMPClient
+from qemu.qmp import ConnectError, ExecInterruptedError, QMPClient
 
 HERE = Path(__file__).parent
 
 
+async def connect(socket_path: Path) -> QMPClient:
+    """Connect once the server listens (the socket file may appear just before that)."""
+    deadline = time.monotonic() + 60
+    while True:
+        client = QMPClient("test")
+        try:
+            await client.connect(str(socket_path))
+            return client
+        except ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def drive_qmp(socket_path: Path) -> list:
-    client = QMPClient("test")
-    await client.connect(str(socket_path))
+    client = await connect(socket_path)
     try:
         before = await client.execute("query-status")
         try:
@@ -28,7 +42,8 @@ async def drive_qmp(socket_path: Path) -> list:
             pass  # the guest ran and exited before the reply was read: the exit status tells
         return [before]
     finally:
-        await client.disconnect()
+        with contextlib.suppress(EOFError, ConnectionError):
+            await client.disconnect()  # the emulator may be gone already
 
 
 @pytest.mark.parametrize("emulator", ["qemu", "arctern"])
