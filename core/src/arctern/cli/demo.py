@@ -154,7 +154,7 @@ class ConsoleObserver:
             self.live = None
             self.console.line()
 
-    def outcome(self, result: DemoResult, options: DemoOptions) -> None:
+    def outcome(self, result: DemoResult, kept: bool) -> None:
         self.stop_live()
         info = result.migration
         ram = info.get("ram", {})
@@ -190,7 +190,8 @@ class ConsoleObserver:
             f"source: {result.source_writes} ({after} after the hand-over); "
             f"destination: {result.destination_writes} (before the final check)",
         )
-        table.add_row("image", f"{options.image_format}: {escape(str(options.workdir))}")
+        where = escape(str(result.image))
+        table.add_row("image", where if kept else f"{where} (removed at exit; --keep keeps it)")
         check = result.check_output
         if result.check_status == NO_CHECK:
             check += "\n(no metadata to check in this format: the guest checked the data)"
@@ -235,7 +236,7 @@ def _main(argv: Sequence[str]) -> int:
         with _workdir(args, console) as workdir:
             options = replace(options, workdir=workdir)
             result = MigrationDemo(options, observer).run()
-            observer.outcome(result, options)
+            observer.outcome(result, kept=args.keep or args.workdir is not None)
     finally:
         observer.stop_live()
     return 0 if result.ok else 1

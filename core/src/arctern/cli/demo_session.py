@@ -81,6 +81,7 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
+    image: Path = Path()
     uri: str = ""
     #: The source's last ``query-migrate`` reply.
     migration: dict[str, Any] = field(default_factory=dict)
@@ -183,7 +184,7 @@ class MigrationDemo:
         self.observer = observer
         self.guest = options.guest or builtin_guest(options.machine)
         self.image = options.workdir / f"disk.{options.image_format}"
-        self.result = DemoResult()
+        self.result = DemoResult(image=self.image)
         self._children: list[EmulatorProcess] = []
 
     def run(self) -> DemoResult:
