@@ -140,20 +140,27 @@ def test_destination_that_cannot_listen_is_one_error_line(tmp_path):
     assert children_of(tmp_path) == []
 
 
-def test_ctrl_c_ends_every_child(tmp_path):
-    """Ctrl-C at a terminal signals the whole foreground process group, mid-migration."""
+def demo_migrating(workdir: Path, **popen) -> subprocess.Popen:
+    """A slow demo, returned once both sides are up and the migration is under way."""
     process = subprocess.Popen(
-        [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(tmp_path)],
+        [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(workdir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # its own process group, as a shell's foreground job
+        **popen,
     )
+    for line in process.stdout:
+        if "source: migrate" in line:
+            break
+    assert len(children_of(workdir)) == 2
+    return process
+
+
+def test_ctrl_c_ends_every_child(tmp_path):
+    """Ctrl-C at a terminal signals the whole foreground process group, mid-migration."""
+    # its own process group, as a shell's foreground job
+    process = demo_migrating(tmp_path, start_new_session=True)
     try:
-        for line in process.stdout:
-            if "source: migrate" in line:  # both sides are up, the migration is under way
-                break
-        assert len(children_of(tmp_path)) == 2
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -165,16 +172,7 @@ def test_ctrl_c_ends_every_child(tmp_path):
 
 def test_a_killed_demo_leaves_no_emulator_running(tmp_path):
     """SIGKILL cannot be caught: the kernel ends the children (parent-death signal)."""
-    process = subprocess.Popen(
-        [DEMO, "-m", "32", "--max-bandwidth", "1M", "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in process.stdout:
-        if "source: migrate" in line:
-            break
-    assert len(children_of(tmp_path)) == 2
+    process = demo_migrating(tmp_path)
     process.kill()
     process.communicate()
     deadline = time.monotonic() + 30
