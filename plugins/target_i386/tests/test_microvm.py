@@ -139,3 +139,19 @@ def test_drive_if_virtio_plugs_a_virtio_blk_device(tmp_path):
         assert not machine.drives["virtio0"].active  # -incoming: images wait inactive
     finally:
         machine.close()
+
+
+def test_a_failed_launch_releases_what_it_opened(tmp_path):
+    from arctern.block import open_image
+
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 20))
+    config = MachineConfig(
+        "microvm",
+        drives=[DriveConfig(str(image), format="raw", id="d0")],
+        devices=[DeviceConfig("isa-debug-exit", {"iobase": "zz"}, origin="-device x")],
+    )  # active image: it holds QEMU's write lock until closed
+    with pytest.raises(MachineError, match="^-device x: Parameter 'iobase' expects integer$"):
+        launch(config)
+    with open_image(str(image), fmt="raw") as backend:  # the write lock was released
+        backend.pwrite(0, b"free")
