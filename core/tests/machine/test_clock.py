@@ -89,3 +89,18 @@ def test_periodic_timer_rearms_from_its_callback(host):
     host.now += 350
     assert timers.run_expired() == 3  # catches up on every period that passed
     assert fired_at == [100, 200, 300] and timer.deadline == 400
+
+
+def test_rearmed_and_cancelled_timers_leave_no_pile_of_stale_entries(host):
+    clock = VirtualClock(host)
+    timers = TimerList(clock)
+    fired = []
+    timer = timers.new_timer(lambda: fired.append(clock.ns()))
+    for n in range(100_000):  # a device re-arming a far timeout and cancelling it
+        timer.mod(10**12 + n)
+        timer.cancel()
+    timer.mod(500)
+    assert len(timers._heap) < 200
+    clock.resume()
+    host.now += 1000
+    assert timers.run_expired() == 1 and fired == [1000]

@@ -60,6 +60,9 @@ class VirtualClock:
         self._resumed_at = self._now() if running else None
 
 
+_MIN_COMPACT = 64
+
+
 class Timer:
     """A one-shot timer on a :class:`TimerList`; re-arm it with :meth:`mod` for periods."""
 
@@ -92,13 +95,21 @@ class TimerList:
         self.clock = clock
         self._heap: list[tuple[int, int, Timer]] = []
         self._tokens = itertools.count(1)
+        self._compact_at = _MIN_COMPACT
 
     def new_timer(self, callback: Callable[[], None]) -> Timer:
         return Timer(self, callback)
 
     def _push(self, timer: Timer) -> int:
         token = next(self._tokens)
-        heapq.heappush(self._heap, (timer.deadline, token, timer))
+        heap = self._heap
+        heapq.heappush(heap, (timer.deadline, token, timer))
+        if len(heap) >= self._compact_at:
+            # Re-armed and cancelled timers leave stale entries behind; drop them (in
+            # place: run_expired may be iterating) before they pile up.
+            heap[:] = [entry for entry in heap if entry[2]._token == entry[1]]
+            heapq.heapify(heap)
+            self._compact_at = max(_MIN_COMPACT, 2 * len(heap))
         return token
 
     def _prune(self) -> None:
