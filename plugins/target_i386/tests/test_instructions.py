@@ -8,6 +8,7 @@ the given registers and checks the listed registers and the flags under
 from __future__ import annotations
 
 import pytest
+from i386_guest import CODE
 
 CF, PF, AF, ZF, SF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x800
 ARITH = CF | PF | AF | ZF | SF | OF
@@ -443,3 +444,26 @@ def test_mmio_loads_and_stores_reach_the_device(guest):
     )
     assert guest.reg("eax") == 0x12345678
     assert log == [("r", 0x10, 4), ("w", 4, 1, 7), ("r", 8, 4), ("w", 8, 4, 0x12345679)]
+
+
+def test_long_rep_over_mmio_pauses_and_resumes(guest):
+    """A REP that cannot take the bulk path yields the slice, then completes."""
+    writes = []
+
+    class Sink:
+        def mmio_read(self, offset, size):
+            return 0
+
+        def mmio_write(self, offset, size, value):
+            writes.append(value)
+
+    guest.machine.address_space.add_mmio(0xFEB00000, 0x100000, Sink(), "sink")
+    guest.load("rep stosb\nhlt")
+    guest.cpu.eip = CODE
+    guest.cpu.r[0], guest.cpu.r[1], guest.cpu.r[7] = 0x5A, 40000, 0xFEB00000
+    first = guest.cpu.run(1000)
+    assert not guest.cpu.halted and guest.cpu.eip == CODE and 0 < first
+    while not guest.cpu.halted:
+        guest.cpu.run(1000)
+    assert len(writes) == 40000 and set(writes) == {0x5A}
+    assert guest.reg("ecx") == 0 and guest.reg("edi") == 0xFEB00000 + 40000

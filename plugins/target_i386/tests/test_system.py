@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 from i386_guest import CODE, IDT, STACK, Guest, assemble
@@ -346,3 +347,21 @@ def test_in_asm_and_cpu_tracing_through_logging(guest, caplog):
     text = caplog.text
     assert "mov eax, 0x1234" in text
     assert "EAX=" in text and "EIP=00001000" in text
+
+
+def test_random_code_only_ever_raises_guest_exceptions():
+    """Seeded fuzz: random bytes run as code give #UD/#GP/#PF... in the guest, never a Python
+    error. RAM around the snippet is HLT so that stray jumps stop quickly."""
+    guest = Guest()
+    guest.machine.ram.write(0, b"\xf4" * (1 << 20))
+    guest.install_idt()
+    rng = random.Random(1234)
+    for _ in range(40):
+        guest.machine.ram.write(CODE, rng.randbytes(24))
+        guest.cpu.enter_flat_protected_mode(CODE, rng.getrandbits(32), 0x40000)
+        for n in (1, 2, 5, 6, 7):
+            guest.cpu.r[n] = rng.choice((0x40000, 5, rng.getrandbits(32)))
+        guest.cpu.r[4] = STACK
+        guest.set_gdt()
+        guest.cpu.idt = [IDT, 64 * 8 - 1]
+        guest.cpu.run(300)

@@ -1172,11 +1172,7 @@ class BlockCompiler:
     def _string(self, i: Insn) -> None:
         if i.rep or i.asize != 4 or i.op in ("ins", "outs") or not self.fast:
             seg = i.seg if i.seg is not None else DS
-            self.sync_call(f"t = cpu.h_string({i.op!r}, {i.size}, {seg}, {i.rep!r}, {i.asize})")
-            self.e("if t:")
-            self.src.depth += 1
-            self.exit(i.addr)
-            self.src.depth -= 1
+            self.sync_call(f"cpu.h_string({i.op!r}, {i.size}, {seg}, {i.rep!r}, {i.asize})")
             if i.op == "outs":
                 self.exit(i.next)
             return

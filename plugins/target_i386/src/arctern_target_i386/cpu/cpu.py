@@ -20,7 +20,7 @@ from .disasm import insn_text
 from .faults import Fault
 from .flags import ARITH, FLAGS, IF, PARITY, TF
 from .mmu import CR0_PE, CR0_PG, LinearMemory
-from .strings import StringMixin
+from .strings import RepYield, StringMixin
 from .system import FLAT_CODE, FLAT_DATA, SystemMixin
 
 log = logging.getLogger(__name__)
@@ -254,6 +254,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             except Fault as exc:
                 done += self._rewind(exc, blk)
                 self.raise_interrupt(exc.vector, exc.code, self.eip)
+            except RepYield as exc:
+                done += self._rewind(exc, blk) + exc.args[0]
+                break
             except CodeModified as exc:
                 done += self._rewind(exc, blk) + 1
                 self.eip = blk.next_pcs[fault_index(exc, blk)]

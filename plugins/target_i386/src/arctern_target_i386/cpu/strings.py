@@ -4,9 +4,9 @@ Bulk paths handle the common cases a C library produces (``rep stosl`` for
 memset, ``rep movsl`` for memcpy, ``repne scasb`` for strlen) with bytearray
 slicing when the operands are in RAM and paging is off; everything else goes
 element by element with registers committed after each element, so a fault
-mid-way leaves a restartable state as on hardware. A long REP yields after
-:data:`MAX_ELEMENTS` elements (the instruction restarts), so the main loop
-keeps servicing devices.
+mid-way leaves a restartable state as on hardware. A long REP stops after
+:data:`MAX_ELEMENTS` elements with :class:`RepYield`: the CPU ends its slice there
+(the instruction resumes in the next one), so the main loop keeps servicing devices.
 """
 
 from __future__ import annotations
@@ -15,21 +15,29 @@ from .decoder import ES
 from .flags import DF, SUB, op_code
 from .mmu import CR0_PG
 
-MAX_ELEMENTS = 1 << 16
+MAX_ELEMENTS = 1 << 14
+
+
+class RepYield(Exception):  # noqa: N818 - a control-flow signal
+    """A REP string instruction paused with its registers committed; resume it later.
+
+    ``args[0]``: the elements done, counted as retired instructions (as QEMU counts
+    each iteration of a REP).
+    """
 
 
 class StringMixin:
-    def h_string(self, op: str, size: int, seg: int, rep: str, asize: int) -> bool:
-        """Execute a string instruction; True when a REP must continue (re-run it)."""
+    def h_string(self, op: str, size: int, seg: int, rep: str, asize: int) -> None:
+        """Execute a string instruction (raises :class:`RepYield` to pause a long REP)."""
         r = self.r
         amask = 0xFFFFFFFF if asize == 4 else 0xFFFF
         step = -size if self.eflags & DF else size
         count = r[1] & amask if rep else 1
         if count == 0:
-            return False
+            return
         bulk = rep and asize == 4 and not self.cr[0] & CR0_PG
         if bulk and self._bulk(op, size, seg, rep, step, count):
-            return False
+            return
         mask = (1 << (size * 8)) - 1
         src_base, dst_base = self.segbase[seg], self.segbase[ES]
         read, write = self.read_lin, self.write_lin
@@ -58,16 +66,16 @@ class StringMixin:
             if op not in ("lods", "outs"):
                 r[7] = (r[7] & ~amask) | ((edi + step) & amask)
             if not rep:
-                return False
+                return
             count = (count - 1) & amask
             r[1] = (r[1] & ~amask) | count
             if count == 0:
-                return False
+                return
             if op in ("cmps", "scas") and (self.fl[1] == 0) != (rep == "rep"):
-                return False
+                return
             n += 1
             if n >= MAX_ELEMENTS:
-                return True
+                raise RepYield(n)
 
     def _bulk(self, op: str, size: int, seg: int, rep: str, step: int, count: int) -> bool:
         """RAM-only fast paths; False when the general loop must run."""
