@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from arctern_target_i386.guests import build as guest_build
 
+from arctern.cli.demo_session import DemoResult
 from arctern.plugins import default_registry
 
 BIN = Path(sys.executable).parent
@@ -253,3 +254,52 @@ def test_a_destination_trusting_stale_metadata_does_not_verify(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "everything verified" not in result.stdout
     assert children_of(tmp_path / "demo") == []
+
+
+def verified_result(**changes) -> DemoResult:
+    """What a good run records (as the end-to-end runs above produce it), then ``changes``."""
+    result = DemoResult(
+        migration={"status": "completed"},
+        source_state="postmigrate",
+        source_output=["migration demo guest: ...", "round 100: ok", "round 200: ok"],
+        destination_output=["round 300: ok", "verified 345 rounds: 345 disk sectors, ..."],
+        guest_status=0,
+        check_status=0,
+        activity=[
+            ("destination, waiting for the stream", False),
+            ("source, after the migration", False),
+            ("destination, running the guest", True),
+        ],
+        source_writes=250,
+        source_writes_at_end=250,
+    )
+    for key, value in changes.items():
+        setattr(result, key, value)
+    return result
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"source_output": ["round 100: ok", "round 200: ok", "round 200: ok"]},  # doubled
+        {"destination_output": ["verified 345 rounds: ..."]},  # round 300 lost
+        {"destination_output": ["round 300: ok", "round 400: ok", "verified 345 rounds"]},
+        {"destination_output": ["round 300: ok"]},  # no verification line
+        {"activity": [("destination, waiting for the stream", True)]},  # active too early
+        {"activity": [("source, after the migration", True)]},
+        {"source_writes_at_end": 251},  # the source wrote after the hand-over
+        {"source_state": "running"},
+        {"migration": {"status": "failed"}},
+        {"guest_status": 1},
+        {"check_status": 2},  # arctern-img check found corruptions
+    ],
+)
+def test_anything_wrong_is_not_verified(changes):
+    assert verified_result().ok
+    assert not verified_result(**changes).ok
+
+
+def test_what_may_be_missing_still_verifies():
+    """A board that cannot power off, a monitor without the active flag, raw images."""
+    activity = [("source, after the migration", None)]
+    assert verified_result(guest_status=None, activity=activity, check_status=63).ok
