@@ -275,8 +275,24 @@ def _case(seed: int, length: int = 24) -> tuple[str, dict[str, int], bytes, int]
     return "\n".join(lines), regs, bytes(memory), gen.undef
 
 
-@pytest.mark.parametrize("seed", range(400))
-def test_random_sequence_matches_unicorn(seed: int) -> None:
+PAGE_DIRECTORY = 0xF0000
+
+
+def _identity_paging(guest: Guest) -> None:
+    """Paging on, the first 4 MiB identity-mapped through 4 KiB pages (page tables at
+    0xF1000) so every access takes the TLB path; the tables sit outside the compared areas."""
+    ram = guest.machine.ram
+    ram.write(PAGE_DIRECTORY, (0xF1000 | 3).to_bytes(4, "little"))
+    ram.write(0xF1000, b"".join(((p << 12) | 3).to_bytes(4, "little") for p in range(1024)))
+    guest.cpu.h_write_cr(3, PAGE_DIRECTORY)
+    guest.cpu.h_write_cr(0, guest.cpu.cr[0] | 0x80000000)
+
+
+@pytest.mark.parametrize(
+    ("seed", "paging"),
+    [(seed, False) for seed in range(400)] + [(s, True) for s in range(400, 500)],
+)
+def test_random_sequence_matches_unicorn(seed: int, paging: bool) -> None:
     source, regs, memory, undef = _case(seed)
     code = assemble(source)
     expected, uc_flags, uc_mem = _unicorn_run(code, regs, memory)
@@ -284,6 +300,8 @@ def test_random_sequence_matches_unicorn(seed: int) -> None:
     guest = Guest()
     guest.machine.ram.write(0, memory)
     guest.machine.ram.write(CODE, code + b"\xf4")
+    if paging:
+        _identity_paging(guest)
     for name, value in regs.items():
         guest.cpu.r[NAMES.index(name)] = value
     guest.cpu.eip = CODE
