@@ -33,22 +33,25 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 #: How long a QMP failure waits for the process to exit, in case it is on its way out.
 DYING_TIMEOUT = 1.0
-
-
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _die_with_parent() -> Callable[[], None] | None:
     """A pre-exec hook that has the kernel SIGTERM the child when the demo dies (Linux).
 
-    A killed demo (SIGKILL, a test's timeout) would otherwise leave the source guest
-    running for ever. The hook makes one foreign call and allocates nothing.
+    A killed demo (SIGKILL, a test's timeout, a second Ctrl-C during the clean-up)
+    would otherwise leave the source guest running for ever. The hook runs between
+    fork and exec, so it does no more than one foreign call with prepared arguments.
     """
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    args = (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM))
-    return lambda: prctl(*args) and None
+    option, sig = ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(option, sig)
+
+    return hook
 
 
 _PRE_EXEC = _die_with_parent()
@@ -74,8 +77,8 @@ class EmulatorProcess:
         command += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         with self.log_path.open("wb") as log:
             try:
-                # A session of its own: Ctrl-C reaches the demo alone, which then ends
-                # its children in order (the source must not die before the destination).
+                # A session of its own: Ctrl-C at the terminal reaches the demo alone,
+                # which reports the interruption and ends its children itself.
                 self.process = subprocess.Popen(
                     command,
                     stdin=subprocess.PIPE,
