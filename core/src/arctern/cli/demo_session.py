@@ -9,9 +9,14 @@
    rewrites RAM, and wait until it is well under way;
 4. ``migrate`` over QMP while the guest writes, following ``query-migrate``;
 5. wait for the guest to run and write on the destination, the source in postmigrate;
+   along the way the image's ``active`` flag (``query-block``) is recorded on each side,
+   and the source's disk writes (``query-blockstats``) must stop at the hand-over;
 6. press a key on the destination's serial console: the guest checks every sector and
-   page it wrote, prints its verification line and powers off;
+   page it wrote, prints its verification line and powers off; its progress lines
+   must appear once each across both sides;
 7. ``arctern-img check`` the image.
+
+:attr:`DemoResult.ok` says whether all of it verified.
 
 Any failure on the way raises an :class:`~arctern.errors.ArcternError` (one line);
 every child process is ended on every path.
