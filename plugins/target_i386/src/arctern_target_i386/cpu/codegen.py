@@ -152,6 +152,10 @@ class BlockCompiler:
         self.mode = mode
         self.start = blocks[0][0]
         self.fast = mode.flat and not mode.paging and not mode.slow
+        #: Paging on: accesses hit the TLB maps inline (TR/TW of this privilege).
+        self.paged = mode.paging and not mode.slow
+        ring = 3 if mode.cpl == 3 else 0
+        self.tlb_read, self.tlb_write = f"TR{ring}", f"TW{ring}"
         self.src = Source()
         self.used: set[int] = set()
         self.written: set[int] = set()
@@ -248,6 +252,13 @@ class BlockCompiler:
         return var
 
     def ld(self, a: str, size: int) -> str:
+        if self.paged:
+            phys = f"pg | ({a} & 0xfff)"
+            fetch = f"data[{phys}]" if size == 1 else f"U{size * 8}(data, {phys})[0]"
+            return (
+                f"({fetch} if (pg := {self.tlb_read}.get({a} >> 12)) is not None and "
+                f"({a} & 0xfff) <= {0x1000 - size:#x} else RD({a}, {size}))"
+            )
         if not self.fast:
             return f"RD({a}, {size})"
         if size == 1:
@@ -256,6 +267,19 @@ class BlockCompiler:
 
     def st(self, a: str, size: int, v: str) -> None:
         self.stores = True
+        if self.paged:
+            self.e(
+                f"if (pg := {self.tlb_write}.get({a} >> 12)) is not None and "
+                f"({a} & 0xfff) <= {0x1000 - size:#x}:"
+            )
+            self.src.depth += 1
+            self.e(f"pg |= {a} & 0xfff")
+            self.e(f"data[pg] = {v}" if size == 1 else f"P{size * 8}(data, pg, {v})")
+            self.e("p = pg >> 12", "dirty[p] = 1", f"if code[p]: smc = WT(pg, {size}) or smc")
+            self.src.depth -= 1
+            self.e("else:")
+            self.e(f"    if WR({a}, {size}, {v}): smc = True")
+            return
         if not self.fast:
             self.e(f"if WR({a}, {size}, {v}): smc = True")
             return

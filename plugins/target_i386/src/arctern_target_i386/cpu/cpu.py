@@ -79,6 +79,8 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             "WT": self.phys.stored, "RD": self.read_lin, "WR": self.write_lin,
             "FL": FLAGS, "PARITY": PARITY, "Fault": Fault, "CodeModified": CodeModified,
             "SB": self.segbase, "H": helpers, "IO_R": io.read, "IO_W": io.write,
+            "TR0": self.tlb.maps[0][0], "TW0": self.tlb.maps[0][1],
+            "TR3": self.tlb.maps[1][0], "TW3": self.tlb.maps[1][1],
         }
 
     # --- architectural state -------------------------------------------------------
