@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import types
 from typing import ClassVar
 
@@ -276,3 +277,31 @@ def test_guest_reset_request_resets_or_exits_with_no_reboot(registry):
 def test_gsi_lines_are_shared_per_number(registry):
     machine, _serial = make(registry)
     assert machine.gsi(4) is machine.gsi(4) and machine.gsi(4) is not machine.gsi(5)
+
+
+def test_slices_end_at_the_next_timer_deadline(registry):
+    """A busy CPU must not run far past a due timer: its interrupt would come late."""
+    machine, _serial = make(registry)
+    machine.power_on()
+    cpu = machine.cpus[0]
+    budgets = []
+
+    def busy(budget):
+        budgets.append(budget)
+        time.sleep(budget / 1e7)  # a CPU running 10 million instructions per second
+        return budget
+
+    cpu.run = busy
+    ticks = []
+
+    def tick():
+        ticks.append(machine.clock.ns())
+        if len(ticks) < 20:
+            timer.mod(machine.clock.ns() + 1_000_000)  # 1 kHz
+
+    timer = machine.new_timer(tick)
+    machine.resume()
+    timer.mod(machine.clock.ns() + 1_000_000)
+    machine.run_for(5, until=lambda: len(ticks) >= 20)
+    assert len(ticks) == 20
+    assert max(budgets[5:]) < machine.slice_budget  # sized to the 1 ms timer, not 20000

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 MiB = 1 << 20
 #: Longest the idle loop sleeps without an event, so run_for() deadlines stay responsive.
 _IDLE_MAX_S = 0.05
+#: Fewest instructions a slice runs, however close the next timer is.
+_MIN_SLICE = 1000
 
 
 class MachineType:
@@ -151,6 +153,7 @@ class Machine:
         self._poll_hooks: list[tuple[Callable[[], None], Callable[[], list[int]] | None]] = []
         self._quit = False
         self._reset_requested = False
+        self._pace = _Pace()
 
     # --- configuration -----------------------------------------------------
 
@@ -434,8 +437,11 @@ class Machine:
         executed = 0
         if self.running:
             self.exit_request = False
+            budget = self._budget()
+            started = time.perf_counter_ns()
             for cpu in self.cpus:
-                executed += cpu.run(self.slice_budget)
+                executed += cpu.run(budget)
+            self._pace.measure(executed, time.perf_counter_ns() - started)
         if self._reset_requested:
             self.reset()
         self.timers.run_expired()
@@ -445,6 +451,19 @@ class Machine:
             callback()
         if executed == 0 and not self._quit:
             self._idle(end)
+
+    def _budget(self) -> int:
+        """Instructions for this slice: up to the next timer deadline, at the measured pace.
+
+        A slice that overshoots a deadline delays the timer's interrupt; one
+        that stops short of it costs a loop turn. The pace (instructions per
+        host second) comes from the previous slices.
+        """
+        deadline = self.timers.next_deadline()
+        if deadline is None:
+            return self.slice_budget
+        until = self.clock.host_ns_until(deadline)
+        return max(_MIN_SLICE, min(self.slice_budget, self._pace.instructions_in(until)))
 
     def _idle(self, end: float | None) -> None:
         """Nothing to execute: sleep until a timer is due, input arrives, or ``end``."""
@@ -467,3 +486,20 @@ class Machine:
                 pass
         else:
             time.sleep(timeout)
+
+
+class _Pace:
+    """The CPUs' speed in guest instructions per host nanosecond (a moving average)."""
+
+    def __init__(self) -> None:
+        self.per_ns = 0.0  # unknown until the first long enough slice
+
+    def measure(self, executed: int, elapsed_ns: int) -> None:
+        if executed >= _MIN_SLICE and elapsed_ns > 0:
+            rate = executed / elapsed_ns
+            self.per_ns = rate if not self.per_ns else 0.75 * self.per_ns + 0.25 * rate
+
+    def instructions_in(self, host_ns: int) -> int:
+        if not self.per_ns:
+            return _MIN_SLICE
+        return int(host_ns * self.per_ns)
