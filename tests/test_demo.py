@@ -34,9 +34,9 @@ SLOT = 64 << 10
 SLOTS = 4096  # the demo's 256 MiB image in 64 KiB slots
 
 
-def demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def demo(*args: str, timeout: float = 240, env=ENV) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DEMO, "-m", "32", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+        [DEMO, "-m", "32", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -127,18 +127,29 @@ def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt,
     assert children_of(workdir) == []
 
 
-def test_destination_that_cannot_listen_is_one_error_line(tmp_path):
+@pytest.mark.parametrize("keep", [True, False])
+def test_destination_that_cannot_listen_is_one_error_line(keep, tmp_path):
+    """The temporary directory goes, unless --keep: then its logs say what happened."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = demo("--port", str(port), "--workdir", str(tmp_path), timeout=120)
+        result = demo(
+            "--port", str(port), *(["--keep"] if keep else []),
+            env={**ENV, "TMPDIR": str(tmp_path)}, timeout=120,
+        )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("arctern-demo: destination: ")
     assert f"cannot listen on tcp:127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert children_of(tmp_path) == []
+    kept = list(tmp_path.iterdir())
+    if keep:
+        assert [f"kept {kept[0]}"] == result.stdout.splitlines()[-1:]
+        assert "cannot listen" in (kept[0] / "destination.log").read_text()
+        assert children_of(kept[0]) == []
+    else:
+        assert kept == []
 
 
 def demo_migrating(workdir: Path, **popen) -> subprocess.Popen:

@@ -66,9 +66,10 @@ def tool(name: str) -> str:
 class EmulatorProcess:
     """``arctern-system ARGS -serial stdio -qmp unix:...``, started at once."""
 
-    def __init__(self, name: str, workdir: Path, args: list[str]) -> None:
+    def __init__(self, name: str, workdir: Path, args: list[str], sockets: Path) -> None:
+        """Start it; its stderr goes to ``workdir/NAME.log``, its QMP socket in ``sockets``."""
         self.name = name
-        self.qmp_path = workdir / f"{name}.qmp"
+        self.qmp_path = sockets / f"{name}.qmp"
         self.log_path = workdir / f"{name}.log"
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.output: list[str] = []  # every serial line read so far

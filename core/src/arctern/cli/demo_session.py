@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +64,7 @@ STALL_TIMEOUT = 60.0
 POLL_INTERVAL = 0.125
 MIGRATION_ENDED = ("completed", "failed", "cancelled")
 DRIVE = "disk0"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 #: Whether the image must be active at each point of the hand-over the demo looks at.
 HANDOVER = {
     "destination, waiting for the stream": False,
@@ -175,6 +180,23 @@ def builtin_guest(machine: str) -> Path:
     return guest
 
 
+@contextmanager
+def _socket_directory(workdir: Path) -> Iterator[Path]:
+    """Where the unix sockets go: ``workdir``, unless its path is too long for them.
+
+    A socket's path has at most 107 bytes, and the monitor binds under a longer
+    temporary name first; a deep work directory gets a private one in /tmp instead.
+    """
+    if len(bytes(workdir / "destination.qmp.4194304.tmp")) <= SOCKET_PATH_MAX:
+        yield workdir
+        return
+    short = Path(tempfile.mkdtemp(prefix="arctern-demo-", dir="/tmp"))
+    try:
+        yield short
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,6 +213,7 @@ class MigrationDemo:
         self.image = options.workdir / f"disk.{options.image_format}"
         self.result = DemoResult(image=self.image)
         self._children: list[EmulatorProcess] = []
+        self._sockets = options.workdir
 
     def run(self) -> DemoResult:
         create_image(str(self.image), self.options.image_format, IMAGE_SIZE)
@@ -198,11 +221,12 @@ class MigrationDemo:
             f"created a fresh {self.options.image_format} image of {IMAGE_SIZE >> 20} MiB: "
             f"{self.image}"
         )
-        try:
-            self._migrate_and_finish()
-        finally:
-            for child in reversed(self._children):
-                child.close()
+        with _socket_directory(self.options.workdir) as self._sockets:
+            try:
+                self._migrate_and_finish()
+            finally:
+                for child in reversed(self._children):
+                    child.close()
         self._check_image()
         return self.result
 
@@ -248,13 +272,13 @@ class MigrationDemo:
             uri = f"tcp:127.0.0.1:{self.options.port or _free_port()}"
             return uri, uri
         if self.options.transport == "unix":
-            uri = f"unix:{workdir / 'migration.sock'}"
+            uri = f"unix:{self._sockets / 'migration.sock'}"
             return uri, uri
         state = shlex.quote(str(workdir / "guest.state"))
         return f"exec:cat > {state}", f"exec:cat {state}"
 
     def _start(self, name: str, args: list[str]) -> EmulatorProcess:
-        child = EmulatorProcess(name, self.options.workdir, args)
+        child = EmulatorProcess(name, self.options.workdir, args, self._sockets)
         self._children.append(child)
         child.connect()
         return child
