@@ -235,10 +235,12 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
     """Apply the fixes ``fix`` allows; return qemu-img's "Repairing ..." lines."""
     rc = drv.refcounts
     messages = []
+    file_clusters = -(-drv.node.file.getlength() // drv.h.cluster_size)
     # Never hand out a cluster that something references while refcounts are rewritten.
-    end = max([c for c, _, _ in mismatches] + [-(-drv.node.file.getlength() // drv.h.cluster_size)])
-    rc.free_hint = max(rc.free_hint, end + 1)
+    rc.free_hint = max(rc.free_hint, file_clusters)
     for cluster, have, want in mismatches:
+        if cluster >= file_clusters or want > rc.fmt.max:
+            continue  # past the end of the file, or more references than the width holds
         if have > want or fix == "all":
             rc.set_value(cluster, want)
             messages.append(f"Repairing cluster {cluster} refcount={have} reference={want}")

@@ -52,6 +52,8 @@ class WritePath:
                 n += 1
             rs, re = max(start, c << cb), min(end, (c + n) << cb)
             chunk = data[rs - start : re - start]
+            if host is not None and host >= self.node.file.getlength():
+                raise self.corruption(f"data cluster 0x{host:x} lies past the end of the file")
             if mode == "inplace":
                 self._write_data(host + (rs - (c << cb)), chunk)
             else:
