@@ -365,3 +365,82 @@ def test_random_code_only_ever_raises_guest_exceptions():
         guest.set_gdt()
         guest.cpu.idt = [IDT, 64 * 8 - 1]
         guest.cpu.run(300)
+
+
+def test_far_call_retf_and_far_jump_through_the_gdt(sys_guest):
+    # 0x20: a second flat code segment
+    sys_guest.set_gdt([0x00CF9A000000FFFF])
+    far_fn, done = CODE + 0x80, CODE + 0x90
+    sys_guest.load("mov eax, cs\nretf", far_fn)
+    sys_guest.load("mov ecx, cs\nhlt", done)
+    jmp_far = ", ".join(f"{b:#x}" for b in b"\xea" + done.to_bytes(4, "little") + b"\x08\x00")
+    sys_guest.run(f"lcall 0x20:{far_fn}\nmov ebx, cs\n.byte {jmp_far}")
+    assert sys_guest.vector == 0xFFFFFFFF
+    assert sys_guest.reg("eax") & 0xFFFF == 0x20
+    assert sys_guest.reg("ebx") & 0xFFFF == 0x08 and sys_guest.reg("ecx") & 0xFFFF == 0x08
+    assert sys_guest.reg("esp") == STACK
+
+
+def test_far_jump_to_a_data_segment_is_gp(sys_guest):
+    sys_guest.run(".byte 0xea, 0, 0x20, 0, 0, 0x10, 0")  # jmp 0x10:0x2000
+    assert sys_guest.vector == 13 and _frame(sys_guest, 1)[0] == 0x10
+
+
+def test_descriptor_table_registers_and_control_registers(sys_guest):
+    ram = sys_guest.machine.ram
+    ram.write(0x3000, (0x27).to_bytes(2, "little") + (0x700).to_bytes(4, "little"))
+    sys_guest.run(  # lgdt [0x3000]; sgdt [0x3010]; sidt [0x3020] (keystone adds 0x66 to these)
+        ".byte 0x0f, 0x01, 0x15, 0, 0x30, 0, 0\n.byte 0x0f, 0x01, 0x05, 0x10, 0x30, 0, 0\n"
+        ".byte 0x0f, 0x01, 0x0d, 0x20, 0x30, 0, 0\nmov eax, cr0\nmov cr2, eax\n"
+        "mov ebx, cr2\nmov ecx, 0x55\nmov dr0, ecx\nmov edx, dr0\nsmsw si"
+    )
+    assert ram.read(0x3010, 6) == ram.read(0x3000, 6)
+    assert int.from_bytes(ram.read(0x3022, 4), "little") == IDT
+    assert sys_guest.reg("ebx") == sys_guest.cpu.cr[0] and sys_guest.reg("edx") == 0x55
+    assert sys_guest.reg("esi") & 0xFFFF == sys_guest.cpu.cr[0] & 0xFFFF
+
+
+def test_ltr_lldt_and_selector_queries(sys_guest):
+    # 0x20: TSS, 0x28: LDT at 0x900 holding one data segment (selector 0x04 | TI)
+    sys_guest.set_gdt([0x0000890000000067 | (0x800 << 16), 0x0000820000000007 | (0x900 << 16)])
+    sys_guest.machine.ram.write(0x900, (0x00CF92000000FFFF).to_bytes(8, "little"))
+    sys_guest.run(
+        "mov ax, 0x20\nltr ax\nmov ax, 0x28\nlldt ax\nmov ax, 0x04\nmov fs, ax\n"
+        "str bx\nsldt cx\nlsl edx, eax\nmov esi, 0x08\nlar edi, esi"
+    )
+    assert sys_guest.vector == 0xFFFFFFFF
+    assert (sys_guest.reg("ebx") & 0xFFFF, sys_guest.reg("ecx") & 0xFFFF) == (0x20, 0x28)
+    assert sys_guest.reg("edx") == 0xFFFFFFFF
+    assert sys_guest.reg("edi") == 0x00C09A00  # access rights: limit bits masked out
+    assert sys_guest.cpu.sel[4] == 0x04
+
+
+def test_unknown_msr_is_gp_and_tsc_counts_up(sys_guest):
+    sys_guest.run(
+        "rdtsc\nmov esi, eax\nmov edi, edx\nmov ecx, 0x174\nmov eax, 8\nxor edx, edx\n"
+        "wrmsr\nxor eax, eax\nrdmsr\nmov ebx, eax\nrdtsc"
+    )
+    assert sys_guest.reg("ebx") == 8
+    assert (sys_guest.reg("edx"), sys_guest.reg("eax")) >= (
+        sys_guest.reg("edi"),
+        sys_guest.reg("esi"),
+    )
+    sys_guest.run("mov ecx, 0x12345\nrdmsr")
+    assert sys_guest.vector == 13
+
+
+def test_ring3_io_and_cli_need_iopl(sys_guest):
+    cpu = sys_guest.cpu
+    ram = sys_guest.machine.ram
+    sys_guest.set_gdt([0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | (0x800 << 16)])
+    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x10).to_bytes(4, "little"))
+    cpu.h_ltr(0x30)
+    user = CODE + 0x100
+    ram.write(user, assemble("out 0x80, al\nhlt", user))
+    # IOPL 3: OUT is allowed, then HLT (privileged) faults
+    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x3002\npush 0x23\npush {user}\niretd")
+    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == user + 2
+    sys_guest.clear_vector()
+    cpu.set_segment(2, 0x10, 0, 0xFFFFFFFF, 0xCF9300)
+    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x0002\npush 0x23\npush {user}\niretd")
+    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == user
