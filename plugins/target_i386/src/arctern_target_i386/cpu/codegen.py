@@ -1368,7 +1368,8 @@ class BlockCompiler:
         else:
             self.st("a", 2, f"cpu.{table}[1]")
             self.e("a2 = (a + 2) & 0xffffffff")
-            self.st("a2", 4, f"cpu.{table}[0]")
+            base_mask = 0xFFFFFF if i.size == 2 else 0xFFFFFFFF  # 16-bit form: 24-bit base
+            self.st("a2", 4, f"cpu.{table}[0] & {base_mask:#x}")
 
     g_lgdt = g_lidt = g_sgdt = g_sidt = _dtr
 
