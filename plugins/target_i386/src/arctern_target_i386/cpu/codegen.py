@@ -661,7 +661,8 @@ class BlockCompiler:
         expr = self.ea(src, with_seg=False)
         if dst.size == 2:
             expr = f"({expr}) & 0xffff"
-        self.set_reg(dst.n, dst.size, expr)
+        if expr != REGS[dst.n]:  # "lea esi, [esi]" is a NOP gcc pads with
+            self.set_reg(dst.n, dst.size, expr)
 
     def _alu(self, i: Insn) -> None:
         dst, src = i.ops
