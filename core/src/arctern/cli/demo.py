@@ -244,13 +244,12 @@ def _main(argv: Sequence[str]) -> int:
     console = Console(highlight=False)
     observer = ConsoleObserver(console)
     options = _options(args)
-    try:
-        with _workdir(args, console) as workdir:
-            options = replace(options, workdir=workdir)
-            result = MigrationDemo(options, observer).run()
-            observer.outcome(result, kept=args.keep or args.workdir is not None)
-    finally:
-        observer.stop_live()
+    with _workdir(args, console) as workdir:
+        try:
+            result = MigrationDemo(replace(options, workdir=workdir), observer).run()
+        finally:
+            observer.stop_live()  # before any error line or "kept" is printed
+        observer.outcome(result, kept=args.keep or args.workdir is not None)
     return 0 if result.ok else 1
 
 
