@@ -36,6 +36,7 @@ async def drive_qmp(socket_path: Path) -> list:
     client = await connect(socket_path)
     try:
         before = await client.execute("query-status")
+        assert await client.execute("query-name") == {"name": "testguest"}
         try:
             await client.execute("cont")
         except (ExecInterruptedError, EOFError, ConnectionError):
@@ -57,6 +58,8 @@ def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_pat
             "-kernel",
             str(elf),
             "-S",
+            "-name",
+            "guest=testguest,debug-threads=on",
             "-qmp",
             f"unix:{sock},server=on,wait=off",
         ],

@@ -23,7 +23,7 @@ from arctern.plugins import default_registry
 from .common import run_cli
 from .debug_log import setup_debug_log
 from .system_help import help_text
-from .system_options import PROG, build_parser, config_from_args
+from .system_options import PROG, build_parser, config_from_args, guest_name
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def _main(argv: Sequence[str]) -> int:
             monitor=args.monitor,
             incoming=args.incoming,
             autostart=not args.stopped,
+            name=guest_name(args),
         )
         caught = _stop_on_signals(machine)
         status = _run(machine, start=not args.stopped and not args.incoming)

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
     add = parser.add_argument
     add("-M", "-machine", dest="machines", action="append", default=[], metavar="NAME[,PROP=VALUE]")
+    add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
     add("-cpu", metavar="MODEL")
     add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
     add("-smp", metavar="N", help="number of CPUs (only 1)")
@@ -160,6 +161,13 @@ def _serials(args: argparse.Namespace) -> list[str]:
     if args.nodefaults:
         return []
     return ["mon:stdio"] if args.nographic else ["null"]  # QEMU's defaults
+
+
+def guest_name(args: argparse.Namespace) -> str | None:
+    """``-name NAME`` or ``-name guest=NAME[,...]``."""
+    if args.name is None:
+        return None
+    return parse_opts(args.name, "guest").get("guest")
 
 
 def machine_options(args: argparse.Namespace) -> dict[str, str]:
