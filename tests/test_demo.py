@@ -85,6 +85,7 @@ def children_of(workdir: Path) -> list[str]:
     ],
 )
 def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt, machine, tmp_path):
+    require("qemu-img")
     workdir = tmp_path / "demo"
     result = demo(
         "--transport", transport, "--format", fmt, "-M", machine, "--workdir", str(workdir)
