@@ -36,6 +36,8 @@ def test_map_of_zero_compressed_and_backed_clusters(tools, capsys):
         "write -c 2M 4096",
         "discard 8192 4096",
         "write -P 3 2100000 300000",
+        "write -P 4 1M 128k",
+        "write -z 1M 64k",  # allocated, then zeroed in place: a preallocated zero cluster
     )
     _assert_same_map(tools, top, capsys)
     _assert_same_map(tools, base, capsys)

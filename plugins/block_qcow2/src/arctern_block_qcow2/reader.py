@@ -21,7 +21,7 @@ from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.compress import compressed_extent, decompress_cluster
 from arctern_block_qcow2.mapping import Kind, entry_kind
 
-ZERO_KINDS = (Kind.ZERO_PLAIN, Kind.ZERO_ALLOC)
+_MAPPED_KINDS = (Kind.NORMAL, Kind.ZERO_ALLOC)
 
 
 class ReadPath:
@@ -50,7 +50,8 @@ class ReadPath:
     def _runs(self, table, l1_index: int, start: int, end: int):
         """Group the clusters of [start, end) into runs: (kind, entry, host, start, end).
 
-        A run is a stretch of one kind; for data clusters also contiguous on the host.
+        A run is a stretch of one kind; for clusters with a host offset (data and
+        preallocated zero clusters) also contiguous on the host.
         """
         if table is None:  # no L2 table: the whole stretch is unallocated
             yield Kind.UNALLOCATED, 0, None, start, end
@@ -61,26 +62,16 @@ class ReadPath:
         while c <= last:
             entry = table[c - base]
             kind = entry_kind(entry)
+            host = self._host(entry) if kind in _MAPPED_KINDS else None
             n = 1
-            if kind is Kind.NORMAL:
-                host = self._host(entry)
+            if kind is not Kind.COMPRESSED:
                 while c + n <= last:
                     nxt = table[c + n - base]
-                    if entry_kind(nxt) is not Kind.NORMAL or nxt & L.L2E_OFFSET_MASK != host + (
-                        n << cb
+                    if entry_kind(nxt) is not kind or (
+                        host is not None and nxt & L.L2E_OFFSET_MASK != host + (n << cb)
                     ):
                         break
                     n += 1
-            elif kind is not Kind.COMPRESSED:
-                host = None
-                zero = kind in ZERO_KINDS
-                while c + n <= last:
-                    nk = entry_kind(table[c + n - base])
-                    if nk is Kind.NORMAL or nk is Kind.COMPRESSED or (nk in ZERO_KINDS) != zero:
-                        break
-                    n += 1
-            else:
-                host = None
             yield kind, entry, host, max(start, c << cb), min(end, (c + n) << cb)
             c += n
 
@@ -148,7 +139,11 @@ class ReadPath:
             return BlockStatus(flags, re - rs, host + within)
         if kind is Kind.COMPRESSED:
             return BlockStatus(STATUS_DATA | STATUS_ALLOCATED | STATUS_COMPRESSED, re - rs)
-        if kind in ZERO_KINDS:
+        if kind is Kind.ZERO_ALLOC:  # preallocated: QEMU reports where it lies
+            return BlockStatus(
+                STATUS_ZERO | STATUS_ALLOCATED | STATUS_OFFSET_VALID, re - rs, host + within
+            )
+        if kind is Kind.ZERO_PLAIN:
             return BlockStatus(STATUS_ZERO | STATUS_ALLOCATED, re - rs)
         return BlockStatus(0, re - rs)
 
