@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,31 @@ def test_growing_over_a_longer_backing_file_reads_zeroes(tools):
         assert image.pread(0, 6 * MiB) == expected
     tools.assert_qemu_check_clean(top)
     assert tools.raw_by_qemu(top) == expected
+
+
+@pytest.mark.parametrize("cluster", [512, 65536])
+def test_qemu_io_and_arctern_take_turns(tools, random_io, cluster):
+    """Rounds of qemu-io writes and Arctern writes on one image: both read what the other
+    wrote, allocate around each other's clusters and leave it clean."""
+    size = 6 * MiB
+    path = tools.path("turns.qcow2")
+    tools.qemu_create(path, size, f"cluster_size={cluster}")
+    expected = bytearray(size)
+    rng = random.Random(cluster)
+    for turn in range(4):
+        commands = []
+        for i in range(8):
+            length = rng.choice((1, 700, cluster, 3 * cluster + 11, 100_000))
+            offset = rng.randrange(size - length)
+            value = (turn * 16 + i) % 255 + 1
+            commands.append(f"write -P {value} {offset} {length}")
+            expected[offset : offset + length] = bytes([value]) * length
+        offset = rng.randrange(size - 4 * cluster) // cluster * cluster
+        commands.append(f"write -z {offset} {2 * cluster}")
+        expected[offset : offset + 2 * cluster] = bytes(2 * cluster)
+        tools.qemu_io(path, *commands)
+        with open_image(path, fmt="qcow2", discard="unmap") as image:
+            assert image.pread(0, size) == expected
+            random_io(image, expected, seed=turn, count=15, cluster_size=cluster)
+        tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, bytes(expected))
