@@ -26,6 +26,8 @@ from .decoder import CS, DS, ES, SS, Imm, Insn, Mem, Reg
 
 #: Marks a pending INC/DEC whose CF (the carry before it) is computed only if stored.
 CARRY_IN = "<cf>"
+#: Marks pending flags whose first operand was not kept: only ZF, SF and PF can be read.
+NO_OPERAND = "<none>"
 REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: (1 << 64) - 1}
 SIGNS = {1: 0x80, 2: 0x8000, 4: 0x80000000}
@@ -364,6 +366,8 @@ class BlockCompiler:
         if self.pending is None:
             return
         kind, size, r, a, b = self.pending
+        if a == NO_OPERAND:
+            raise AssertionError("flags without their operand cannot be stored")
         if b == CARRY_IN:
             self.carry()
             b = "c"
@@ -382,6 +386,8 @@ class BlockCompiler:
         self.touch_flags()
         if self.pending is not None:
             kind, size, r, a, b = self.pending
+            if a == NO_OPERAND:
+                return F.cond_static(cc, F.LOGIC, size, r)  # ZF/SF/PF: from the result alone
             if b != CARRY_IN or cc >> 1 in (2, 4, 5):
                 expr = F.cond_static(cc, kind, size, r, a, b)
                 if expr is not None:
@@ -705,11 +711,30 @@ class BlockCompiler:
             self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d=d, s=s, m=m))
             self.set_flags(kind, size, self.reg(dst.n, size))
             return
+        if op in ("add", "sub") and self._only_result_flags_read():
+            self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d=d, s=s, m=m))
+            self.set_flags(kind, size, self.reg(dst.n, size), NO_OPERAND, s)
+            return
         self.e(f"d = {d}")
         if s == d:
             s = "d"
         self.set_reg(dst.n, size, "0" if zero else _ALU_EXPR[op].format(d="d", s=s, m=m))
         self.set_flags(kind, size, self.reg(dst.n, size), "d", s)
+
+    def _only_result_flags_read(self) -> bool:
+        """Is the next instruction a jcc on ZF/SF/PF whose targets need no stored flags?
+
+        Then ``sub ecx, 1; jne`` needs neither the old value nor stored flags: the
+        jump tests the register itself.
+        """
+        if self.idx + 1 >= len(self.insns):
+            return False
+        nxt = self.insns[self.idx + 1]
+        if nxt.op != "jcc" or nxt.cc >> 1 not in (2, 4, 5) or not self.counted:
+            return False
+        return all(
+            t in self.block_counts and not self.live_in[t] for t in (nxt.target, nxt.next)
+        )
 
     g_add = g_or = g_adc = g_sbb = g_and = g_sub = g_xor = g_cmp = g_test = _alu
 
@@ -718,6 +743,10 @@ class BlockCompiler:
         size = i.size
         m = MASKS[size]
         delta = "+ 1" if i.op == "inc" else "- 1"
+        if isinstance(dst, Reg) and self._only_result_flags_read():
+            self.set_reg(dst.n, size, f"({self.reg(dst.n, size)} {delta}) & {m:#x}")
+            self.set_flags(F.DEC, size, self.reg(dst.n, size), NO_OPERAND, CARRY_IN)
+            return
         if isinstance(dst, Mem):
             self.addr(dst)
             self.e(f"d = {self.ld('a', size)}")
