@@ -334,7 +334,7 @@ class BlockCompiler:
         self.st("a2", size, "v")
         self.set_reg(4, 4, "sp")
 
-    def pop_value(self, size: int, var: str = "v", extra: int = 0) -> None:
+    def pop_value(self, size: int, var: str = "v") -> None:
         """Load the top of stack into ``var``; ESP is updated by :meth:`pop_commit`."""
         self.used.add(4)
         self.e(f"a2 = {self.stack_addr('esp')}")
@@ -615,9 +615,6 @@ class BlockCompiler:
         self.jump(target)
         self.src.depth -= 1
         self.jump(fallthrough, tail=True)
-
-    def eip_mask(self, expr: str) -> str:
-        return expr if self.cur.size == 4 else f"({expr}) & 0xffff"
 
     # --- instructions -----------------------------------------------------------
 
@@ -979,7 +976,6 @@ class BlockCompiler:
         self.jump("t")
 
     def _loop(self, i: Insn) -> None:
-        cnt = 1 if i.asize == 4 else None
         m = MASKS[i.asize]
         creg = self.reg(1, i.asize)
         if i.op == "jecxz":
@@ -992,7 +988,6 @@ class BlockCompiler:
             cond += f" and {self.cond(4)}"
         elif i.op == "loopne":
             cond += f" and {self.cond(5)}"
-        del cnt
         self.branch(cond, i.target, i.next)
 
     g_loop = g_loope = g_loopne = g_jecxz = _loop
