@@ -7,7 +7,7 @@ from array import array
 
 import pytest
 from arctern_block_qcow2.refcount import RefblockFormat
-from arctern_block_qcow2.refscan import differing, pack
+from arctern_block_qcow2.refscan import differing, pack, unpack
 
 
 @pytest.mark.parametrize("order", range(7))
@@ -21,6 +21,7 @@ def test_pack_matches_entry_encoding(order):
     for i, value in enumerate(values):
         fmt.set(block, i, value)
     assert pack(fmt, values) == bytes(block)
+    assert unpack(fmt, block) == list(values)
     assert [fmt.get(block, i) for i in range(fmt.entries)] == list(values)
     assert list(differing(fmt, block, values, 1000)) == []
     values[7] = (values[7] + 1) % (fmt.max + 1)

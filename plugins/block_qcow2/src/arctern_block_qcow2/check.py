@@ -17,7 +17,7 @@ from arctern.block.driver import CheckResult
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.bitmaps import bitmap_references
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
-from arctern_block_qcow2.refscan import References, differing
+from arctern_block_qcow2.refscan import References, differing, unpack
 
 if TYPE_CHECKING:
     from arctern_block_qcow2.driver import Qcow2Driver
@@ -49,43 +49,70 @@ def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: 
             res.corruptions += 1
             res.messages.append(f"ERROR l2_offset={l2_offset:x}: L2 table is outside the image")
             continue
-        next_contiguous = 0  # fragmentation is counted within one L2 table, as QEMU does
-        for entry in drv.map.cache.get(l2_offset):
-            if not entry:
-                continue
-            kind = entry_kind(entry)
-            if kind is not Kind.COMPRESSED and entry & L.L2E_STD_RESERVED_MASK:
+        _count_l2(drv, refs, drv.map.cache.get(l2_offset), res, active)
+
+
+#: Bits that take an L2 entry off the fast path (anything but a plain data cluster).
+_UNUSUAL = L.OFLAG_COMPRESSED | L.OFLAG_ZERO | L.L2E_STD_RESERVED_MASK
+
+
+def _count_l2(drv: Qcow2Driver, refs: References, table, res: CheckResult, active: bool) -> None:
+    """Count one L2 table's references; plain data clusters take a short path."""
+    cb, cs = drv.h.cluster_bits, drv.h.cluster_size
+    dense, dense_len = refs.dense, len(refs.dense)
+    allocated = fragmented = compressed = 0
+    highest = -1
+    next_contiguous = 0  # fragmentation is counted within one L2 table, as QEMU does
+    for entry in table:
+        if not entry:
+            continue
+        host = entry & L.L2E_OFFSET_MASK
+        if not entry & _UNUSUAL and host and not host & (cs - 1):
+            allocated += 1
+            if next_contiguous and host != next_contiguous:
+                fragmented += 1
+            next_contiguous = host + cs
+            cluster = host >> cb
+            if cluster < dense_len:
+                dense[cluster] += 1
+                highest = max(highest, cluster)
+            else:
+                refs.add(cluster)
+            continue
+        kind = entry_kind(entry)
+        if kind is not Kind.COMPRESSED and entry & L.L2E_STD_RESERVED_MASK:
+            res.corruptions += 1
+            res.messages.append(f"ERROR found l2 entry with reserved bits set: {entry:x}")
+        held = host_clusters(entry, cb)
+        if kind is Kind.COMPRESSED:
+            if entry & L.OFLAG_COPIED:
                 res.corruptions += 1
-                res.messages.append(f"ERROR found l2 entry with reserved bits set: {entry:x}")
-            held = host_clusters(entry, cb)
-            if kind is Kind.COMPRESSED:
-                if entry & L.OFLAG_COPIED:
-                    res.corruptions += 1
-                    res.messages.append(
-                        f"ERROR: coffset=0x{entry & L.L2E_OFFSET_MASK:x}: "
-                        "copied flag must never be set for compressed clusters"
-                    )
-                if active:
-                    # Compressed clusters count as fragmented, as in qemu-img check.
-                    res.allocated_clusters += 1
-                    res.compressed_clusters += 1
-                    res.fragmented_clusters += 1
-            elif held:
-                host = entry & L.L2E_OFFSET_MASK
-                if host % drv.h.cluster_size:
-                    res.corruptions += 1
-                    res.messages.append(
-                        f"ERROR offset={host:x}: Cluster is not properly "
-                        "aligned; L2 entry corrupted"
-                    )
-                    continue
-                if active:
-                    res.allocated_clusters += 1
-                    if next_contiguous and host != next_contiguous:
-                        res.fragmented_clusters += 1
-                    next_contiguous = host + drv.h.cluster_size
-            if held:
-                refs.add(*held)
+                res.messages.append(
+                    f"ERROR: coffset=0x{host:x}: "
+                    "copied flag must never be set for compressed clusters"
+                )
+            # Compressed clusters count as fragmented, as in qemu-img check.
+            allocated += 1
+            compressed += 1
+            fragmented += 1
+        elif held:
+            if host % cs:
+                res.corruptions += 1
+                res.messages.append(
+                    f"ERROR offset={host:x}: Cluster is not properly aligned; L2 entry corrupted"
+                )
+                continue
+            allocated += 1
+            if next_contiguous and host != next_contiguous:
+                fragmented += 1
+            next_contiguous = host + cs
+        if held:
+            refs.add(*held)
+    refs.highest = max(refs.highest, highest)
+    if active:
+        res.allocated_clusters += allocated
+        res.fragmented_clusters += fragmented
+        res.compressed_clusters += compressed
 
 
 def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> References:
@@ -115,6 +142,7 @@ class _Stored:
         self.cs = drv.h.cluster_size
         self.file_length = drv.node.file.getlength()
         self.res = res
+        self._decoded: tuple[int, list[int]] | None = None  # one block, decoded
 
     def block_offsets(self) -> list[int]:
         """Offsets of the usable refcount blocks, reporting the bad ones (once, to ``res``)."""
@@ -145,7 +173,10 @@ class _Stored:
 
     def get(self, cluster: int) -> int:
         epb = self.rc.fmt.entries
-        return self.rc.fmt.get(self.block(cluster // epb), cluster % epb)
+        rt_index = cluster // epb
+        if self._decoded is None or self._decoded[0] != rt_index:
+            self._decoded = (rt_index, unpack(self.rc.fmt, self.block(rt_index)))
+        return self._decoded[1][cluster % epb]
 
 
 def _mismatches(drv: Qcow2Driver, refs: References, nb_clusters: int):
@@ -212,11 +243,7 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
 
     for l1_index, l1_entry in enumerate(drv.map.l1):
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
-        if (
-            not l2_offset
-            or l2_offset % drv.h.cluster_size
-            or l2_offset + drv.h.cluster_size > drv.node.file.getlength()
-        ):
+        if not l2_offset or l2_offset % cs or l2_offset + cs > drv.node.file.getlength():
             continue
         mismatch(
             l1_entry,
@@ -226,7 +253,9 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
         )
         for i, entry in enumerate(drv.map.cache.get(l2_offset)):
             host = entry & L.L2E_OFFSET_MASK
-            if entry_kind(entry) in (Kind.NORMAL, Kind.ZERO_ALLOC) and not host % cs:
+            if not host or host % cs or entry & L.OFLAG_COMPRESSED:
+                continue  # no host cluster of its own (unallocated, zero, compressed)
+            if (stored.get(host >> cb) == 1) != bool(entry & L.OFLAG_COPIED):
                 mismatch(entry, host, ("l2", l2_offset, i), f"data cluster: l2_entry={entry:x}")
     return errors
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Iterator
+from itertools import chain
 
 from arctern_block_qcow2.refcount import RefblockFormat
 
@@ -77,6 +78,19 @@ def pack(fmt: RefblockFormat, values: array) -> bytes | None:
     for k in range(per_byte):  # entry k of each byte sits at bit k*bits, least first
         total |= int.from_bytes(padded[k::per_byte], "little") << (k * fmt.bits)
     return total.to_bytes(len(padded) // per_byte, "little")
+
+
+def unpack(fmt: RefblockFormat, block: bytes | bytearray) -> list[int]:
+    """Every entry of a refcount block, decoded in bulk."""
+    code = _ARRAY_CODES.get(fmt.bits)
+    if code:
+        values = array(code, bytes(block))
+        if sys.byteorder == "little" and values.itemsize > 1:
+            values.byteswap()
+        return values.tolist()
+    per_byte = 8 // fmt.bits
+    byte_values = [[(b >> (k * fmt.bits)) & fmt.max for k in range(per_byte)] for b in range(256)]
+    return list(chain.from_iterable(map(byte_values.__getitem__, block)))
 
 
 def differing(
