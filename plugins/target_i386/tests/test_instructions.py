@@ -467,3 +467,17 @@ def test_long_rep_over_mmio_pauses_and_resumes(guest):
         guest.cpu.run(1000)
     assert len(writes) == 40000 and set(writes) == {0x5A}
     assert guest.reg("ecx") == 0 and guest.reg("edi") == 0xFEB00000 + 40000
+
+
+def test_cpuid_leaf1_matches_the_model_and_omits_fpu_and_sse():
+    from arctern_target_i386.cpu import PentiumCPU
+    from i386_guest import Guest
+
+    guest = Guest()
+    guest.run("mov eax, 1\ncpuid")
+    assert guest.reg("eax") == 0x663
+    features = guest.reg("edx")
+    assert features & (1 << 15) and features & (1 << 8) and features & (1 << 4)  # cmov cx8 tsc
+    assert not features & (1 | 1 << 23 | 1 << 25 | 1 << 26)  # no fpu, mmx, sse, sse2
+    pentium = PentiumCPU(guest.machine)
+    assert pentium.cpuid(1, 0)[0] == 0x543 and not pentium.cpuid(1, 0)[3] & (1 << 15)

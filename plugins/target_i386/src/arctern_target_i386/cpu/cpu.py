@@ -21,7 +21,7 @@ from .faults import Fault
 from .flags import ARITH, FLAGS, IF, PARITY, TF
 from .mmu import CR0_PE, CR0_PG, LinearMemory
 from .strings import RepYield, StringMixin
-from .system import FLAT_CODE, FLAT_DATA, SystemMixin
+from .system import CPUID_FEATURES, FLAT_CODE, FLAT_DATA, SystemMixin
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
     arch = "i386"
     description = "QEMU Virtual CPU (i686 integer core, no x87/SSE)"
     model_id = "QEMU Virtual CPU version 2.5+"
+    #: CPUID leaf 1: family/model/stepping (QEMU's qemu32: 6/6/3) and the EDX features.
+    cpuid_signature = 0x663
+    cpuid_features = CPUID_FEATURES
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -87,7 +90,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
 
     def reset(self) -> None:
         """Power-on state: real mode at F000:FFF0 (run() needs protected mode)."""
-        self.r[:] = [0, 0, 0x663, 0, 0, 0, 0, 0]
+        self.r[:] = [0, 0, self.cpuid_signature, 0, 0, 0, 0, 0]
         self.eip = 0xFFF0
         self.eflags = 2
         self.fl = (0, 0, 0, 0)

@@ -482,7 +482,7 @@ class SystemMixin:
         if leaf == 0:
             return (2, 0x756E6547, 0x6C65746E, 0x49656E69)  # "GenuineIntel"
         if leaf == 1:
-            return (0x663, 0x800, 0, CPUID_FEATURES)
+            return (self.cpuid_signature, 0x800, 0, self.cpuid_features)
         if leaf == 2:
             return (1, 0, 0, 0x2C307D)
         if leaf == 0x80000000:
