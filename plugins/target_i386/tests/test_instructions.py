@@ -481,3 +481,16 @@ def test_cpuid_leaf1_matches_the_model_and_omits_fpu_and_sse():
     assert not features & (1 | 1 << 23 | 1 << 25 | 1 << 26)  # no fpu, mmx, sse, sse2
     pentium = PentiumCPU(guest.machine)
     assert pentium.cpuid(1, 0)[0] == 0x543 and not pentium.cpuid(1, 0)[3] & (1 << 15)
+
+
+def test_16_bit_addressing_with_the_0x67_prefix(guest):
+    ram = guest.machine.ram
+    ram.write(0x3008, (0xCAFEBABE).to_bytes(4, "little"))
+    ram.write(0x5000, (0x11223344).to_bytes(4, "little"))
+    guest.run(
+        "mov eax, dword ptr [bx + si + 4]\nmov ecx, dword ptr [bp + di]\nlea dx, [bx + di + 0x10]",
+        ebx=0xFFFF3000, esi=0x10004, ebp=0x4FF0, edi=0x10, edx=0xAAAA0000,
+    )
+    assert guest.reg("eax") == 0xCAFEBABE  # (bx + si + 4) & 0xffff = 0x3008
+    assert guest.reg("ecx") == 0x11223344
+    assert guest.reg("edx") == 0xAAAA3020
