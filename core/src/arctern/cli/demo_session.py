@@ -182,12 +182,14 @@ def builtin_guest(machine: str) -> Path:
 
 @contextmanager
 def _socket_directory(workdir: Path) -> Iterator[Path]:
-    """Where the unix sockets go: ``workdir``, unless its path is too long for them.
+    """Where the unix sockets go: ``workdir``, unless its path does not suit them.
 
     A socket's path has at most 107 bytes, and the monitor binds under a longer
-    temporary name first; a deep work directory gets a private one in /tmp instead.
+    temporary name first; a comma would have to be doubled in ``-qmp unix:PATH,...``.
+    A deep or odd work directory gets a private one in /tmp instead.
     """
-    if len(bytes(workdir / "destination.qmp.4194304.tmp")) <= SOCKET_PATH_MAX:
+    longest = bytes(workdir / "destination.qmp.4194304.tmp")
+    if len(longest) <= SOCKET_PATH_MAX and b"," not in longest:
         yield workdir
         return
     short = Path(tempfile.mkdtemp(prefix="arctern-demo-", dir="/tmp"))
@@ -195,6 +197,11 @@ def _socket_directory(workdir: Path) -> Iterator[Path]:
         yield short
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def _opt_value(path: Path) -> str:
+    """A path as the value in a QEMU option list (``-drive file=...``): commas doubled."""
+    return str(path).replace(",", ",,")
 
 
 def _free_port() -> int:
@@ -258,11 +265,12 @@ class MigrationDemo:
 
     def _args(self) -> list[str]:
         opts = self.options
+        drive = f"file={_opt_value(self.image)},format={opts.image_format},if=none,id={DRIVE}"
         return [
             "-M", opts.machine, "-m", opts.ram, "-nodefaults", "-display", "none",
             "-kernel", str(self.guest),
-            "-drive", f"file={self.image},format={opts.image_format},if=none,id=disk0",
-            "-device", "virtio-blk-device,drive=disk0",
+            "-drive", drive,
+            "-device", f"virtio-blk-device,drive={DRIVE}",
         ]  # fmt: skip
 
     def _uris(self) -> tuple[str, str]:
