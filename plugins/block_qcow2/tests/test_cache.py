@@ -20,12 +20,17 @@ def _cache(capacity: int, events: list):
     return cache, disk
 
 
+def _change(cache, offsets, mark: str) -> None:
+    for offset in offsets:
+        table = cache.get(offset)
+        table.append(mark)
+        cache.mark_dirty(offset, table)
+
+
 def test_clean_tables_are_evicted_before_dirty_ones():
     events: list = []
     cache, _ = _cache(2, events)
-    table = cache.get(1)
-    table.append("x")
-    cache.mark_dirty(1, table)
+    _change(cache, (1,), "x")
     cache.get(2)
     cache.get(3)  # evicts 2 (clean), not 1 (dirty, older)
     assert 1 in cache and 2 not in cache and 3 in cache
@@ -35,10 +40,7 @@ def test_clean_tables_are_evicted_before_dirty_ones():
 def test_all_dirty_eviction_writes_after_the_ordering_hook():
     events: list = []
     cache, disk = _cache(2, events)
-    for offset in (1, 2):
-        table = cache.get(offset)
-        table.append("x")
-        cache.mark_dirty(offset, table)
+    _change(cache, (1, 2), "x")
     cache.get(3)
     assert events[2:] == [("load", 3), ("ordering",), ("store", 1), ("store", 2)]
     assert disk[1] == [1, "x"] and disk[2] == [2, "x"]
@@ -60,10 +62,7 @@ def test_change_to_a_table_that_left_the_cache_is_not_lost():
 def test_clear_and_forget_write_nothing():
     events: list = []
     cache, disk = _cache(4, events)
-    for offset in (1, 2):
-        table = cache.get(offset)
-        table.append("dropped")
-        cache.mark_dirty(offset, table)
+    _change(cache, (1, 2), "dropped")
     cache.forget(1)
     cache.clear()
     assert not cache.flush()
