@@ -267,7 +267,16 @@ class BlockCompiler:
             return f"data[{a}]"
         return f"U{size * 8}(data, {a})[0]"
 
-    def st(self, a: str, size: int, v: str) -> None:
+    def st(self, a: str, size: int, v: str, last: bool = False) -> None:
+        """Store ``v`` at ``a``. ``last``: nothing of the instruction follows the store, so
+        overwritten code can end the block right here (no ``smc`` flag to test later)."""
+        if last and self.fast:
+            self.e(f"data[{a}] = {v}" if size == 1 else f"P{size * 8}(data, {a}, {v})")
+            self.e(f"p = {a} >> 12", "dirty[p] = 1")
+            tail = "" if size == 1 else f" or ({a} & 0xfff) > {0x1000 - size:#x}"
+            self.e(f"if (code[p]{tail}) and WT({a}, {size}):")
+            self.e("    raise CodeModified")
+            return
         self.stores = True
         if self.paged:
             self.e(
@@ -640,7 +649,7 @@ class BlockCompiler:
         if isinstance(dst, Mem):
             v = self.rd(src)
             self.addr(dst)
-            self.st("a", i.size, v)
+            self.st("a", i.size, v, last=True)
         elif isinstance(src, Mem) and self.fast:
             self.set_reg(dst.n, dst.size, self.ld(self.ea(src), src.size))
         elif src != dst:
