@@ -144,3 +144,29 @@ def test_guest_reset_reboots_the_kernel(guest_elf):
         assert b"still running" not in serial.output and not machine.finished
     finally:
         machine.close()
+
+
+def test_no_shutdown_stops_at_power_off_and_a_reset_starts_again(guest_elf):
+    serial = MemoryChardev()
+    machine = launch(
+        MachineConfig(
+            "microvm",
+            kernel=str(guest_elf(HERE / "power_guest.c")),
+            append="poweroff",
+            devices=[DEBUG_EXIT],
+            serials=[serial],
+            no_shutdown=True,
+        )
+    )
+    try:
+        machine.run_for(60, until=lambda: machine.runstate == "shutdown")
+        assert machine.runstate == "shutdown" and not machine.finished
+        machine.run_for(0.1)  # stays stopped, serving the loop
+        assert serial.output == b"power guest: poweroff\n"
+        machine.reset()
+        assert machine.runstate == "prelaunch"
+        machine.resume()
+        machine.run_for(60, until=lambda: serial.output.count(b"poweroff") == 2)
+        assert serial.output == b"power guest: poweroff\n" * 2
+    finally:
+        machine.close()

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-nographic", action="store_true", help="no display; default serial port on stdio")
     add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
     add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
+    add("-no-shutdown", dest="no_shutdown", action="store_true", help="pause at power-off")
     add("-d", dest="log_items", metavar="ITEM[,...]", help="log items ('-d help' lists them)")
     add("-D", dest="log_file", metavar="FILE", help="write -d logs to FILE")
     add_monitor_options(parser)
@@ -199,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         globals=[_global(text) for text in args.globals],
         serials=_serials(args),
         no_reboot=args.no_reboot,
+        no_shutdown=args.no_shutdown,
         incoming=bool(args.incoming),
         stdio_users=args.monitor.count("stdio"),
     )

@@ -91,6 +91,7 @@ class MachineConfig:
     #: or Chardev objects.
     serials: list[str | Chardev] = field(default_factory=list)
     no_reboot: bool = False
+    no_shutdown: bool = False
     #: Other users of the terminal (``-monitor stdio``): a stdio serial port may not share it.
     stdio_users: int = 0
     #: Waiting for an incoming migration: images open inactive, run state "inmigrate".
@@ -117,6 +118,7 @@ def launch(config: MachineConfig, *, registry: Registry | None = None) -> Machin
         cpu=config.cpu,
         options=config.machine_options,
         no_reboot=config.no_reboot,
+        no_shutdown=config.no_shutdown,
     )
     try:
         _configure(machine, config)

@@ -109,6 +109,7 @@ class Machine:
         cpu: str | None = None,
         options: dict[str, Any] | None = None,
         no_reboot: bool = False,
+        no_shutdown: bool = False,
     ) -> None:
         if registry is None:
             from arctern.plugins import default_registry
@@ -146,6 +147,8 @@ class Machine:
         self.runstate = "prelaunch"
         self.exit_status: int | None = None
         self.no_reboot = no_reboot
+        #: -no-shutdown: a power-off pauses the guest (run state "shutdown") instead of exiting.
+        self.no_shutdown = no_shutdown
         self.kernel: str | None = None
         self.cmdline = ""
         self.initrd: str | None = None
@@ -323,9 +326,19 @@ class Machine:
             self.machine_type.load_kernel(self, self.kernel, self.cmdline)
 
     def reset(self) -> None:
-        """system_reset: devices, CPUs and the kernel image back to their power-on state."""
+        """system_reset: devices, CPUs and the kernel image back to their power-on state.
+
+        As in QEMU, a machine that was not running (paused, shut down with
+        -no-shutdown) is then in run state "prelaunch", ready for ``cont``.
+        Observers hear ``arctern_guest_state_changed(reason="reset")``.
+        """
         self._reset_requested = False
         self._reset_parts()
+        if self.runstate not in ("running", "inmigrate", "finish-migrate"):
+            self.runstate = "prelaunch"
+        self.registry.notify(
+            "arctern_guest_state_changed", machine=self, running=self.running, reason="reset"
+        )
 
     def request_reset(self) -> None:
         """The guest asked for a reset (triple fault, reset register); with -no-reboot, exit."""
@@ -341,7 +354,14 @@ class Machine:
         self._stop("shutdown")
 
     def shutdown(self) -> None:
-        """The guest powered off (ACPI sleep, -no-reboot reset): exit status 0."""
+        """The guest powered off (ACPI sleep, -no-reboot reset): exit status 0.
+
+        With ``no_shutdown`` the machine only stops in run state "shutdown";
+        a monitor may reset and continue it.
+        """
+        if self.no_shutdown:
+            self.pause("shutdown")
+            return
         if self.exit_status is None:
             self.exit_status = 0
         self._stop("shutdown")
