@@ -80,3 +80,62 @@ def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_pat
     finally:
         proc.kill()
         proc.communicate()
+
+
+async def power_cycle(socket_path: Path) -> list[str]:
+    """Wait for the power-off, system_reset, cont, wait for the next power-off; quit."""
+    client = await connect(socket_path)
+
+    async def wait_for(state: str) -> str:
+        for _ in range(600):
+            status = (await client.execute("query-status"))["status"]
+            if status == state:
+                break
+            await asyncio.sleep(0.05)
+        return status
+
+    try:
+        states = [await wait_for("shutdown")]
+        await client.execute("system_reset")
+        states.append((await client.execute("query-status"))["status"])
+        await client.execute("cont")
+        states.append(await wait_for("shutdown"))
+        with contextlib.suppress(ExecInterruptedError, EOFError, ConnectionError):
+            await client.execute("quit")
+        return states
+    finally:
+        with contextlib.suppress(EOFError, ConnectionError):
+            await client.disconnect()
+
+
+@pytest.mark.parametrize("emulator", ["qemu", "arctern"])
+def test_no_shutdown_keeps_the_machine_for_reset_and_cont(guest_elf, tmp_path, emulator):
+    sock = tmp_path / "qmp.sock"
+    proc = subprocess.Popen(
+        [
+            *emulator_command(emulator),
+            *BASE_ARGS,
+            "-kernel",
+            str(guest_elf(HERE / "power_guest.c")),
+            "-append",
+            "poweroff",
+            "-no-shutdown",
+            "-qmp",
+            f"unix:{sock},server=on,wait=off",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        assert asyncio.run(power_cycle(sock)) == ["shutdown", "prelaunch", "shutdown"]
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out == b"power guest: poweroff\n" * 2
+    finally:
+        proc.kill()
+        proc.communicate()
