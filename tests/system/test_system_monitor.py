@@ -96,8 +96,8 @@ async def power_cycle(socket_path: Path) -> list[str]:
 
     try:
         states = [await wait_for("shutdown")]
-        await client.execute("system_reset")
-        states.append((await client.execute("query-status"))["status"])
+        await client.execute("system_reset")  # QEMU acts on it in its next main-loop turn
+        states.append(await wait_for("prelaunch"))
         await client.execute("cont")
         states.append(await wait_for("shutdown"))
         with contextlib.suppress(ExecInterruptedError, EOFError, ConnectionError):
