@@ -98,10 +98,12 @@ def arctern_machine_created(machine: Any) -> None:
 
 @hookspec
 def arctern_guest_state_changed(machine: Any, running: bool, reason: str) -> None:
-    """The guest started or stopped running.
+    """The guest started or stopped running, or was reset.
 
     ``reason`` is QEMU's run-state vocabulary: "running", "paused",
     "postmigrate", "inmigrate", "shutdown", "debug", "finish-migrate", ...
+    After a system reset it is "reset" and ``running`` tells whether the
+    guest goes on running (QEMU's RESET event).
     """
 
 
