@@ -14,7 +14,7 @@ from arctern.cpu.translate import CodeModified, compile_block, fault_index
 from arctern.errors import MachineError
 
 from . import helpers
-from .codegen import TERMINATORS, BlockCompiler, Mode
+from .codegen import TERMINATORS, BlockCompiler, Mode, successors
 from .decoder import CS, DS, ES, FS, GS, SS, NeedBytes, decode
 from .disasm import insn_text
 from .faults import Fault
@@ -367,7 +367,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
             total += len(insns)
             if mode.single:
                 break
-            for target in _successors(insns[-1]):
+            last = insns[-1]
+            # a callee is not pulled into the caller's region: its RET leaves it anyway
+            for target in (successors(last) or ()) if last.op != "call" else ():
                 if (target + cs_base) & ~0xFFF == page_lin and target not in seen:
                     work.append(target)
         compiler = BlockCompiler(blocks, mode)
@@ -427,17 +429,6 @@ def _seq(value: Any, count: int, name: str) -> list:
 
 def _words(value: Any, count: int, name: str) -> list[int]:
     return [_word(v, 32, name) for v in _seq(value, count, name)]
-
-
-def _successors(last) -> tuple[int, ...]:
-    """Addresses a block may continue at that are known at translation time."""
-    if last.op in ("jcc", "loop", "loope", "loopne", "jecxz"):
-        return (last.target, last.next)
-    if last.op == "jmp":
-        return (last.target,)
-    if last.op in TERMINATORS or last.op in ("call",):
-        return ()
-    return (last.next,)
 
 
 class _Page:
