@@ -48,8 +48,14 @@ def _migrate_while_allocating(registry, make_machine, run_until, image) -> objec
     target = dest.cpus[0].steps + 100
     run_until(lambda: dest.cpus[0].steps >= target, dest)  # and goes on at the destination
     source.drives["disk0"].close()
-    dest.drives["disk0"].close()
     return dest
+
+
+def _live_mismatches(machine) -> int:
+    """What the guest wrote that its own disk does not read back, through the live drive."""
+    disk = machine.drives["disk0"]
+    expected = machine.expected_disk()
+    return sum(disk.pread(offset, len(data)) != data for offset, data in expected.items())
 
 
 def _check(image: str) -> subprocess.CompletedProcess:
@@ -65,6 +71,8 @@ def test_destination_rereads_metadata_and_the_image_stays_clean(
     registry, make_machine, run_until, qcow2_image
 ):
     dest = _migrate_while_allocating(registry, make_machine, run_until, qcow2_image)
+    assert _live_mismatches(dest) == 0
+    dest.drives["disk0"].close()
     check = _check(qcow2_image)
     assert check.returncode == 0, check.stdout + check.stderr
     assert _mismatches(registry, qcow2_image, dest.expected_disk()) == 0
@@ -76,9 +84,10 @@ def test_without_invalidate_cache_the_destination_corrupts_the_image(
     driver = registry.block_driver("qcow2")
     monkeypatch.setattr(driver, "invalidate_cache", lambda self: None)  # the test-only switch
     dest = _migrate_while_allocating(registry, make_machine, run_until, qcow2_image)
-    check = _check(qcow2_image)
-    mismatches = _mismatches(registry, qcow2_image, dest.expected_disk())
-    # The destination's stale L1 table sends its writes to fresh L2 tables: the source's
-    # tables leak and what the guest wrote through them reads back as zeroes.
-    assert check.returncode in (2, 3), check.stdout
-    assert mismatches > 0
+    # Between the destination's open (step 20) and the hand-over the source wrote more than
+    # 2 MiB of new slots, so it added at least one L2 table the destination's stale L1 does
+    # not know: what the guest wrote there reads back as zeroes on the destination. (Whether
+    # the image is also left with leaks depends on where the destination writes next, so
+    # only the guest-visible loss is asserted.)
+    assert _live_mismatches(dest) > 0
+    dest.drives["disk0"].close()
