@@ -107,8 +107,10 @@ def main() -> None:
     print(f"guest output: {a_out.decode().strip().replace(chr(10), ', ')}")
     print(f"guest instructions: {icount} (best of {args.repeat} runs each)")
     print(f"{'CPU':<22}{'seconds':>9}{'MIPS':>9}{'CPU s':>9}{'MIPS/CPU s':>12}")
-    for name, wall, cpu in (("arctern -M microvm", a_time, a_cpu), ("unicorn-engine", u_time, u_cpu)):
-        print(f"{name:<22}{wall:>9.3f}{icount / wall / 1e6:>9.2f}{cpu:>9.3f}{icount / cpu / 1e6:>12.2f}")
+    rows = (("arctern -M microvm", a_time, a_cpu), ("unicorn-engine", u_time, u_cpu))
+    for name, wall, cpu in rows:
+        rates = f"{icount / wall / 1e6:>9.2f}{cpu:>9.3f}{icount / cpu / 1e6:>12.2f}"
+        print(f"{name:<22}{wall:>9.3f}{rates}")
     print(f"ratio arctern/unicorn: {u_time / a_time:.4f} (wall), {u_cpu / a_cpu:.4f} (CPU time)")
     if args.profile:
         profiler = cProfile.Profile()

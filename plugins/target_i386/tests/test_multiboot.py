@@ -157,3 +157,11 @@ def test_modules_follow_the_strings_page_aligned():
     # QEMU sizes the strings from the -initrd text as typed: one byte more for ",,".
     assert info["loader"] == 0x101020 + len("a.bin x,b,,c.bin") + 1 + len("k cmd") + 1
     assert ram.read(0x102000, 4) == b"AAAA" and ram.read(0x103000, 5000) == b"B" * 5000
+
+
+def test_undecodable_bytes_of_names_and_command_lines_reach_the_guest_unchanged():
+    image = elf([(0x100000, header(), 16)], entry=0x100000)
+    ram = RAM(RAM_SIZE)
+    path, cmdline = b"k\xff.elf".decode(errors="surrogateescape"), "a\udcfeb"  # as argv gives them
+    load_multiboot(ram, image, path, cmdline)
+    assert cstring(ram, info_fields(ram)["cmdline"]) == b"k\xff.elf a\xfeb"

@@ -111,17 +111,27 @@ def test_nm_when_cr0_ts_set_for_fpu(sys_guest):
     assert sys_guest.vector == 7
 
 
+USER_CODE = CODE + 0x100
+
+
+def _to_ring3(guest: Guest, user_source: str, eflags: int) -> None:
+    """IRET to ring 3 at USER_CODE (user code 0x23, data 0x2b, stack 0x70000) with ``eflags``.
+
+    GDT: 0x20 user code, 0x28 user data, 0x30 the TSS at 0x800 giving the ring-0
+    stack SS:ESP = 0x10:STACK for the interrupt that brings the CPU back.
+    """
+    ram = guest.machine.ram
+    guest.set_gdt([0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | (0x800 << 16)])
+    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x10).to_bytes(4, "little"))
+    guest.cpu.h_ltr(0x30)
+    ram.write(USER_CODE, assemble(user_source, USER_CODE))
+    guest.run(f"push 0x2b\npush 0x70000\npush {eflags:#x}\npush 0x23\npush {USER_CODE}\niretd")
+
+
 def test_privileged_instruction_in_ring3_is_gp(sys_guest):
     cpu = sys_guest.cpu
-    ram = sys_guest.machine.ram
-    # 0x20 user code, 0x28 user data, 0x30 the TSS at 0x800 (ring-0 stack SS:ESP = 0x10:STACK)
-    sys_guest.set_gdt([0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | (0x800 << 16)])
-    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x10).to_bytes(4, "little"))
-    cpu.h_ltr(0x30)
-    # iret to ring 3 at user_code, which executes HLT (privileged)
-    user = CODE + 0x100
-    ram.write(user, assemble("hlt", user))
-    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x202\npush 0x23\npush {user}\niretd")
+    user = USER_CODE
+    _to_ring3(sys_guest, "hlt", 0x202)
     assert sys_guest.vector == 13
     err, eip, cs, eflags, esp, ss = _frame(sys_guest, 6)
     assert (err, eip, cs, esp, ss) == (0, user, 0x23, 0x70000, 0x2B)
@@ -430,17 +440,10 @@ def test_unknown_msr_is_gp_and_tsc_counts_up(sys_guest):
 
 
 def test_ring3_io_and_cli_need_iopl(sys_guest):
-    cpu = sys_guest.cpu
-    ram = sys_guest.machine.ram
-    sys_guest.set_gdt([0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | (0x800 << 16)])
-    ram.write(0x800 + 4, STACK.to_bytes(4, "little") + (0x10).to_bytes(4, "little"))
-    cpu.h_ltr(0x30)
-    user = CODE + 0x100
-    ram.write(user, assemble("out 0x80, al\nhlt", user))
     # IOPL 3: OUT is allowed, then HLT (privileged) faults
-    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x3002\npush 0x23\npush {user}\niretd")
-    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == user + 2
+    _to_ring3(sys_guest, "out 0x80, al\nhlt", 0x3002)
+    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == USER_CODE + 2
     sys_guest.clear_vector()
-    cpu.set_segment(2, 0x10, 0, 0xFFFFFFFF, 0xCF9300)
-    sys_guest.run(f"push 0x2b\npush 0x70000\npush 0x0002\npush 0x23\npush {user}\niretd")
-    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == user
+    # IOPL 0: OUT itself faults
+    _to_ring3(sys_guest, "out 0x80, al\nhlt", 0x0002)
+    assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == USER_CODE

@@ -169,8 +169,8 @@ def _load_strings_and_modules(
     string_at = []
     for text in [*(m.cmdline for m in modules), f"{path} {cmdline}"]:
         string_at.append(strings_at + len(strings))
-        strings += text.encode() + b"\0"
-    command = f"{path} {cmdline}".encode()
+        strings += _c_string(text)
+    command = _c_string(f"{path} {cmdline}")[:-1]
     loader_at = strings_at + modules_text_size + len(command) + 1
     strings += bytes(loader_at - strings_at - len(strings)) + LOADER_NAME + b"\0"
     starts = []
@@ -188,6 +188,11 @@ def _load_strings_and_modules(
     for start, module in zip(starts, modules, strict=True):
         ram.write(start, module.data)
     return string_at[-1], loader_at
+
+
+def _c_string(text: str) -> bytes:
+    """NUL-terminated bytes; undecodable bytes of a file name or argv come back unchanged."""
+    return text.encode("utf-8", "surrogateescape") + b"\0"
 
 
 def _page_align(addr: int) -> int:

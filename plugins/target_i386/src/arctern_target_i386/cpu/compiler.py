@@ -1,18 +1,9 @@
-"""The region compiler's framework: decoded instructions in, Python source of one region out.
+"""The region compiler's framework (see :mod:`.codegen` for the design).
 
-Generated code keeps guest registers and the lazy-flag quadruple (fo, fr, fa,
-fb) in locals and writes them back in a ``finally`` clause. Every instruction
-performs its loads and stores (the points that can fault) before it assigns
-registers or flags, so a fault leaves the state of the instruction boundary
-(see :mod:`arctern.cpu.translate`). Flags are only produced when a later reader
-can see them (liveness over the block), and a condition after a known
-producer in the same block is one Python comparison (``cmp; jl`` ->
-``(fa ^ 0x80000000) < (fb ^ 0x80000000)``).
-
-Memory in the fast mode (flat segments, paging off) indexes ``ram.data``
-directly: a load past RAM raises ``struct.error``/``IndexError``, which the
-CPU answers by re-running that one instruction in the "slow" mode where every
-access goes through the softmmu helpers (``RD``/``WR``: MMIO, ROM, paging).
+Operand access (registers as locals, RAM indexed directly or through the TLB),
+the lazy flags with their liveness over the region and the pending producer a
+conditional jump consumes, helper calls that need the state in the CPU object,
+and the control flow of a region (``pc`` dispatch, counted budget ``rem``).
 """
 
 from __future__ import annotations
