@@ -167,3 +167,10 @@ def test_machine_options_merge_over_several_m_options():
     assert config.machine == "microvm"
     assert config.machine_options == {"acpi": "off", "pit": "off"}
     assert config_from_args(build_parser().parse_args([])).machine == "microvm"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["-version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("arctern-system version 0.1.0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from arctern import __version__
 from arctern.errors import UsageError
 from arctern.machine.launch import ChardevConfig, DeviceConfig, DriveConfig, MachineConfig
 from arctern.machine.props import parse_bool, parse_size
@@ -12,6 +13,7 @@ from arctern.qemu_opts import parse_opts
 
 PROG = "arctern-system"
 DEFAULT_MACHINE = "microvm"
+VERSION = f"{PROG} version {__version__} (qemu-system 7.2 options)"
 CHARDEV_BACKENDS = ("null", "stdio", "file", "socket")
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
 
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
     add = parser.add_argument
     add("-M", "-machine", dest="machines", action="append", default=[], metavar="NAME[,PROP=VALUE]")
+    add("-version", "--version", action="version", version=VERSION)
     add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
     add("-cpu", metavar="MODEL")
     add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
