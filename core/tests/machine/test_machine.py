@@ -305,3 +305,25 @@ def test_slices_end_at_the_next_timer_deadline(registry):
     machine.run_for(5, until=lambda: len(ticks) >= 20)
     assert len(ticks) == 20
     assert max(budgets[5:]) < machine.slice_budget  # sized to the 1 ms timer, not 20000
+
+
+def test_close_closes_every_image_even_when_a_device_fails(registry):
+    machine, _serial = make(registry)
+    closed = []
+
+    class Drive:
+        def close(self):
+            closed.append(self)
+
+    drive = Drive()
+    machine.add_drive("d0", drive)
+    port = machine.find_device("test-port")[0]
+
+    def broken_unrealize():
+        raise MachineError("the device could not flush")
+
+    port.unrealize = broken_unrealize
+    with pytest.raises(MachineError, match="could not flush"):
+        machine.close()
+    assert closed == [drive] and not machine.drives
+    machine.close()  # twice is harmless

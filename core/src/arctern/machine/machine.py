@@ -405,18 +405,29 @@ class Machine:
         )
 
     def close(self) -> None:
-        """Unrealize devices, close backends and drives; closing twice is harmless."""
+        """Unrealize devices, close backends and drives; closing twice is harmless.
+
+        Every part is closed even if an earlier one fails (the images must be
+        flushed and unlocked whatever a device did); the first error is raised
+        at the end.
+        """
         self._quit = True
         self.clock.pause()
-        for device in reversed(self.devices):
-            device.unrealize()
+        steps = [device.unrealize for device in reversed(self.devices)]
+        steps += [chardev.close for chardev in self.chardevs.values()]
+        steps += [drive.close for drive in self.drives.values()]
         self.devices.clear()
-        for chardev in self.chardevs.values():
-            chardev.close()
         self.chardevs.clear()
-        for drive in self.drives.values():
-            drive.close()
         self.drives.clear()
+        first: BaseException | None = None
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                log.error("closing the machine: %s", exc)
+                first = first or exc
+        if first is not None:
+            raise first
 
     # --- main loop -------------------------------------------------------------
 
