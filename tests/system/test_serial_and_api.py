@@ -7,6 +7,7 @@ as under QEMU.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -126,47 +127,43 @@ def test_ctrl_a_x_quits_a_mon_stdio_terminal(echo):
         proc.communicate()
 
 
-def test_guest_reset_reboots_the_kernel(guest_elf):
-    """Without -no-reboot a reset request starts the Multiboot kernel again, as in QEMU."""
+@contextlib.contextmanager
+def power_machine(kernel: Path, append: str, **config):
+    """The power guest on microvm through the Python API: (machine, its serial output)."""
     serial = MemoryChardev()
     machine = launch(
         MachineConfig(
             "microvm",
-            kernel=str(guest_elf(HERE / "power_guest.c")),
-            append="reset",
+            kernel=str(kernel),
+            append=append,
             devices=[DEBUG_EXIT],
             serials=[serial],
+            **config,
         )
     )
     try:
-        machine.run_for(60, until=lambda: serial.output.count(b"power guest: reset\n") >= 3)
-        assert serial.output.count(b"power guest: reset\n") >= 3
-        assert b"still running" not in serial.output and not machine.finished
+        yield machine, serial.output
     finally:
         machine.close()
+
+
+def test_guest_reset_reboots_the_kernel(guest_elf):
+    """Without -no-reboot a reset request starts the Multiboot kernel again, as in QEMU."""
+    with power_machine(guest_elf(HERE / "power_guest.c"), "reset") as (machine, output):
+        machine.run_for(60, until=lambda: output.count(b"power guest: reset\n") >= 3)
+        assert output.count(b"power guest: reset\n") >= 3
+        assert b"still running" not in output and not machine.finished
 
 
 def test_no_shutdown_stops_at_power_off_and_a_reset_starts_again(guest_elf):
-    serial = MemoryChardev()
-    machine = launch(
-        MachineConfig(
-            "microvm",
-            kernel=str(guest_elf(HERE / "power_guest.c")),
-            append="poweroff",
-            devices=[DEBUG_EXIT],
-            serials=[serial],
-            no_shutdown=True,
-        )
-    )
-    try:
+    kernel = guest_elf(HERE / "power_guest.c")
+    with power_machine(kernel, "poweroff", no_shutdown=True) as (machine, output):
         machine.run_for(60, until=lambda: machine.runstate == "shutdown")
         assert machine.runstate == "shutdown" and not machine.finished
         machine.run_for(0.1)  # stays stopped, serving the loop
-        assert serial.output == b"power guest: poweroff\n"
+        assert output == b"power guest: poweroff\n"
         machine.reset()
         assert machine.runstate == "prelaunch"
         machine.resume()
-        machine.run_for(60, until=lambda: serial.output.count(b"poweroff") == 2)
-        assert serial.output == b"power guest: poweroff\n" * 2
-    finally:
-        machine.close()
+        machine.run_for(60, until=lambda: output.count(b"poweroff") == 2)
+        assert output == b"power guest: poweroff\n" * 2

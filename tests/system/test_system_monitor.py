@@ -47,19 +47,16 @@ async def drive_qmp(socket_path: Path) -> list:
             await client.disconnect()  # the emulator may be gone already
 
 
-@pytest.mark.parametrize("emulator", ["qemu", "arctern"])
-def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_path, emulator):
-    elf = guest_elf(HERE / "printf_guest.c")
-    sock = tmp_path / "qmp.sock"
+@contextlib.contextmanager
+def emulator_with_qmp(emulator: str, sock: Path, kernel: Path, *args: str):
+    """Start ``emulator`` with a QMP socket; yield the process once the socket exists."""
     proc = subprocess.Popen(
         [
             *emulator_command(emulator),
             *BASE_ARGS,
             "-kernel",
-            str(elf),
-            "-S",
-            "-name",
-            "guest=testguest,debug-threads=on",
+            str(kernel),
+            *args,
             "-qmp",
             f"unix:{sock},server=on,wait=off",
         ],
@@ -72,14 +69,22 @@ def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_pat
         while not sock.exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.05)
-        (status,) = asyncio.run(drive_qmp(sock))
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.parametrize("emulator", ["qemu", "arctern"])
+def test_prelaunch_until_cont_then_the_guest_runs_to_its_exit(guest_elf, tmp_path, emulator):
+    kernel = guest_elf(HERE / "printf_guest.c")
+    args = ("-S", "-name", "guest=testguest,debug-threads=on")
+    with emulator_with_qmp(emulator, tmp_path / "qmp.sock", kernel, *args) as proc:
+        (status,) = asyncio.run(drive_qmp(tmp_path / "qmp.sock"))
         assert status == {"status": "prelaunch", "singlestep": False, "running": False}
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == (6 << 1) | 1, err
         assert out.startswith(b"magic 0x2badb002")
-    finally:
-        proc.kill()
-        proc.communicate()
 
 
 async def power_cycle(socket_path: Path) -> list[str]:
@@ -110,32 +115,14 @@ async def power_cycle(socket_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("emulator", ["qemu", "arctern"])
 def test_no_shutdown_keeps_the_machine_for_reset_and_cont(guest_elf, tmp_path, emulator):
-    sock = tmp_path / "qmp.sock"
-    proc = subprocess.Popen(
-        [
-            *emulator_command(emulator),
-            *BASE_ARGS,
-            "-kernel",
-            str(guest_elf(HERE / "power_guest.c")),
-            "-append",
-            "poweroff",
-            "-no-shutdown",
-            "-qmp",
-            f"unix:{sock},server=on,wait=off",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
-        assert asyncio.run(power_cycle(sock)) == ["shutdown", "prelaunch", "shutdown"]
+    kernel = guest_elf(HERE / "power_guest.c")
+    args = ("-append", "poweroff", "-no-shutdown")
+    with emulator_with_qmp(emulator, tmp_path / "qmp.sock", kernel, *args) as proc:
+        assert asyncio.run(power_cycle(tmp_path / "qmp.sock")) == [
+            "shutdown",
+            "prelaunch",
+            "shutdown",
+        ]
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert out == b"power guest: poweroff\n" * 2
-    finally:
-        proc.kill()
-        proc.communicate()
