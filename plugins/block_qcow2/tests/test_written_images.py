@@ -215,3 +215,35 @@ def test_qemu_io_and_arctern_take_turns(tools, random_io, cluster):
             random_io(image, expected, seed=turn, count=15, cluster_size=cluster)
         tools.assert_qemu_check_clean(path)
     tools.assert_qemu_compare(path, bytes(expected))
+
+
+def test_writers_on_several_threads(tools):
+    """Requests from four threads at once (allocating, copy on write, flushes): no lost
+    update of the shared tables, a clean image, every thread's data."""
+    import threading
+
+    size = 8 * MiB
+    path = tools.path("threads.qcow2")
+    create_image(path, "qcow2", size, {"cluster_size": 4096})
+    expected = bytearray(size)
+    with open_image(path, fmt="qcow2", options={"l2-cache-size": 8192}) as image:
+
+        def writer(n: int) -> None:
+            rng = random.Random(n)
+            for i in range(60):  # each thread owns every fourth 64 KiB stretch
+                stretch = (rng.randrange(size // 65536 // 4) * 4 + n) * 65536
+                offset = stretch + rng.randrange(60000)
+                data = bytes([n * 60 + i % 60 + 1]) * rng.randrange(1, 5536)
+                image.pwrite(offset, data)
+                expected[offset : offset + len(data)] = data
+                if i % 20 == 19:
+                    image.flush()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert image.pread(0, size) == expected
+    tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, bytes(expected))

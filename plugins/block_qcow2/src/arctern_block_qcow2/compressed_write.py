@@ -10,6 +10,7 @@ image without a backing file is left so. A mixin of :class:`arctern_block_qcow2.
 from __future__ import annotations
 
 from arctern_block_qcow2.compress import compress_cluster, compressed_entry
+from arctern_block_qcow2.serial import serialized
 
 
 class CompressedWrite:
@@ -19,6 +20,7 @@ class CompressedWrite:
     #: Forgotten whenever refcounts drop (the cluster could be freed and reused).
     _compressed_tail: tuple[int, int] | None = None
 
+    @serialized
     def pwrite_compressed(self, offset: int, data: memoryview) -> None:
         """Write ``data`` at ``offset``, whole clusters compressed.
 

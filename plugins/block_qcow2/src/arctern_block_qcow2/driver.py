@@ -21,6 +21,7 @@ refcount ordering is relaxed; a dirty image is repaired (like
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, ClassVar
 
 from arctern.block.driver import (
@@ -43,6 +44,7 @@ from arctern_block_qcow2.options import parse_bool, parse_size
 from arctern_block_qcow2.reader import ReadPath
 from arctern_block_qcow2.refcount import Refcounts
 from arctern_block_qcow2.resize import Resize
+from arctern_block_qcow2.serial import serialized
 from arctern_block_qcow2.snapshots import Snapshot, read_snapshots
 from arctern_block_qcow2.writer import WritePath
 
@@ -69,6 +71,10 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
     }
 
     h: Header
+
+    def __init__(self, node) -> None:
+        super().__init__(node)
+        self._lock = threading.RLock()
 
     # --- class-level ----------------------------------------------------------
 
@@ -155,12 +161,14 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
             rc_bytes = parse_size("refcount-cache-size", self._options["refcount-cache-size"])
         return max(2, l2_bytes // cs), max(2, rc_bytes // cs)
 
+    @serialized
     def close(self) -> None:
         if self._can_write() and not self._broken:
             self.flush()
         self.map.cache.clear()
         self.refcounts.cache.clear()
 
+    @serialized
     def invalidate_cache(self) -> None:
         """Drop all cached metadata and read it again; on failure keep the previous state.
 
@@ -251,6 +259,7 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
 
     # --- flush --------------------------------------------------------------------
 
+    @serialized
     def flush(self) -> None:
         if not self._can_write() or self._broken:
             return
@@ -268,6 +277,7 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
 
     # --- status, info, check, resize ------------------------------------------------
 
+    @serialized
     def info(self) -> ImageInfo:
         h = self.h
         data: dict[str, Any] = {
@@ -292,6 +302,7 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
             snapshots=[s.as_info() for s in self.snapshots],
         )
 
+    @serialized
     def check(self, fix: str = "") -> CheckResult:
         from arctern_block_qcow2.check import check_image
 

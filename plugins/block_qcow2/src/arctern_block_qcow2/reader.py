@@ -20,6 +20,7 @@ from arctern.errors import OutOfRangeError
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.compress import compressed_extent, decompress_cluster
 from arctern_block_qcow2.mapping import Kind, entry_kind
+from arctern_block_qcow2.serial import serialized
 
 _MAPPED_KINDS = (Kind.NORMAL, Kind.ZERO_ALLOC)
 
@@ -75,6 +76,7 @@ class ReadPath:
             yield kind, entry, host, max(start, c << cb), min(end, (c + n) << cb)
             c += n
 
+    @serialized
     def pread(self, offset: int, buf: memoryview) -> None:
         self._read(offset, buf)
 
@@ -120,6 +122,7 @@ class ReadPath:
         self._last_compressed = (entry, data)
         return data
 
+    @serialized
     def block_status(self, offset: int, length: int) -> BlockStatus:
         length = min(length, self.h.size - offset)
         if length <= 0:

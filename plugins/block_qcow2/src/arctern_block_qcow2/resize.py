@@ -10,6 +10,7 @@ import struct
 from arctern.block.driver import STATUS_DATA
 from arctern.errors import BlockError
 from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.serial import serialized
 
 PREALLOCATION_MODES = ("off", "metadata", "falloc", "full")
 
@@ -17,6 +18,7 @@ PREALLOCATION_MODES = ("off", "metadata", "falloc", "full")
 class Resize:
     """truncate(): grow the L1 table and preallocate, or drop clusters and tables."""
 
+    @serialized
     def truncate(self, size: int, *, preallocation: str = "off") -> None:
         if preallocation not in PREALLOCATION_MODES:
             raise BlockError(f"unsupported preallocation mode '{preallocation}'")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
+from arctern_block_qcow2.serial import serialized
 
 MAX_PENDING_FREES = 4096
 #: Runs up to this size are written as one buffer when they need copy on write.
@@ -18,6 +19,7 @@ COW_MERGE_LIMIT = 1 << 20
 class WritePath:
     """pwrite, pwrite_zeroes and pdiscard."""
 
+    @serialized
     def pwrite(self, offset: int, data: memoryview) -> None:
         self._begin_write()
         for l1_index, start, end in self._segments(offset, len(data)):
@@ -138,6 +140,7 @@ class WritePath:
             end = -(-end // cs) * cs
         return -(-offset // cs) * cs, end // cs * cs
 
+    @serialized
     def pwrite_zeroes(self, offset: int, length: int, *, may_unmap: bool = False) -> None:
         if self.h.version < 3:
             super().pwrite_zeroes(offset, length, may_unmap=may_unmap)
@@ -160,6 +163,7 @@ class WritePath:
             return L.OFLAG_ZERO
         return old | L.OFLAG_ZERO
 
+    @serialized
     def pdiscard(self, offset: int, length: int) -> None:
         self._begin_write()
         start, stop = self._whole_clusters(offset, length)
