@@ -487,8 +487,8 @@ class Machine:
         """Instructions for this slice: up to the next timer deadline, at the measured pace.
 
         A slice that overshoots a deadline delays the timer's interrupt; one
-        that stops short of it costs a loop turn. The pace (instructions per
-        host second) comes from the previous slices.
+        that stops short of it costs a loop turn. The pace (guest instructions
+        per host nanosecond) comes from the previous slices.
         """
         deadline = self.timers.next_deadline()
         if deadline is None:
