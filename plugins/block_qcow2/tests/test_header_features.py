@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from arctern.block import create_image, open_image
-from arctern.errors import ImageFormatError
+from arctern.errors import ImageFormatError, UsageError
 
 MiB = 1 << 20
 
@@ -138,3 +138,37 @@ def test_unknown_header_extension_survives_writes_and_resize(tools):
     with open_image(path, fmt="qcow2", read_only=True) as image:
         assert image.node.driver.h.unknown_extensions == [(0x12345678, b"hello")]
         assert image.length == 64 * MiB
+
+
+@pytest.mark.parametrize(
+    "size,options,tables",
+    [
+        (1 << 30, {}, (2, 4)),  # L2 covering the disk (128 KiB), QEMU's 4 refcount blocks
+        (1 << 40, {}, (512, 4)),  # capped at 32 MiB
+        (1 << 30, {"l2-cache-size": "1M"}, (16, 4)),
+        (1 << 30, {"cache-size": "1M"}, (2, 14)),  # L2 takes what covers the disk
+        (1 << 30, {"cache-size": "1M", "l2-cache-size": "512k"}, (8, 8)),
+        (1 << 30, {"refcount-cache-size": 131072}, (2, 2)),
+    ],
+)
+def test_cache_sizes_as_qemu(tools, size, options, tables):
+    path = tools.path("cache.qcow2")
+    create_image(path, "qcow2", size, {})
+    with open_image(path, fmt="qcow2", read_only=True, options=options) as image:
+        driver = image.node.driver
+        assert (driver.map.cache.capacity, driver.refcounts.cache.capacity) == tables
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"l2-cache-size": "lots"},
+        {"cache-size": "1M", "l2-cache-size": "512k", "refcount-cache-size": "512k"},
+        {"cache-size": "64k", "l2-cache-size": "1M"},
+    ],
+)
+def test_bad_cache_options_are_refused(tools, options):
+    path = tools.path("cache.qcow2")
+    create_image(path, "qcow2", MiB, {})
+    with pytest.raises(UsageError):
+        open_image(path, fmt="qcow2", read_only=True, options=options)

@@ -34,6 +34,7 @@ from arctern.errors import (
     ImageFormatError,
     InactiveError,
     ReadOnlyError,
+    UsageError,
 )
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.bitmaps import read_bitmaps
@@ -151,15 +152,37 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         self._compressed_tail = None
 
     def _cache_sizes(self) -> tuple[int, int]:
+        """Tables the L2 and refcount caches hold, from QEMU's options and defaults.
+
+        ``l2-cache-size`` and ``refcount-cache-size`` in bytes; or ``cache-size`` for
+        both, the L2 cache taking what covers the disk and the refcount cache the rest.
+        """
         cs = self.h.cluster_size
-        needed = -(-self.h.size // cs) * 8
-        l2_bytes = min(-(-needed // cs) * cs, DEFAULT_L2_CACHE_MAX)
-        if "l2-cache-size" in self._options:
-            l2_bytes = parse_size("l2-cache-size", self._options["l2-cache-size"])
-        rc_bytes = DEFAULT_REFCOUNT_CACHE_CLUSTERS * cs
-        if "refcount-cache-size" in self._options:
-            rc_bytes = parse_size("refcount-cache-size", self._options["refcount-cache-size"])
-        return max(2, l2_bytes // cs), max(2, rc_bytes // cs)
+        needed = -(-(-(-self.h.size // cs) * 8) // cs) * cs  # L2 tables covering the disk
+        sizes = {
+            name: parse_size(name, self._options[name])
+            for name in ("cache-size", "l2-cache-size", "refcount-cache-size")
+            if name in self._options
+        }
+        min_refcount = DEFAULT_REFCOUNT_CACHE_CLUSTERS * cs
+        if "cache-size" in sizes:
+            total = sizes["cache-size"]
+            if "l2-cache-size" in sizes and "refcount-cache-size" in sizes:
+                raise UsageError(
+                    "l2-cache-size, refcount-cache-size and cache-size may not be set together"
+                )
+            l2 = sizes.get("l2-cache-size")
+            refcount = sizes.get("refcount-cache-size")
+            if l2 is None and refcount is None:
+                l2 = min(needed, max(0, total - min_refcount))
+            l2 = total - refcount if l2 is None else l2
+            refcount = total - l2 if refcount is None else refcount
+        else:
+            l2 = sizes.get("l2-cache-size", min(needed, DEFAULT_L2_CACHE_MAX))
+            refcount = sizes.get("refcount-cache-size", min_refcount)
+        if l2 < 0 or refcount < 0:
+            raise UsageError("cache-size is smaller than l2-cache-size or refcount-cache-size")
+        return max(2, l2 // cs), max(2, refcount // cs)
 
     @serialized
     def close(self) -> None:
