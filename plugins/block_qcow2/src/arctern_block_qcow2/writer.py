@@ -7,6 +7,8 @@ walk and for the bytes copied on write.
 
 from __future__ import annotations
 
+from array import array
+
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
 from arctern_block_qcow2.serial import serialized
@@ -192,7 +194,15 @@ class WritePath:
                 continue
             l2_offset, table = self.map.writable_l2(l1_index)
             base = l1_index << (cb - 3)
-            for i in range((s >> cb) - base, (e >> cb) - base):
+            lo, hi = (s >> cb) - base, (e >> cb) - base
+            part = table[lo:hi]
+            first = part[0]
+            if part.count(first) == len(part) and host_clusters(first, cb) is None:
+                # One value throughout (e.g. never written): nothing to free, bulk rewrite.
+                table[lo:hi] = array("Q", [new_entry(first)]) * len(part)
+                self.map.cache.mark_dirty(l2_offset, table)
+                continue
+            for i in range(lo, hi):
                 old = table[i]
                 new = new_entry(old)
                 if new != old:
