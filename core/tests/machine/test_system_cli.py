@@ -92,6 +92,8 @@ def test_bad_option_gets_qemus_message(case, files, capsys):
     "args, message",
     [
         ("-smp 2", "-smp 2: Arctern emulates one CPU; use -smp 1"),
+        ("-accel kvm", "-accel kvm: Arctern emulates in software; only tcg exists"),
+        ("-enable-kvm", "-enable-kvm: Arctern emulates in software; drop it (or -accel tcg)"),
         ("-display gtk", "-display gtk: Arctern has no graphical display; use none"),
         ("-d nosuch", "-d nosuch: unknown log item 'nosuch' (-d help lists them)"),
         ("", "no -kernel given: microvm boots a Multiboot kernel image"),

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-version", "--version", action="version", version=VERSION)
     add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
     add("-cpu", metavar="MODEL")
+    add("-accel", metavar="tcg", help="accelerator: Arctern is TCG-like, 'tcg' is the only one")
+    add("-enable-kvm", dest="enable_kvm", action="store_true", help="refused: no KVM here")
     add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
     add("-smp", metavar="N", help="number of CPUs (only 1)")
     add("-nodefaults", action="store_true", help="no default serial port")
@@ -92,6 +94,15 @@ def _check_smp(text: str | None) -> None:
             raise UsageError(f"-smp {text}: Parameter '{key}' expects a number")
         if int(value) > 1:
             raise UsageError(f"-smp {text}: Arctern emulates one CPU; use -smp 1")
+
+
+def _check_accel(args: argparse.Namespace) -> None:
+    if args.enable_kvm:
+        raise UsageError("-enable-kvm: Arctern emulates in software; drop it (or -accel tcg)")
+    if args.accel is not None:
+        accel = parse_opts(args.accel, "accel")["accel"]
+        if accel != "tcg":
+            raise UsageError(f"-accel {args.accel}: Arctern emulates in software; only tcg exists")
 
 
 def _global(text: str) -> tuple[str, str, str]:
@@ -189,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
     if args.display not in (None, "none"):
         raise UsageError(f"-display {args.display}: Arctern has no graphical display; use none")
     _check_smp(args.smp)
+    _check_accel(args)
     return MachineConfig(
         machine_opts.pop("type"),
         machine_options=machine_opts,
