@@ -7,6 +7,7 @@ without ``arctern-system: ``, and both must exit with status 1.
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -60,6 +61,7 @@ CASES = [
     "-kernel /nonexistent/kernel.elf",
     "-kernel TEXT",
     "-kernel DIR",
+    "-pidfile /nonexistent/dir/pid -kernel TEXT",
 ]
 
 
@@ -176,3 +178,13 @@ def test_version(capsys):
         main(["-version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("arctern-system version 0.1.0")
+
+
+def test_pidfile_holds_the_pid_while_running(tmp_path, capsys, monkeypatch):
+    from arctern.machine.machine import Machine
+
+    pidfile, seen = tmp_path / "arctern.pid", []
+    monkeypatch.setattr(Machine, "power_on", lambda self, **kwargs: None)
+    monkeypatch.setattr(Machine, "run", lambda self, start=True: seen.append(pidfile.read_text()))
+    assert main(["-nodefaults", "-kernel", "k", "-pidfile", str(pidfile)]) == 0
+    assert seen == [f"{os.getpid()}\n"] and not pidfile.exists()

@@ -8,17 +8,20 @@ exits with the guest's status: 0 after a power-off, ``(v << 1) | 1`` after
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from arctern.errors import ArcternError, MachineError
-from arctern.machine.launch import launch
+from arctern.errors import ArcternError, MachineError, UsageError
+from arctern.machine.launch import MachineConfig, launch
 from arctern.machine.machine import Machine
 from arctern.monitor.options import attach_monitor
-from arctern.plugins import default_registry
+from arctern.plugins import Registry, default_registry
 
 from .common import run_cli
 from .debug_log import setup_debug_log
@@ -66,6 +69,32 @@ def _main(argv: Sequence[str]) -> int:
         return 0
     config = config_from_args(args)
     setup_debug_log(args.log_items, args.log_file)
+    with _pidfile(args.pidfile):
+        return _start(args, config, registry)
+
+
+@contextlib.contextmanager
+def _pidfile(path: str | None) -> Iterator[None]:
+    """-pidfile: the process id while the machine exists, removed at exit as QEMU does."""
+    if path is None:
+        yield
+        return
+    try:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create PID file: Could not create '{path}': {exc.strerror}"
+        ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _start(args: argparse.Namespace, config: MachineConfig, registry: Registry) -> int:
+    """Build the machine, attach the monitor and run until the guest is done."""
     logging.getLogger("arctern.machine.chardev").setLevel(logging.INFO)  # "waiting for ..."
     machine = launch(config, registry=registry)
     monitor = None

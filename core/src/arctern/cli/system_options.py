@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("-M", "-machine", dest="machines", action="append", default=[], metavar="NAME[,PROP=VALUE]")
     add("-version", "--version", action="version", version=VERSION)
+    add("-pidfile", metavar="FILE", help="write the process id to FILE (removed at exit)")
     add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
     add("-cpu", metavar="MODEL")
     add("-accel", metavar="tcg", help="accelerator: Arctern is TCG-like, 'tcg' is the only one")
