@@ -34,10 +34,6 @@ class TableCache(Generic[T]):
     def __contains__(self, offset: int) -> bool:
         return offset in self._tables
 
-    @property
-    def has_dirty(self) -> bool:
-        return bool(self._dirty)
-
     def get(self, offset: int) -> T:
         table = self._tables.get(offset)
         if table is None:
