@@ -26,8 +26,8 @@ from .system import CPUID_FEATURES, FLAT_CODE, FLAT_DATA, SystemMixin
 log = logging.getLogger(__name__)
 
 MAX_BLOCK_INSNS = 64
-MAX_REGION_BLOCKS = 16
-MAX_REGION_INSNS = 256
+MAX_REGION_BLOCKS = 8
+MAX_REGION_INSNS = 128
 _SLOW = 1 << 5
 _SINGLE = 1 << 6
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
