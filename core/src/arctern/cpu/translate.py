@@ -13,7 +13,9 @@ path pays nothing for precise exceptions.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 from arctern.cpu.tbcache import TranslatedBlock
@@ -48,11 +50,20 @@ class Source:
 
 
 def compile_block(source: str, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:
-    """Compile generated source defining function ``tb`` into a function using ``namespace``."""
-    code = compile(source, name, "exec")
+    """Compile generated source defining function ``tb`` into a function using ``namespace``.
+
+    Compiled code is shared by source text: the same guest code translated again
+    (after a reset, a reload over itself, in another CPU) costs no second compile.
+    """
+    code = _compile(source, name)
     local: dict[str, Any] = {}
     exec(code, namespace, local)
     return local["tb"]
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(source: str, name: str) -> CodeType:
+    return compile(source, name, "exec")
 
 
 def fault_index(exc: BaseException, block: TranslatedBlock) -> int:
