@@ -447,3 +447,16 @@ def test_ring3_io_and_cli_need_iopl(sys_guest):
     # IOPL 0: OUT itself faults
     _to_ring3(sys_guest, "out 0x80, al\nhlt", 0x0002)
     assert sys_guest.vector == 13 and _frame(sys_guest, 2)[1] == USER_CODE
+
+
+def test_virt_to_phys_for_the_monitor_neither_faults_nor_sets_accessed(sys_guest):
+    cpu = sys_guest.cpu
+    assert cpu.virt_to_phys(0x1234) == 0x1234
+    _identity_paging(sys_guest)
+    ram = sys_guest.machine.ram
+    ram.write(0x11000 + 4 * 0x60, ((0x70 << 12) | 1).to_bytes(4, "little"))
+    cpu.h_write_cr(0, cpu.cr[0] | 0x80000000)
+    assert cpu.virt_to_phys(0x60123) == 0x70123
+    assert sys_guest.mem(0x11000 + 4 * 0x60) & 0x20 == 0
+    with pytest.raises(MachineError, match="not mapped"):
+        cpu.virt_to_phys(0x800000)

@@ -7,6 +7,7 @@ of system structures (GDT, IDT, TSS, stacks during interrupt delivery).
 from __future__ import annotations
 
 from arctern.cpu.softmmu import TLB, PhysicalMemory
+from arctern.errors import MachineError
 
 from .faults import Fault
 
@@ -133,6 +134,21 @@ class LinearMemory:
     def _page_fault(self, lin: int, present: bool, write: bool, user: bool) -> None:
         self.cr[2] = lin
         raise Fault(14, present | write << 1 | user << 2)
+
+    def virt_to_phys(self, lin: int) -> int:
+        """Debugger view of linear ``lin`` (the monitor's ``x``): no fault, no A/D update."""
+        lin &= 0xFFFFFFFF
+        if not self.cr[0] & CR0_PG:
+            return lin
+        phys = self.phys
+        pde = phys.read((self.cr[3] & 0xFFFFF000) | ((lin >> 20) & 0xFFC), 4)
+        if pde & PTE_P and pde & PDE_PS and self.cr[4] & CR4_PSE:
+            return (pde & 0xFFC00000) | (lin & 0x3FFFFF)
+        if pde & PTE_P:
+            pte = phys.read((pde & 0xFFFFF000) | ((lin >> 10) & 0xFFC), 4)
+            if pte & PTE_P:
+                return (pte & 0xFFFFF000) | (lin & 0xFFF)
+        raise MachineError(f"Cannot access memory at {lin:#010x}: the page is not mapped")
 
     def fetch_page(self, lin: int) -> int:
         """Physical address of the code byte at linear ``lin`` (instruction fetch)."""
