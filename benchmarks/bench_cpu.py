@@ -28,6 +28,7 @@ from pathlib import Path
 import unicorn
 from unicorn import x86_const as ux
 
+from arctern.cpu.translate import clear_compile_cache
 from arctern.machine import MemoryChardev
 from arctern.machine.elf import parse_elf
 from arctern.machine.launch import DeviceConfig, MachineConfig, launch
@@ -43,6 +44,7 @@ MULTIBOOT_MAGIC, MULTIBOOT_INFO = 0x2BADB002, 0x9500
 
 def run_arctern(elf: Path) -> tuple[float, float, int, bytes]:
     """Run the guest on microvm; (seconds, CPU seconds, guest instructions, serial output)."""
+    clear_compile_cache()  # every run pays for its translations
     serial = MemoryChardev()
     machine = launch(
         MachineConfig(

@@ -66,6 +66,11 @@ def _compile(source: str, name: str) -> CodeType:
     return compile(source, name, "exec")
 
 
+def clear_compile_cache() -> None:
+    """Forget shared compiled code (benchmarks measuring translation from scratch)."""
+    _compile.cache_clear()
+
+
 def fault_index(exc: BaseException, block: TranslatedBlock) -> int:
     """Index of the block's instruction that was executing when ``exc`` was raised."""
     code = block.fn.__code__
