@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from guests.build import run_guest
 
 HERE = Path(__file__).parent
 
@@ -105,3 +106,15 @@ def test_flat_binary_kernel_loads_by_its_header_address_fields(guest_elf, run_gu
     )
     output, status = assert_same(run_guest_both(flat, append="hello flat"))
     assert status == 1 and output.endswith(f"bss zeroed\ncmdline: {flat} hello flat\n")
+
+
+def test_icount_makes_timing_dependent_output_repeatable(guest_elf):
+    """With -icount, guest time counts instructions: the same run gives the same counts."""
+    elf = guest_elf(HERE / "timing_guest.c")
+    runs = [
+        run_guest("arctern", elf, "-icount", "shift=5,sleep=off", machine_options="acpi=off")
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and runs[0][1] == 1
+    spins = int(runs[0][0].split(": ")[1])
+    assert spins > 1000  # 10 ms of guest time at 32 ns an instruction: ~300000 instructions

@@ -104,3 +104,29 @@ def test_rearmed_and_cancelled_timers_leave_no_pile_of_stale_entries(host):
     clock.resume()
     host.now += 1000
     assert timers.run_expired() == 1 and fired == [1000]
+
+
+def test_instruction_clock_counts_instructions_not_host_time(host):
+    from arctern.machine.clock import InstructionClock
+
+    clock = InstructionClock(3, now=host)
+    clock.resume()
+    host.now += 10**9
+    assert clock.ns() == 0  # host time does not count
+    clock.account(100)
+    assert clock.ns() == 800
+    assert clock.instructions_until(800) == 0
+    assert clock.instructions_until(801) == 1  # rounded up: the deadline is reached
+    assert clock.instructions_until(1600) == 100
+    clock.idle(None, 10**6)  # idle with nothing due: time stands still
+    assert clock.ns() == 800
+    clock.idle(5000, 1000)  # sleep=on: host time passes, up to the deadline
+    assert clock.ns() == 1800
+    clock.idle(2000, 10**6)
+    assert clock.ns() == 2000
+    target = InstructionClock(3, sleep=False, now=host)
+    target.set_state(clock.get_state())
+    target.idle(9000, 0)  # sleep=off: straight to the deadline
+    assert target.ns() == 9000
+    with pytest.raises(ValueError):
+        InstructionClock(11)

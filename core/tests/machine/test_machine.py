@@ -327,3 +327,29 @@ def test_close_closes_every_image_even_when_a_device_fails(registry):
         machine.close()
     assert closed == [drive] and not machine.drives
     machine.close()  # twice is harmless
+
+
+def test_icount_timers_fire_after_exactly_the_instructions_they_wait_for(registry):
+    from arctern.machine.clock import InstructionClock
+
+    def run_once() -> list[tuple[int, int]]:
+        machine = Machine("board", registry=registry, clock=InstructionClock(4, sleep=False))
+        machine.build()
+        machine.power_on()
+        cpu = machine.cpus[0]
+        cpu.program = [0x41] * 1000
+        seen = []
+
+        def tick():
+            seen.append((machine.clock.ns(), 1000 - len(cpu.program)))
+            if len(seen) < 5:
+                timer.mod(machine.clock.ns() + 37 * 16)  # every 37 instructions
+
+        timer = machine.new_timer(tick)
+        timer.mod(37 * 16)
+        machine.run_for(5, until=lambda: len(seen) == 5)
+        return seen
+
+    first = run_once()
+    assert first == [(37 * 16 * n, 37 * n) for n in range(1, 6)]
+    assert run_once() == first

@@ -96,6 +96,9 @@ def test_bad_option_gets_qemus_message(case, files, capsys):
         ("-smp 2", "-smp 2: Arctern emulates one CPU; use -smp 1"),
         ("-accel kvm", "-accel kvm: Arctern emulates in software; only tcg exists"),
         ("-enable-kvm", "-enable-kvm: Arctern emulates in software; drop it (or -accel tcg)"),
+        ("-icount auto", "-icount auto: shift=auto is not supported; give a number 0-10"),
+        ("-icount 11", "-icount 11: shift must be a number from 0 to 10"),
+        ("-icount 3,sleep=maybe", "-icount 3,sleep=maybe: sleep and align take 'on' or 'off'"),
         ("-display gtk", "-display gtk: Arctern has no graphical display; use none"),
         ("-d nosuch", "-d nosuch: unknown log item 'nosuch' (-d help lists them)"),
         ("", "no -kernel given: microvm boots a Multiboot kernel image"),
@@ -188,3 +191,11 @@ def test_pidfile_holds_the_pid_while_running(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Machine, "run", lambda self, start=True: seen.append(pidfile.read_text()))
     assert main(["-nodefaults", "-kernel", "k", "-pidfile", str(pidfile)]) == 0
     assert seen == [f"{os.getpid()}\n"] and not pidfile.exists()
+
+
+@pytest.mark.parametrize("text, shift, sleep", [("7", 7, True), ("shift=2,sleep=off", 2, False)])
+def test_icount_option(text, shift, sleep):
+    from arctern.cli.system_options import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(["-icount", text]))
+    assert (config.icount_shift, config.icount_sleep) == (shift, sleep)

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-pidfile", metavar="FILE", help="write the process id to FILE (removed at exit)")
     add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
     add("-cpu", metavar="MODEL")
+    add("-icount", metavar="[shift=]N[,sleep=on|off]", help="guest time counts instructions")
     add("-accel", metavar="tcg", help="accelerator: Arctern is TCG-like, 'tcg' is the only one")
     add("-enable-kvm", dest="enable_kvm", action="store_true", help="refused: no KVM here")
     add("-m", dest="memory", metavar="SIZE", help="RAM size (MiB without a suffix)")
@@ -95,6 +96,25 @@ def _check_smp(text: str | None) -> None:
             raise UsageError(f"-smp {text}: Parameter '{key}' expects a number")
         if int(value) > 1:
             raise UsageError(f"-smp {text}: Arctern emulates one CPU; use -smp 1")
+
+
+def _icount(text: str | None) -> tuple[int | None, bool]:
+    """``-icount [shift=]N[,sleep=on|off][,align=off]`` -> (shift, sleep)."""
+    if text is None:
+        return None, True
+    opts = parse_opts(text, "shift")
+    shift = opts.get("shift", "0")
+    if shift == "auto":
+        raise UsageError(f"-icount {text}: shift=auto is not supported; give a number 0-10")
+    if not shift.isdigit() or int(shift) > 10:
+        raise UsageError(f"-icount {text}: shift must be a number from 0 to 10")
+    try:
+        sleep = parse_bool(opts.get("sleep", "on"))
+        if parse_bool(opts.get("align", "off")):
+            raise UsageError(f"-icount {text}: align=on is not supported")
+    except ValueError:
+        raise UsageError(f"-icount {text}: sleep and align take 'on' or 'off'") from None
+    return int(shift), sleep
 
 
 def _check_accel(args: argparse.Namespace) -> None:
@@ -202,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         raise UsageError(f"-display {args.display}: Arctern has no graphical display; use none")
     _check_smp(args.smp)
     _check_accel(args)
+    icount_shift, icount_sleep = _icount(args.icount)
     return MachineConfig(
         machine_opts.pop("type"),
         machine_options=machine_opts,
@@ -217,6 +238,8 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         serials=_serials(args),
         no_reboot=args.no_reboot,
         no_shutdown=args.no_shutdown,
+        icount_shift=icount_shift,
+        icount_sleep=icount_sleep,
         incoming=bool(args.incoming),
         stdio_users=args.monitor.count("stdio"),
     )

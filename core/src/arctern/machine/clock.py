@@ -48,6 +48,17 @@ class VirtualClock:
         """Host nanoseconds until the clock reaches ``deadline_ns`` (0 if passed)."""
         return max(0, deadline_ns - self.ns())
 
+    #: True for a clock that counts guest instructions (``-icount``), not host time.
+    counts_instructions = False
+    #: Whether an idle main loop waits in host time for the next deadline.
+    sleeps_when_idle = True
+
+    def account(self, instructions: int) -> None:
+        """The CPUs executed ``instructions`` (only an instruction-counting clock moves)."""
+
+    def idle(self, deadline_ns: int | None, host_ns: int) -> None:
+        """The CPUs idled for ``host_ns`` waiting for ``deadline_ns`` (host time moved us)."""
+
     def get_state(self) -> dict[str, Any]:
         return {"ns": self.ns()}
 
@@ -58,6 +69,53 @@ class VirtualClock:
         running = self.running
         self._base = value
         self._resumed_at = self._now() if running else None
+
+
+class InstructionClock(VirtualClock):
+    """QEMU's ``-icount shift=N``: guest time is executed instructions times 2**shift ns.
+
+    Guest-visible time then depends only on what the guest executes, so runs
+    are repeatable. While the CPUs idle (HLT), time moves to the next timer
+    deadline: in host time with ``sleep`` (QEMU's default), at once without.
+    """
+
+    counts_instructions = True
+
+    def __init__(
+        self, shift: int, *, sleep: bool = True, now: Callable[[], int] = time.monotonic_ns
+    ) -> None:
+        super().__init__(now)
+        if not 0 <= shift <= 10:
+            raise ValueError("icount shift must be 0..10")
+        self.shift = shift
+        self.sleeps_when_idle = sleep
+
+    def ns(self) -> int:
+        return self._base
+
+    def pause(self) -> None:
+        self._resumed_at = None
+
+    def resume(self) -> None:
+        self._resumed_at = 0
+
+    def account(self, instructions: int) -> None:
+        self._base += instructions << self.shift
+
+    def instructions_until(self, deadline_ns: int) -> int:
+        """Instructions to execute before the clock reaches ``deadline_ns`` (rounded up)."""
+        return max(0, -(-(deadline_ns - self._base) >> self.shift))
+
+    def idle(self, deadline_ns: int | None, host_ns: int) -> None:
+        if deadline_ns is None:
+            return
+        target = min(deadline_ns, self._base + host_ns) if self.sleeps_when_idle else deadline_ns
+        self._base = max(self._base, target)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        running = self.running
+        super().set_state(state)
+        self._resumed_at = 0 if running else None
 
 
 _MIN_COMPACT = 64

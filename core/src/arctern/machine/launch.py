@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from arctern.errors import ArcternError, MachineError
 from arctern.machine.chardev import Chardev, open_chardev
+from arctern.machine.clock import InstructionClock
 from arctern.machine.machine import Machine
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ class MachineConfig:
     serials: list[str | Chardev] = field(default_factory=list)
     no_reboot: bool = False
     no_shutdown: bool = False
+    #: ``-icount shift=N``: guest time counts instructions (2**N ns each); repeatable runs.
+    icount_shift: int | None = None
+    icount_sleep: bool = True  # idle time passes in host time (False: jump to the next timer)
     #: Other users of the terminal (``-monitor stdio``): a stdio serial port may not share it.
     stdio_users: int = 0
     #: Waiting for an incoming migration: images open inactive, run state "inmigrate".
@@ -119,6 +123,11 @@ def launch(config: MachineConfig, *, registry: Registry | None = None) -> Machin
         options=config.machine_options,
         no_reboot=config.no_reboot,
         no_shutdown=config.no_shutdown,
+        clock=(
+            None
+            if config.icount_shift is None
+            else InstructionClock(config.icount_shift, sleep=config.icount_sleep)
+        ),
     )
     try:
         _configure(machine, config)

@@ -110,6 +110,7 @@ class Machine:
         options: dict[str, Any] | None = None,
         no_reboot: bool = False,
         no_shutdown: bool = False,
+        clock: VirtualClock | None = None,
     ) -> None:
         if registry is None:
             from arctern.plugins import default_registry
@@ -141,7 +142,8 @@ class Machine:
         #: Chardev ids of the serial ports, in -serial order ("serial0", ...).
         self.serial_hds: list[str] = []
         self.globals: dict[str, dict[str, Any]] = {}
-        self.clock = VirtualClock()
+        #: Guest time: host time while running, or counted instructions (``-icount``).
+        self.clock = clock if clock is not None else VirtualClock()
         self.timers = TimerList(self.clock)
         self.exit_request = False
         self.runstate = "prelaunch"
@@ -473,6 +475,7 @@ class Machine:
             for cpu in self.cpus:
                 executed += cpu.run(budget)
             self._pace.measure(executed, time.perf_counter_ns() - started)
+            self.clock.account(executed)
         if self._reset_requested:
             self.reset()
         self.timers.run_expired()
@@ -493,30 +496,39 @@ class Machine:
         deadline = self.timers.next_deadline()
         if deadline is None:
             return self.slice_budget
+        if self.clock.counts_instructions:  # exactly up to the deadline: deterministic
+            return max(1, min(self.slice_budget, self.clock.instructions_until(deadline)))
         until = self.clock.host_ns_until(deadline)
         return max(_MIN_SLICE, min(self.slice_budget, self._pace.instructions_in(until)))
 
     def _idle(self, end: float | None) -> None:
         """Nothing to execute: sleep until a timer is due, input arrives, or ``end``."""
+        clock = self.clock
         timeout = _IDLE_MAX_S
         deadline = self.timers.next_deadline() if self.running else None
         if deadline is not None:
-            timeout = min(timeout, self.clock.host_ns_until(deadline) / 1e9)
+            sleeps = clock.sleeps_when_idle
+            timeout = min(timeout, clock.host_ns_until(deadline) / 1e9 if sleeps else 0.0)
         if end is not None:
             timeout = min(timeout, max(0.0, end - time.monotonic()))
+        started = time.monotonic_ns()
+        if timeout > 0:
+            self._wait(timeout)
+        clock.idle(deadline, time.monotonic_ns() - started)
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking early for backend or monitor input."""
         fds = [fd for chardev in self.chardevs.values() for fd in chardev.wait_fds()]
         for _callback, hook_fds in self._poll_hooks:
             if hook_fds is not None:
                 fds.extend(hook_fds())
-        if timeout <= 0:
-            return
-        if fds:
-            try:
-                select.select(fds, [], [], timeout)
-            except (OSError, ValueError):  # an fd closed under us: poll again next turn
-                pass
-        else:
+        if not fds:
             time.sleep(timeout)
+            return
+        try:
+            select.select(fds, [], [], timeout)
+        except (OSError, ValueError):  # an fd closed under us: poll again next turn
+            pass
 
 
 class _Pace:
