@@ -10,7 +10,9 @@ the median wall time and the CPU time the process used:
   loop, 2000 ticks (ideal: 0.2 s); shows the cost of the main loop's timer,
   IRQ and idle path;
 * idle: 20 ticks at 20 Hz (ideal: 1 s of HLT); the CPU time shows whether the
-  idle loop sleeps or spins.
+  idle loop sleeps or spins;
+* -icount shift=5,sleep=off: 40 ticks at 20 Hz, 2 s of guest time that an idle
+  guest skips through (both emulators count instructions as guest time).
 
 Ratios are Arctern / QEMU (above 1: Arctern takes longer).
 
@@ -33,17 +35,26 @@ from guests.build import BASE_ARGS, build_guest, emulator_command  # noqa: E402
 
 GUESTS = ROOT / "tests/system"
 ROWS = [
-    ("boot to exit", "printf_guest.c", None, 13),
-    ("timer interrupts 10 kHz x2000", "ticks_guest.c", "hz=10000 count=2000", 1),
-    ("idle: 20 Hz x20 in HLT", "ticks_guest.c", "hz=20 count=20", 1),
+    ("boot to exit", "printf_guest.c", None, 13, ()),
+    ("timer interrupts 10 kHz x2000", "ticks_guest.c", "hz=10000 count=2000", 1, ()),
+    ("idle: 20 Hz x20 in HLT", "ticks_guest.c", "hz=20 count=20", 1, ()),
+    (
+        "-icount 5,sleep=off: 2 s of ticks",
+        "ticks_guest.c",
+        "hz=20 count=40",
+        1,
+        ("-icount", "shift=5,sleep=off"),
+    ),
 ]
 
 
-def run_once(emulator: str, elf: Path, append: str | None, status: int) -> tuple[float, float]:
+def run_once(
+    emulator: str, elf: Path, append: str | None, status: int, extra: tuple[str, ...]
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the emulator process) of one run."""
     command = emulator_command(emulator)
     command[-1] += ",acpi=off"
-    command += [*BASE_ARGS, "-kernel", str(elf)]
+    command += [*BASE_ARGS, "-kernel", str(elf), *extra]
     if append is not None:
         command += ["-append", append]
     start = time.perf_counter()
@@ -65,11 +76,11 @@ def main() -> None:
         f"{'row':<32} {'QEMU wall':>10} {'Arctern wall':>13} {'ratio':>7}"
         f" {'QEMU CPU':>9} {'Arctern CPU':>12}"
     )
-    for label, source, append, status in ROWS:
+    for label, source, append, status, extra in ROWS:
         elf = build_guest(GUESTS / source)
         figures = {}
         for emulator in ("qemu", "arctern"):
-            runs = [run_once(emulator, elf, append, status) for _ in range(args.repeat)]
+            runs = [run_once(emulator, elf, append, status, extra) for _ in range(args.repeat)]
             figures[emulator] = (
                 statistics.median(r[0] for r in runs),
                 statistics.median(r[1] for r in runs),
