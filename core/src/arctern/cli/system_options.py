@@ -13,6 +13,10 @@ from arctern.qemu_opts import parse_opts
 
 PROG = "arctern-system"
 DEFAULT_MACHINE = "microvm"
+DESCRIPTION = (
+    "Run a machine with qemu-system-i386's options: the same guest gives the same serial "
+    "output and exit status. Help listings: -M help, -device help, -cpu help, -d help."
+)
 VERSION = f"{PROG} version {__version__} (qemu-system 7.2 options)"
 CHARDEV_BACKENDS = ("null", "stdio", "file", "socket")
 DRIVE_KEYS = {"file", "format", "if", "id", "cache", "readonly", "discard", "detect-zeroes"}
@@ -30,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
+    parser = _Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False)
     add = parser.add_argument
     add("-M", "-machine", dest="machines", action="append", default=[], metavar="NAME[,PROP=VALUE]")
     add("-version", "--version", action="version", version=VERSION)
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-chardev", dest="chardevs", action="append", default=[], metavar="BACKEND,id=ID[,...]")
     add("-serial", dest="serials", action="append", default=[], metavar="DEV")
     add("-display", metavar="TYPE", help="only 'none'")
-    add("-nographic", action="store_true", help="no display; default serial port on stdio")
+    add("-nographic", action="store_true", help="no display; default serial port on mon:stdio")
     add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
     add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
     add("-no-shutdown", dest="no_shutdown", action="store_true", help="pause at power-off")
