@@ -35,6 +35,7 @@ class _Settings:
     cache: CacheMode
     discard: str
     force_share: bool
+    for_repair: bool = False
 
 
 def _registry(registry: Registry | None) -> Registry:
@@ -154,6 +155,7 @@ def _new_node(
         registry=settings.registry,
     )
     node.probed = probed
+    node.for_repair = settings.for_repair
     _open_driver(node, options)
     return node
 
@@ -261,6 +263,7 @@ def open_image(
     options: dict[str, Any] | None = None,
     backing: bool = True,
     registry: Registry | None = None,
+    for_repair: bool = False,
 ) -> BlockBackend:
     """Open an image and its backing chain; return the BlockBackend over its root node.
 
@@ -269,6 +272,8 @@ def open_image(
     migration: readable, but nothing is written and no lock is held until
     ``activate()``. ``options`` are driver open options; keys prefixed
     ``file.`` go to the protocol node, ``backing.`` to the backing image.
+    ``for_repair=True`` (``qemu-img check -r``) lets a format open a damaged image
+    read-write so that it can be repaired (QEMU's BDRV_O_CHECK).
     """
     settings = _Settings(
         registry=_registry(registry),
@@ -276,6 +281,7 @@ def open_image(
         cache=cache_mode(cache),
         discard=discard_mode(discard),
         force_share=force_share,
+        for_repair=for_repair,
     )
     detect_zeroes = detect_zeroes_mode(detect_zeroes)
     if force_share and not read_only:

@@ -71,6 +71,8 @@ class BlockNode:
         self.registry = registry
         #: True when the format was guessed by probing (raw then guards block 0).
         self.probed = False
+        #: Opened by a repairing check: a format may open a damaged image read-write.
+        self.for_repair = False
         self.closed = False
         self._aligner = Aligner()
         self.driver = driver_class(self)

@@ -117,7 +117,15 @@ def cmd_check(args: Sequence[str]) -> int:
     if fix and force_share:
         raise UsageError("--force-share/-U is not allowed when repairing")
     filename = rest[0]
-    backend = open_image(filename, fmt=fmt, read_only=not fix, force_share=force_share, cache=cache)
+    backend = open_image(
+        filename,
+        fmt=fmt,
+        read_only=not fix,
+        force_share=force_share,
+        cache=cache,
+        for_repair=bool(fix),
+        discard="unmap" if fix else "ignore",  # qemu-img discards the clusters a repair frees
+    )
     try:
         return _check_open_image(filename, backend, fix, quiet, output)
     finally:

@@ -16,15 +16,47 @@ from typing import TYPE_CHECKING
 from arctern.block.driver import CheckResult
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.bitmaps import bitmap_references
-from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
+from arctern_block_qcow2.mapping import Kind, compressed_extent, entry_kind, host_clusters
 from arctern_block_qcow2.refscan import References, differing, unpack
+from arctern_block_qcow2.tables import table_from_bytes
 
 if TYPE_CHECKING:
     from arctern_block_qcow2.driver import Qcow2Driver
 
 
-def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: bool) -> None:
+def _count_region(drv: Qcow2Driver, refs: References, res: CheckResult, offset: int, size: int):
+    """Count a reference to every cluster of [offset, offset + size), as QEMU's
+    ``qcow2_inc_refcounts_imrt``: a region reaching a cluster or more past the end of
+    the file is a corruption and is not counted (nothing there can be repaired)."""
+    if size <= 0:
+        return
+    if offset + size - drv.node.file.getlength() >= drv.h.cluster_size:
+        res.corruptions += 1
+        res.messages.append(
+            "ERROR: counting reference for region exceeding the end of the file by one "
+            f"cluster or more: offset 0x{offset:x} size 0x{size:x}"
+        )
+        return
     cb = drv.h.cluster_bits
+    first = offset >> cb
+    refs.add(first, ((offset + size - 1) >> cb) - first + 1)
+
+
+def _l2_table(drv: Qcow2Driver, l2_offset: int):
+    """The L2 table at ``l2_offset`` as check sees it: what the cache holds, else the file's
+    bytes at that offset (aligned or not), reading as zeroes past the end of the file."""
+    if l2_offset in drv.map.cache:
+        return drv.map.cache.get(l2_offset)
+    cs = drv.h.cluster_size
+    buf = bytearray(cs)
+    n = max(0, min(cs, drv.node.file.getlength() - l2_offset))
+    if n:
+        drv.node.file.pread(l2_offset, memoryview(buf)[:n])
+    return table_from_bytes(buf)
+
+
+def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: bool) -> None:
+    cs = drv.h.cluster_size
     seen: set[int] = set()
     for l1_entry in l1:
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
@@ -33,23 +65,21 @@ def _count_l1(drv: Qcow2Driver, refs: References, l1, res: CheckResult, active: 
             res.messages.append(f"ERROR found L1 entry with reserved bits set: {l1_entry:x}")
         if not l2_offset:
             continue
-        if l2_offset % drv.h.cluster_size:
+        _count_region(drv, refs, res, l2_offset, cs)
+        if l2_offset % cs:
             res.corruptions += 1
             res.messages.append(
                 f"ERROR l2_offset={l2_offset:x}: Table is not cluster aligned; L1 entry corrupted"
             )
-            continue
-        refs.add(l2_offset >> cb)
         if l2_offset in seen:
+            # Its references are counted once: a hostile L1 naming one table a million
+            # times must not cost a million table scans.
             res.corruptions += 1
             res.messages.append(f"ERROR L2 table at 0x{l2_offset:x} is used twice by one L1 table")
             continue
         seen.add(l2_offset)
-        if l2_offset + drv.h.cluster_size > drv.node.file.getlength():
-            res.corruptions += 1
-            res.messages.append(f"ERROR l2_offset={l2_offset:x}: L2 table is outside the image")
-            continue
-        _count_l2(drv, refs, drv.map.cache.get(l2_offset), res, active)
+        if l2_offset < drv.node.file.getlength():  # past the end it reads as zeroes
+            _count_l2(drv, refs, _l2_table(drv, l2_offset), res, active)
 
 
 #: Bits that take an L2 entry off the fast path (anything but a plain data cluster).
@@ -73,11 +103,11 @@ def _count_l2(drv: Qcow2Driver, refs: References, table, res: CheckResult, activ
                 fragmented += 1
             next_contiguous = host + cs
             cluster = host >> cb
-            if cluster < dense_len:
+            if cluster < dense_len:  # inside the file: nothing to check but the count
                 dense[cluster] += 1
                 highest = max(highest, cluster)
             else:
-                refs.add(cluster)
+                _count_region(drv, refs, res, host, cs)
             continue
         kind = entry_kind(entry)
         if kind is not Kind.COMPRESSED and entry & L.L2E_STD_RESERVED_MASK:
@@ -97,17 +127,20 @@ def _count_l2(drv: Qcow2Driver, refs: References, table, res: CheckResult, activ
             fragmented += 1
         elif held:
             if host % cs:
+                what = "Preallocated" if kind is Kind.ZERO_ALLOC else "Data"
                 res.corruptions += 1
                 res.messages.append(
-                    f"ERROR offset={host:x}: Cluster is not properly aligned; L2 entry corrupted"
+                    f"ERROR offset={host:x}: {what} cluster is not properly aligned; "
+                    "L2 entry corrupted."
                 )
-                continue
             allocated += 1
             if next_contiguous and host != next_contiguous:
                 fragmented += 1
             next_contiguous = host + cs
-        if held:
-            refs.add(*held)
+        if kind is Kind.COMPRESSED:
+            _count_region(drv, refs, res, *compressed_extent(entry, cb))
+        elif held:
+            _count_region(drv, refs, res, host, cs)
     refs.highest = max(refs.highest, highest)
     if active:
         res.allocated_clusters += allocated
@@ -118,19 +151,19 @@ def _count_l2(drv: Qcow2Driver, refs: References, table, res: CheckResult, activ
 def _count_references(drv: Qcow2Driver, res: CheckResult, nb_clusters: int) -> References:
     h, cb, cs = drv.h, drv.h.cluster_bits, drv.h.cluster_size
     refs = References(nb_clusters)
-    refs.add(0)
-    refs.add(h.l1_table_offset >> cb, -(-h.l1_size * 8 // cs))
+    _count_region(drv, refs, res, 0, cs)
+    _count_region(drv, refs, res, h.l1_table_offset, h.l1_size * 8)
     _count_l1(drv, refs, drv.map.l1, res, active=True)
     if drv.snapshots:
-        refs.add(h.snapshots_offset >> cb, -(-drv.snapshot_table_bytes // cs))
+        _count_region(drv, refs, res, h.snapshots_offset, drv.snapshot_table_bytes)
     for snap in drv.snapshots:
-        refs.add(snap.l1_table_offset >> cb, -(-snap.l1_size * 8 // cs))
+        _count_region(drv, refs, res, snap.l1_table_offset, snap.l1_size * 8)
         _count_l1(drv, refs, drv.map.read_l1(snap.l1_table_offset, snap.l1_size), res, active=False)
-    refs.add(h.refcount_table_offset >> cb, h.refcount_table_clusters)
+    _count_region(drv, refs, res, h.refcount_table_offset, h.refcount_table_clusters * cs)
     for first, count in bitmap_references(drv.node.file, h, drv._name):
-        refs.add(first, count)
+        _count_region(drv, refs, res, first << cb, count * cs)
     for offset in _Stored(drv, res).block_offsets():
-        refs.add(offset >> cb)
+        _count_region(drv, refs, res, offset, cs)
     return refs
 
 
@@ -197,12 +230,10 @@ def _mismatches(drv: Qcow2Driver, refs: References, nb_clusters: int):
     # Beyond the refcount table every stored refcount is zero; past the end of the file
     # only references count (as qemu-img, which grows its table for them).
     found += [(c, 0, refs.get(c)) for c in refs.nonzero(covered, nb_clusters)]
-    found += [(c, stored.get(c), n) for c, n in sorted(refs.sparse.items()) if c >= nb_clusters]
-    found += [
-        (c, stored.get(c), refs.get(c))
-        for c in refs.nonzero(max(covered, nb_clusters), len(refs.dense))
-    ]
-    return found, max([highest] + [c for c, _, _ in found if c >= nb_clusters])
+    beyond = [(c, n) for c, n in sorted(refs.sparse.items()) if c >= nb_clusters]
+    beyond += [(c, refs.get(c)) for c in refs.nonzero(max(covered, nb_clusters), len(refs.dense))]
+    found += [(c, have, n) for c, n in beyond if (have := stored.get(c)) != n]
+    return found, max([highest] + [c for c, _ in beyond])
 
 
 def _scan(drv: Qcow2Driver) -> tuple[CheckResult, list[tuple[int, int, int]], list]:
@@ -232,8 +263,6 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
     errors = []
     stored = _Stored(drv)
 
-    cs = drv.h.cluster_size
-
     def mismatch(entry: int, offset: int, item: tuple, what: str) -> None:
         rc = stored.get(offset >> cb)
         if (rc == 1) != bool(entry & L.OFLAG_COPIED):
@@ -243,7 +272,7 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
 
     for l1_index, l1_entry in enumerate(drv.map.l1):
         l2_offset = l1_entry & L.L1E_OFFSET_MASK
-        if not l2_offset or l2_offset % cs or l2_offset + cs > drv.node.file.getlength():
+        if not l2_offset:
             continue
         mismatch(
             l1_entry,
@@ -251,31 +280,43 @@ def _copied_errors(drv: Qcow2Driver, res: CheckResult) -> list:
             ("l1", l1_index),
             f"L2 cluster: l1_index={l1_index} l1_entry={l1_entry:x}",
         )
-        for i, entry in enumerate(drv.map.cache.get(l2_offset)):
+        if l2_offset >= drv.node.file.getlength():
+            continue  # reads as zeroes: no entries
+        for i, entry in enumerate(_l2_table(drv, l2_offset)):
             host = entry & L.L2E_OFFSET_MASK
-            if not host or host % cs or entry & L.OFLAG_COMPRESSED:
+            if not host or entry & L.OFLAG_COMPRESSED:
                 continue  # no host cluster of its own (unallocated, zero, compressed)
             if (stored.get(host >> cb) == 1) != bool(entry & L.OFLAG_COPIED):
                 mismatch(entry, host, ("l2", l2_offset, i), f"data cluster: l2_entry={entry:x}")
     return errors
 
 
-def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
-    """Apply the fixes ``fix`` allows; return qemu-img's "Repairing ..." lines."""
+def _repair(drv: Qcow2Driver, fix: str, mismatches) -> tuple[list[str], int, int]:
+    """Apply the fixes ``fix`` allows; return qemu-img's "Repairing ..." lines and the
+    number of leaks and of corruptions fixed (COPIED flags counted as qemu-img does:
+    only those still wrong once the refcounts are repaired)."""
     rc = drv.refcounts
     messages = []
+    counts = [0, 0]  # leaks fixed, corruptions fixed
+    freed: list[int] = []
     file_clusters = -(-drv.node.file.getlength() // drv.h.cluster_size)
     # Never hand out a cluster that something references while refcounts are rewritten.
     rc.free_hint = max(rc.free_hint, file_clusters)
     for cluster, have, want in mismatches:
-        if cluster >= file_clusters or want > rc.fmt.max:
-            continue  # past the end of the file, or more references than the width holds
+        if want > rc.fmt.max:
+            continue  # more references than the width holds
+        # A reference is never more than one cluster past the end of the file (a region
+        # reaching further is not counted), so repairs stay near the end of the file.
         if have > want or fix == "all":
             rc.set_value(cluster, want)
+            counts[have < want] += 1
+            if not want:
+                freed.append(cluster)
             messages.append(f"Repairing cluster {cluster} refcount={have} reference={want}")
     if fix == "all":
         # COPIED flags follow the refcounts as they are after the repair above.
         for item in _copied_errors(drv, CheckResult()):
+            counts[1] += 1
             if item[0] == "l1":
                 _, l1_index, count = item
                 entry = drv.map.l1[l1_index]
@@ -298,7 +339,10 @@ def _repair(drv: Qcow2Driver, fix: str, mismatches) -> list[str]:
     drv.node.file.flush()
     drv.map.cache.flush()
     drv.node.file.flush()
-    return messages
+    cs = drv.h.cluster_size
+    for cluster in freed:  # unused now: give the space back (with the node's discard=unmap)
+        drv.node.file.pdiscard(cluster * cs, cs)
+    return messages, counts[0], counts[1]
 
 
 def check_image(drv: Qcow2Driver, fix: str = "") -> CheckResult:
@@ -310,9 +354,11 @@ def check_image(drv: Qcow2Driver, fix: str = "") -> CheckResult:
     res, mismatches, copied = _scan(drv)
     if not fix or (not mismatches and not copied):
         return res
-    repaired = _repair(drv, fix, mismatches)
+    repaired, after_leaks_fixed, corruptions_fixed = _repair(drv, fix, mismatches)
     after, _, _ = _scan(drv)
-    after.leaks_fixed = max(0, res.leaks - after.leaks)
-    after.corruptions_fixed = max(0, res.corruptions - after.corruptions)
-    after.messages = repaired + after.messages
+    after.leaks_fixed, after.corruptions_fixed = after_leaks_fixed, corruptions_fixed
+    # As qemu-img: what the first pass found (COPIED flags are reported as repaired
+    # instead), then the repairs; the caller's second check reports what remains.
+    found = [m for m in res.messages if not m.startswith("ERROR OFLAG_COPIED")]
+    after.messages = found + repaired
     return after

@@ -81,9 +81,9 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
 
     @classmethod
     def probe(cls, header: bytes, filename: str) -> int:
-        if header[:4] == L.MAGIC and len(header) >= 8:
-            return 100 if int.from_bytes(header[4:8], "big") in (2, 3) else 0
-        return 0
+        # The magic alone claims the image, as QEMU's probe does: an unsupported version
+        # is then refused by open, never mistaken for raw (whose writes would destroy it).
+        return 100 if header[:4] == L.MAGIC else 0
 
     @classmethod
     def create(cls, file, size: int, options: dict[str, Any]) -> None:
@@ -97,7 +97,7 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         self._options = dict(getattr(self.node, "options", None) or {})
         self._options.update(options or {})
         self._load()
-        if not self.node.read_only and self.h.corrupt:
+        if not self.node.read_only and self.h.corrupt and not self.node.for_repair:
             raise ImageFormatError(
                 f"qcow2 image '{self._name}' is corrupt; cannot be opened read/write "
                 "(repair it with 'qemu-img check -r all')"
@@ -260,7 +260,7 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         (``invalidate_cache`` itself writes nothing).
         """
         self._write_ready = True
-        if self.h.dirty:
+        if self.h.dirty and not self.node.for_repair:  # the repair will report it instead
             log.warning("%s: image was not closed cleanly; repairing refcounts", self._name)
             self.check("all")
         if self.h.version >= 3 and self.h.autoclear_features:
@@ -334,8 +334,11 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
         if self._can_write():
             self._writeback_tables()
         result = check_image(self, fix)
-        if fix == "all" and self.h.dirty and not result.corruptions:
-            self._set_incompatible(self.h.incompatible_features & ~L.INCOMPAT_DIRTY)
+        if fix and not (result.corruptions or result.check_errors):
+            # Consistent now: clean, and no longer corrupt (as qemu-img check -r).
+            clean = self.h.incompatible_features & ~(L.INCOMPAT_DIRTY | L.INCOMPAT_CORRUPT)
+            if clean != self.h.incompatible_features:
+                self._set_incompatible(clean)
         return result
 
     def _writeback_tables(self) -> None:
