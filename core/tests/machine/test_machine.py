@@ -304,7 +304,8 @@ def test_slices_end_at_the_next_timer_deadline(registry):
     timer.mod(machine.clock.ns() + 1_000_000)
     machine.run_for(5, until=lambda: len(ticks) >= 20)
     assert len(ticks) == 20
-    assert max(budgets[5:]) < machine.slice_budget  # sized to the 1 ms timer, not 20000
+    # Sized to the 1 ms timer, not 20000 (the last slice has no timer left to wait for).
+    assert max(budgets[5:-1]) < machine.slice_budget
 
 
 def test_close_closes_every_image_even_when_a_device_fails(registry):

@@ -466,7 +466,8 @@ class Machine:
         return self.exit_status
 
     def iterate(self, end: float | None = None) -> None:
-        """One turn of the main loop: a CPU slice, then timers, backends and poll hooks."""
+        """One turn of the main loop: due timers, a CPU slice, backends and poll hooks."""
+        self.timers.run_expired()  # first: the slice budget then runs up to the next deadline
         executed = 0
         if self.running:
             self.exit_request = False
@@ -478,7 +479,6 @@ class Machine:
             self.clock.account(executed)
         if self._reset_requested:
             self.reset()
-        self.timers.run_expired()
         for chardev in list(self.chardevs.values()):
             chardev.poll()
         for callback, _fds in list(self._poll_hooks):
