@@ -237,6 +237,16 @@ def test_info_with_snapshots_matches(tools):
         assert_same(tools, *args, "s.qcow2")
 
 
+def test_info_with_bitmaps_and_snapshots_matches(tools):
+    qemu_image(tools, "b.qcow2", writes=("write -P 1 0 64k",))
+    tools.ok(tools.qemu_img("snapshot", "-c", "snap1", "b.qcow2"))
+    tools.ok(tools.qemu_img("bitmap", "--add", "b.qcow2", "auto-bitmap"))
+    tools.ok(tools.qemu_img("bitmap", "--add", "-g", "128k", "--disable", "b.qcow2", "off"))
+    for args in (["info"], ["info", "--output=json"], ["check"]):
+        assert_same(tools, *args, "b.qcow2")
+    assert "                [0]: auto\n" in tools.img("info", "b.qcow2").out
+
+
 def test_strict_compare_of_allocation_matches(tools):
     qemu_image(tools, "z.qcow2", writes=("write -z 1M 64k",))
     qemu_image(tools, "d.qcow2", writes=("write -P 0 2M 64k",))

@@ -81,8 +81,11 @@ def _dump_specific(value: Any, indent: int, lines: list[str]) -> None:
                 lines.append(f"{pad}{name}: {_scalar(item)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            lines.append(f"{pad}[{i}]:")
-            _dump_specific(item, indent + 1, lines)
+            if isinstance(item, dict | list):
+                lines.append(f"{pad}[{i}]:")
+                _dump_specific(item, indent + 1, lines)
+            else:  # a scalar item shares its index's line (bitmap flags: "[0]: auto")
+                lines.append(f"{pad}[{i}]: {_scalar(item)}")
 
 
 def _scalar(value: Any) -> str:

@@ -37,4 +37,19 @@ def qdict_order(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     """qemu-img's pretty JSON (4-space indent) in QDict key order, without a final newline."""
-    return json.dumps(qdict_order(obj), indent=4)
+    return _pretty(qdict_order(obj), 0)
+
+
+def _pretty(obj: Any, level: int) -> str:
+    """QEMU's JSON writer: like ``json.dumps(indent=4)``, but an empty list or dict
+    still opens a line (``"flags": [`` then ``]`` on the next, indented)."""
+    if isinstance(obj, dict):
+        items = [f"{json.dumps(key)}: {_pretty(value, level + 1)}" for key, value in obj.items()]
+        opening, closing = "{", "}"
+    elif isinstance(obj, list):
+        items = [_pretty(value, level + 1) for value in obj]
+        opening, closing = "[", "]"
+    else:
+        return json.dumps(obj)
+    inner, outer = "\n" + "    " * (level + 1), "\n" + "    " * level
+    return opening + (inner + ("," + inner).join(items) if items else "") + outer + closing
