@@ -247,6 +247,23 @@ def test_info_with_bitmaps_and_snapshots_matches(tools):
     assert "                [0]: auto\n" in tools.img("info", "b.qcow2").out
 
 
+def test_convert_compressed_of_scattered_4k_data_compresses_every_cluster(tools):
+    """Data every 96 KiB, 4 KiB long, in a sparse raw file: qemu-img convert -c stores each
+    64 KiB cluster holding some of it compressed; so must we (no partial clusters)."""
+    with open(tools.cwd / "sparse.raw", "wb") as f:
+        f.truncate(4 << 20)
+        for offset in range(0, 4 << 20, 96 << 10):
+            f.seek(offset + 4096)
+            f.write(bytes(range(256)) * 16)
+    tools.ok(tools.qemu_img("convert", "-c", "-O", "qcow2", "sparse.raw", "theirs.qcow2"))
+    tools.ok(tools.img("convert", "-c", "-O", "qcow2", "sparse.raw", "ours.qcow2"))
+    ours = tools.qemu_img("check", "--output=json", "ours.qcow2")
+    theirs = tools.qemu_img("check", "--output=json", "theirs.qcow2")
+    assert ours.out.replace("ours", "theirs") == theirs.out
+    assert '"compressed-clusters": 43' in ours.out
+    tools.ok(tools.qemu_img("compare", "ours.qcow2", "sparse.raw"))
+
+
 def test_strict_compare_of_allocation_matches(tools):
     qemu_image(tools, "z.qcow2", writes=("write -z 1M 64k",))
     qemu_image(tools, "d.qcow2", writes=("write -P 0 2M 64k",))

@@ -9,7 +9,7 @@ inside them are skipped too, so the target stays sparse.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,35 @@ def zero_runs(data: bytearray, size: int, granule: int) -> Iterator[tuple[int, i
     yield run_start, size, bool(run_zero)
 
 
+def whole_clusters(
+    actions: Iterable[tuple[int, int, str]], cluster: int, end: int
+) -> Iterator[tuple[int, int, str]]:
+    """``actions`` with every data run starting and ending on a cluster boundary.
+
+    A compressed image is written a whole cluster at a time, so a zero or skipped
+    run that does not cover whole clusters is copied as data with its neighbours
+    (as qemu-img convert -c does); only its whole clusters stay zero or skipped.
+    """
+    pending: int | None = None  # start of the data run not yet handed on
+    for start, length, action in actions:
+        stop = start + length
+        first = -(-start // cluster) * cluster
+        last = stop if stop == end else stop // cluster * cluster
+        if action == "data" or last <= first:
+            pending = start if pending is None else pending
+            continue
+        if pending is None and start < first:
+            pending = start
+        if pending is not None:
+            yield pending, first - pending, "data"
+            pending = None
+        yield first, last - first, action
+        if last < stop:
+            pending = last
+    if pending is not None:
+        yield pending, end - pending, "data"
+
+
 class Copier:
     """Copies ranges from sources into ``target``; the writes run on a writer thread."""
 
@@ -74,17 +103,30 @@ class Copier:
             else target.pwrite
         )
         self.writer = PipelinedWriter(target, write, CHUNK)
+        self.cluster = (plan.compressed and target.node.driver.info().cluster_size) or 1
 
     def copy(self, source: Any, base: int) -> None:
         """Copy all of ``source`` to the target at ``base``."""
+        actions = self._actions(source)
+        if self.plan.compressed:
+            actions = whole_clusters(actions, self.cluster, source.length)
+        for start, length, action in actions:
+            if action == "zero":
+                self.writer.submit(None, self._zero(base + start, length))
+            elif action == "data":
+                self._data(source, start, length, base)
+            self.progress.advance(length)
+
+    def _actions(self, source: Any) -> Iterator[tuple[int, int, str]]:
+        """(start, length, "data" | "zero" | "skip") runs covering the source."""
         for entry in walk(source.node, 0, source.length):
             if self.plan.target_has_backing and entry.depth > 0:
-                pass  # comes from the target's backing file too
+                action = "skip"  # comes from the target's backing file too
             elif entry.zero and not (entry.data and self.plan.min_sparse == 0):
-                self.writer.submit(None, self._zero(base + entry.start, entry.length))
+                action = "zero"
             else:
-                self._data(source, entry.start, entry.length, base)
-            self.progress.advance(entry.length)
+                action = "data"
+            yield entry.start, entry.length, action
 
     def finish(self) -> None:
         """Wait for the last writes."""
