@@ -8,7 +8,12 @@ import threading
 import pytest
 
 from arctern.errors import MachineError
-from arctern.machine.chardev import FileChardev, MemoryChardev, UnixServerChardev, open_chardev
+from arctern.machine.chardev import (
+    FileChardev,
+    MemoryChardev,
+    SocketServerChardev,
+    open_chardev,
+)
 
 
 def test_none_is_no_backend_and_null_swallows_output():
@@ -36,7 +41,7 @@ def test_file_backend_in_a_missing_directory_is_one_error(tmp_path):
         open_chardev(f"file:{tmp_path}/no/such/dir/log")
 
 
-@pytest.mark.parametrize("spec", ["zz", "file:", "unix:", "tcp:localhost:4444"])
+@pytest.mark.parametrize("spec", ["zz", "file:", "unix:", "udp:localhost:4444"])
 def test_unknown_backends_are_refused(spec):
     with pytest.raises(MachineError, match="is not a valid char driver"):
         open_chardev(spec)
@@ -56,7 +61,7 @@ def test_memory_backend_collects_output_and_feeds_input():
 def test_unix_server_without_wait_serves_a_client(tmp_path):
     path = str(tmp_path / "serial.sock")
     chardev = open_chardev(f"unix:{path},server=on,wait=off")
-    assert isinstance(chardev, UnixServerChardev)
+    assert isinstance(chardev, SocketServerChardev)
     received = []
     chardev.set_receiver(received.append)
     chardev.write(b"before anyone listens")  # dropped, as QEMU does
@@ -137,3 +142,37 @@ def test_ctrl_a_escapes_of_mon_stdio():
     assert escapes.feed(b"\x01c") == b"" and not quits  # unknown escapes are swallowed
     assert escapes.feed(b"g\x01xh") == b"gh" and quits == [True]
     assert echoed[-1] == b"Arctern: Terminated\r\n"
+
+
+def test_tcp_server_on_loopback_talks_both_ways():
+    chardev = open_chardev("tcp:127.0.0.1:0,server=on,wait=off")  # port 0: any free port
+    received = []
+    chardev.set_receiver(received.append)
+    with socket.create_connection(("127.0.0.1", chardev.port), timeout=5) as client:
+        client.sendall(b"over tcp")
+        for _ in range(100):
+            chardev.poll()
+            if received:
+                break
+            select.select(chardev.wait_fds(), [], [], 0.05)
+        assert received == [b"over tcp"]
+        chardev.write(b"answer")
+        assert client.recv(16) == b"answer"
+    chardev.close()
+
+
+def test_tcp_client_connects_and_reports_refusal():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        with pytest.raises(MachineError, match=f"Failed to connect to '127.0.0.1:{port}'"):
+            open_chardev(f"tcp:127.0.0.1:{port}")  # bound, not listening: refused
+        listener.listen(1)
+        chardev = open_chardev(f"tcp:127.0.0.1:{port}")
+        peer, _ = listener.accept()
+        chardev.write(b"hello")
+        assert peer.recv(16) == b"hello"
+        peer.close()
+        chardev.close()
+    with pytest.raises(MachineError, match="expected tcp:HOST:PORT"):
+        open_chardev("tcp:localhost")

@@ -199,3 +199,21 @@ def test_icount_option(text, shift, sleep):
 
     config = config_from_args(build_parser().parse_args(["-icount", text]))
     assert (config.icount_shift, config.icount_sleep) == (shift, sleep)
+
+
+def test_chardev_sockets_become_serial_spellings():
+    from arctern.cli.system_options import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        [
+            "-chardev",
+            "socket,id=u,path=/tmp/x,,y.sock,server=on,wait=off",
+            "-chardev",
+            "socket,id=t,host=127.0.0.1,port=4444",
+        ]
+    )
+    backends = [(c.id, c.backend) for c in config_from_args(args).chardevs]
+    assert backends == [
+        ("u", "unix:/tmp/x,,y.sock,server=on,wait=off"),
+        ("t", "tcp:127.0.0.1:4444,server=off,wait=on"),
+    ]

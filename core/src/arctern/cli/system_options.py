@@ -166,7 +166,10 @@ def _drive(text: str) -> DriveConfig:
 
 
 def _chardev(text: str) -> ChardevConfig:
-    """``-chardev null|stdio|file,path=P|socket,path=P[,server=on][,wait=off],id=ID``."""
+    """``-chardev null|stdio|file,path=P|socket,...,id=ID`` as a ``-serial`` spelling.
+
+    Sockets: ``path=P`` (unix) or ``host=H,port=N`` (tcp), ``server=on``, ``wait=off``.
+    """
     opts = parse_opts(text, "backend")
     backend, id = opts.pop("backend"), opts.pop("id", None)
     if backend not in CHARDEV_BACKENDS:
@@ -179,9 +182,13 @@ def _chardev(text: str) -> ChardevConfig:
             raise UsageError(f"-chardev {text}: chardev: file: no filename given")
         spec = f"file:{opts['path']}"
     elif backend == "socket":
-        if not path:
-            raise UsageError(f"-chardev {text}: only unix sockets (path=...) are supported")
-        spec = f"unix:{path},server={opts.get('server', 'off')},wait={opts.get('wait', 'on')}"
+        if path:
+            where = f"unix:{path}"
+        elif opts.get("port"):
+            where = f"tcp:{opts.get('host', '')}:{opts['port']}"
+        else:
+            raise UsageError(f"-chardev {text}: give path=... (unix) or host=...,port=... (tcp)")
+        spec = f"{where},server={opts.get('server', 'off')},wait={opts.get('wait', 'on')}"
     else:
         spec = backend
     return ChardevConfig(id, spec, origin=f"-chardev {text}")

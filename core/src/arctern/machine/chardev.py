@@ -2,9 +2,10 @@
 
 :func:`open_chardev` understands QEMU's ``-serial`` spellings: ``stdio``,
 ``mon:stdio`` (with QEMU's Ctrl-A escapes: C-a x quits), ``file:PATH``,
-``unix:PATH`` (connect to a listening peer),
-``unix:PATH,server[=on][,wait=off]``, ``null`` and ``none`` (no backend at all:
-it returns None and the machine creates no device for it).
+``unix:PATH`` and ``tcp:HOST:PORT`` (connect to a listening peer),
+``unix:PATH,server[=on][,wait=off]`` and ``tcp:HOST:PORT,server...`` (listen),
+``null`` and ``none`` (no backend at all: it returns None and the machine
+creates no device for it).
 
 A device writes guest output with :meth:`Chardev.write` and receives input
 through the callback given to :meth:`Chardev.set_receiver`. Input arrives
@@ -25,6 +26,7 @@ import stat
 import sys
 import termios
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from arctern.errors import MachineError
 from arctern.qemu_opts import parse_opts
@@ -217,27 +219,63 @@ class StdioChardev(Chardev):
             self._saved_tty = None
 
 
-class UnixSocketChardev(Chardev):
-    """``unix:PATH``: a connected unix stream socket (QEMU's socket chardev as a client).
+@dataclass(frozen=True)
+class SocketAddress:
+    """Where a socket backend connects or listens: a unix path, or a TCP host and port."""
+
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"unix:{self.path}" if self.path else f"tcp:{self.host}:{self.port}"
+
+    def candidates(self, passive: bool) -> list[tuple[int, object]]:
+        """(family, sockaddr) to try, in order."""
+        if self.path:
+            return [(socket.AF_UNIX, self.path)]
+        flags = socket.AI_PASSIVE if passive else 0
+        try:
+            infos = socket.getaddrinfo(
+                self.host or None, self.port, type=socket.SOCK_STREAM, flags=flags
+            )
+        except socket.gaierror as exc:
+            raise MachineError(f"address resolution failed for {self.text}: {exc}") from None
+        return [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
+
+
+class SocketChardev(Chardev):
+    """``unix:PATH`` or ``tcp:HOST:PORT``: a connected stream socket (a client).
 
     Output while no peer is connected is dropped, as QEMU drops it.
     """
 
     name = "socket"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, address: SocketAddress) -> None:
         super().__init__()
-        self.path = path
+        self.address = address
         self._client: socket.socket | None = None
-        if type(self) is UnixSocketChardev:
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    @classmethod
+    def connect(cls, address: SocketAddress) -> SocketChardev:
+        chardev = cls(address)
+        error: OSError | None = None
+        for family, sockaddr in address.candidates(passive=False):
+            client = socket.socket(family, socket.SOCK_STREAM)
             try:
-                client.connect(path)
+                client.connect(sockaddr)
             except OSError as exc:
                 client.close()
-                raise MachineError(f"Failed to connect to '{path}': {exc.strerror}") from None
+                error = exc
+                continue
             client.setblocking(False)
-            self._client = client
+            chardev._client = client
+            return chardev
+        where = address.path or f"{address.host}:{address.port}"
+        reason = error.strerror if error is not None else "no address"
+        raise MachineError(f"Failed to connect to '{where}': {reason}")
 
     def _drop_client(self) -> None:
         if self._client is not None:
@@ -282,29 +320,46 @@ class UnixSocketChardev(Chardev):
         self._drop_client()
 
 
-class UnixServerChardev(UnixSocketChardev):
-    """``unix:PATH,server``: listens on a unix socket; one client at a time.
+class SocketServerChardev(SocketChardev):
+    """``unix:PATH,server`` or ``tcp:HOST:PORT,server``: listens; one client at a time.
 
     With ``wait=on`` (QEMU's default for a server) opening blocks until the
     first client connects. A client that leaves makes room for the next one.
     """
 
-    def __init__(self, path: str, *, wait: bool = True) -> None:
-        super().__init__(path)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.exists(path) and _is_socket(path):
-                    os.unlink(path)
-            self._listener.bind(path)
-            self._listener.listen(1)
-        except OSError as exc:
-            self._listener.close()
-            raise MachineError(f"Failed to bind socket to {path}: {exc.strerror}") from None
+    def __init__(self, address: SocketAddress, *, wait: bool = True) -> None:
+        super().__init__(address)
+        self._listener = self._listen(address)
         if wait:
-            log.info("info: waiting for connection on: disconnected:unix:%s,server=on", path)
+            log.info("info: waiting for connection on: disconnected:%s,server=on", address.text)
             self._accept()
         self._listener.setblocking(False)
+
+    @staticmethod
+    def _listen(address: SocketAddress) -> socket.socket:
+        if address.path and os.path.exists(address.path) and _is_socket(address.path):
+            os.unlink(address.path)  # a stale socket of an earlier run
+        error: OSError | None = None
+        for family, sockaddr in address.candidates(passive=True):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if family != socket.AF_UNIX:
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(sockaddr)
+                listener.listen(1)
+            except OSError as exc:
+                listener.close()
+                error = exc
+                continue
+            return listener
+        where = address.path or f"{address.host}:{address.port}"
+        reason = error.strerror if error is not None else "no address"
+        raise MachineError(f"Failed to bind socket to {where}: {reason}")
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (useful with port 0: the system picks one)."""
+        return self._listener.getsockname()[1]
 
     def _accept(self) -> None:
         try:
@@ -332,8 +387,9 @@ class UnixServerChardev(UnixSocketChardev):
         super().close()
         if self._listener.fileno() >= 0:
             self._listener.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+            if self.address.path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.address.path)
 
 
 def open_chardev(spec: str) -> Chardev | None:
@@ -349,13 +405,24 @@ def open_chardev(spec: str) -> Chardev | None:
         return StdioChardev(escapes=True)
     if kind == "file" and sep and rest:
         return FileChardev(rest)
-    if kind == "unix" and sep and rest:
-        options = parse_opts(rest, "path")
-        path = options.pop("path", "")
+    if kind in ("unix", "tcp") and sep and rest:
+        options = parse_opts(rest, "address")
+        address = _socket_address(kind, options.get("address", ""), spec)
         if not _on(options.get("server", "off"), spec):
-            return UnixSocketChardev(path)
-        return UnixServerChardev(path, wait=_on(options.get("wait", "on"), spec))
+            return SocketChardev.connect(address)
+        return SocketServerChardev(address, wait=_on(options.get("wait", "on"), spec))
     raise MachineError(f"'{spec}' is not a valid char driver")
+
+
+def _socket_address(kind: str, text: str, spec: str) -> SocketAddress:
+    if kind == "unix":
+        if not text:
+            raise MachineError(f"'{spec}' is not a valid char driver")
+        return SocketAddress(path=text)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise MachineError(f"'{spec}': expected tcp:HOST:PORT")
+    return SocketAddress(host=host.strip("[]"), port=int(port))
 
 
 def _on(value: str, spec: str) -> bool:
