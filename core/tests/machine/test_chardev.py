@@ -58,6 +58,15 @@ def test_memory_backend_collects_output_and_feeds_input():
     assert received == [b"typed"] and chardev.output == b"abc"
 
 
+def poll_until(chardev, condition) -> None:
+    """Serve the backend as the main loop does until ``condition()`` (5 s at most)."""
+    for _ in range(100):
+        chardev.poll()
+        if condition():
+            return
+        select.select(chardev.wait_fds(), [], [], 0.05)
+
+
 def test_unix_server_without_wait_serves_a_client(tmp_path):
     path = str(tmp_path / "serial.sock")
     chardev = open_chardev(f"unix:{path},server=on,wait=off")
@@ -69,11 +78,7 @@ def test_unix_server_without_wait_serves_a_client(tmp_path):
     client.connect(path)
     client.sendall(b"ping")
     client.settimeout(5)
-    for _ in range(100):
-        chardev.poll()
-        if received:
-            break
-        select.select(chardev.wait_fds(), [], [], 0.05)
+    poll_until(chardev, lambda: received)
     assert received == [b"ping"]
     chardev.write(b"pong")
     assert client.recv(16) == b"pong"
@@ -150,11 +155,7 @@ def test_tcp_server_on_loopback_talks_both_ways():
     chardev.set_receiver(received.append)
     with socket.create_connection(("127.0.0.1", chardev.port), timeout=5) as client:
         client.sendall(b"over tcp")
-        for _ in range(100):
-            chardev.poll()
-            if received:
-                break
-            select.select(chardev.wait_fds(), [], [], 0.05)
+        poll_until(chardev, lambda: received)
         assert received == [b"over tcp"]
         chardev.write(b"answer")
         assert client.recv(16) == b"answer"
