@@ -24,6 +24,9 @@ R8 = {"eax": "al", "ecx": "cl", "edx": "dl", "ebx": "bl"}
 R8H = {"eax": "ah", "ecx": "ch", "edx": "dh", "ebx": "bh"}
 CC = "o no b ae e ne be a s ns p np l ge le g".split()
 ALL_FLAGS = 0x8D5
+#: Kinds of generated code that may read the flags (adc/sbb, rcl/rcr, setcc, cmov, jcc,
+#: lahf, cmc, pushf, inc/dec keep CF, flag operations keep the others).
+FLAG_READERS = frozenset("alu rot setcc cmov jcc conv flagop stack unary call".split())
 _UC_REGS = {
     "eax": ux.UC_X86_REG_EAX,
     "ecx": ux.UC_X86_REG_ECX,
@@ -82,11 +85,21 @@ class Gen:
         return self.reg(size) if self.rng.random() < 0.7 else self.mem(size)
 
     def insn(self) -> str:
-        rng = self.rng
-        kind = rng.choice(
+        kind = self.rng.choice(
             "alu alu alu alu unary shift shift rot shd mul mul2 div bt bsf setcc cmov movx "
-            "xchg xadd cmpxchg bswap lea conv flagop jcc stack string mov loop call frame".split()
+            "xchg xadd cmpxchg bswap lea conv flagop jcc stack string mov loop call frame "
+            "btmem xlat cx8".split()
         )
+        if self.undef and kind in FLAG_READERS:
+            # an instruction reading flags the last writer left undefined would compare
+            # two equally valid choices (and unicorn's CMPXCHG8B loses the flags): define
+            # them first
+            self.undef = 0
+            return "cmp eax, ecx\n" + self._insn(kind)
+        return self._insn(kind)
+
+    def _insn(self, kind: str) -> str:
+        rng = self.rng
         size = rng.choice((1, 2, 4, 4))
         if kind == "alu":
             op = rng.choice("add adc sub sbb and or xor cmp test".split())
@@ -224,6 +237,20 @@ class Gen:
             if op == "movs" and size == 4:  # keystone reads "movsd" as the SSE2 instruction
                 text = f"{rep}movs dword ptr es:[edi], dword ptr [esi]"
             return f"{setup}\n{text}\ncld"
+        if kind == "btmem":  # bit offsets reaching outside the addressed dword, both ways
+            op = rng.choice("bt bts btr btc".split())
+            size = rng.choice((2, 4))
+            self.undef = 0x8D4
+            offset = rng.randrange(-480, 480)
+            reg = "ecx" if size == 4 else "cx"
+            ptr = "dword" if size == 4 else "word"
+            target = f"{ptr} ptr [ebx + {rng.randrange(64, 192)}]"
+            return f"mov ecx, {offset & 0xFFFFFFFF}\n{op} {target}, {reg}"
+        if kind == "xlat":
+            return f"mov eax, {self.imm(4)}\nxlatb"
+        if kind == "cx8":
+            self.undef = 0x895
+            return f"lock cmpxchg8b qword ptr [ebx + {rng.randrange(0, 248)}]"
         if kind == "loop":
             self.label += 1
             label = f"loop{self.label}"

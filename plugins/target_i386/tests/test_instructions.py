@@ -405,8 +405,13 @@ def test_lock_cmpxchg8b_both_ways(guest):
 def test_segment_override_fs_uses_its_base(guest):
     cpu = guest.cpu
     cpu.set_segment(4, 0x18, 0x5000, 0xFFFFFFFF, 0xCF9300)
-    guest.run("mov eax, dword ptr fs:[0x10]\nmov dword ptr fs:[0x20], 0x99")
+    guest.run(
+        "mov eax, dword ptr fs:[0x10]\nmov dword ptr fs:[0x20], 0x99\n"
+        "mov dword ptr fs:[ebx + 0x30], 0x77\nadd dword ptr fs:[ebx + esi*4 + 0x30], 1",
+        ebx=0x100, esi=0,
+    )
     assert guest.mem(0x5020) == 0x99
+    assert guest.mem(0x5130) == 0x78
 
 
 def test_in_out_reach_port_handlers(guest):

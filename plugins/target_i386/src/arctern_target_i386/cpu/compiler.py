@@ -217,7 +217,7 @@ class CompilerBase:
     def seg_add(self, expr: str, seg: int) -> str:
         if self.mode.flat and seg in (ES, CS, SS, DS):
             return expr
-        return f"({expr} + SB[{seg}]) & 0xffffffff"
+        return f"(({expr}) + SB[{seg}]) & 0xffffffff"
 
     def addr(self, m: Mem, var: str = "a") -> str:
         self.e(f"{var} = {self.ea(m)}")

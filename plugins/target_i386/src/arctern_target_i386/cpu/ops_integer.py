@@ -594,7 +594,7 @@ class IntegerOps(CompilerBase):
             if isinstance(dst, Mem):
                 sign = SIGNS[size]
                 self.e(
-                    f"a = ({self.ea(dst)} + ((((n ^ {sign:#x}) - {sign:#x}) >> "
+                    f"a = (({self.ea(dst)}) + ((((n ^ {sign:#x}) - {sign:#x}) >> "
                     f"{3 + (size >> 1)}) * {size})) & 0xffffffff"
                 )
             self.e(f"n &= {bits - 1}")
