@@ -315,20 +315,37 @@ def _identity_paging(guest: Guest) -> None:
     guest.cpu.h_write_cr(0, guest.cpu.cr[0] | 0x80000000)
 
 
+SEGMENT_BASE = 0x100000
+
+
+def _segmented(guest: Guest, memory: bytes) -> None:
+    """Data, stack and string segments based at SEGMENT_BASE, holding the data image there
+    (code stays at CS base 0): every access adds a segment base."""
+    guest.machine.ram.write(SEGMENT_BASE, memory)
+    for seg in (0, 2, 3, 4, 5):  # ES SS DS FS GS
+        guest.cpu.set_segment(seg, 0x10, SEGMENT_BASE, 0xFFFFFFFF, 0xCF9300)
+
+
 @pytest.mark.parametrize(
-    ("seed", "paging"),
-    [(seed, False) for seed in range(400)] + [(s, True) for s in range(400, 500)],
+    ("seed", "layout"),
+    [(s, "flat") for s in range(400)]
+    + [(s, "paging") for s in range(400, 500)]
+    + [(s, "segmented") for s in range(500, 560)],
 )
-def test_random_sequence_matches_unicorn(seed: int, paging: bool) -> None:
+def test_random_sequence_matches_unicorn(seed: int, layout: str) -> None:
     source, regs, memory, undef = _case(seed)
     code = assemble(source)
     expected, uc_flags, uc_mem = _unicorn_run(code, regs, memory)
 
-    guest = Guest()
+    guest = Guest(ram_size=2 << 20)
     guest.machine.ram.write(0, memory)
     guest.machine.ram.write(CODE, code + b"\xf4")
-    if paging:
+    base = 0
+    if layout == "paging":
         _identity_paging(guest)
+    elif layout == "segmented":
+        _segmented(guest, memory)
+        base = SEGMENT_BASE
     for name, value in regs.items():
         guest.cpu.r[NAMES.index(name)] = value
     guest.cpu.eip = CODE
@@ -339,5 +356,6 @@ def test_random_sequence_matches_unicorn(seed: int, paging: bool) -> None:
     mask = ALL_FLAGS & ~undef
     assert guest.cpu.get_eflags() & mask == uc_flags & mask, source
     ram = guest.machine.ram.data
-    assert ram[DATA : DATA + 0x200] == uc_mem[DATA : DATA + 0x200], source
-    assert ram[STACK - 0x100 : STACK] == uc_mem[STACK - 0x100 : STACK], source
+    data, stack = base + DATA, base + STACK
+    assert ram[data : data + 0x200] == uc_mem[DATA : DATA + 0x200], source
+    assert ram[stack - 0x100 : stack] == uc_mem[STACK - 0x100 : STACK], source
