@@ -93,10 +93,25 @@ def test_segment_load_checks_descriptor_type_and_presence(sys_guest):
     assert sys_guest.vector == 0xFFFFFFFF and sys_guest.reg("ebx") & 0xFFFF == 0x10
 
 
-def test_idt_limit_exceeded_escalates_to_double_fault(sys_guest):
-    sys_guest.cpu.idt = [IDT, 8 * 8 + 7]  # vectors 0..8 only
+def test_int_beyond_the_idt_limit_is_gp_with_the_vector_in_the_error_code(sys_guest):
+    sys_guest.cpu.idt = [IDT, 14 * 8 - 1]
     sys_guest.run("int 0x20")
-    assert sys_guest.vector == 8 or sys_guest.vector == 13
+    assert sys_guest.vector == 13 and _frame(sys_guest, 1)[0] == 0x20 * 8 + 2
+
+
+def test_fault_while_delivering_a_fault_is_double_fault(sys_guest):
+    sys_guest.cpu.idt = [IDT, 9 * 8 - 1]  # #GP's own gate is missing
+    sys_guest.run("int 0x20")
+    assert sys_guest.vector == 8 and _frame(sys_guest, 1)[0] == 0
+
+
+def test_fault_while_delivering_double_fault_is_a_triple_fault(sys_guest):
+    sys_guest.cpu.idt = [IDT, 7 * 8 - 1]
+    sys_guest.load("int 0x20")
+    sys_guest.cpu.eip = CODE
+    sys_guest.cpu.run(100)
+    assert sys_guest.cpu.halted and sys_guest.cpu.shutdown
+    assert sys_guest.vector == 0xFFFFFFFF
 
 
 def test_nm_when_cr0_ts_set_for_fpu(sys_guest):
@@ -229,6 +244,19 @@ def test_external_interrupt_wakes_hlt_and_iret_returns(sys_guest):
     cpu.run(1000)
     assert sys_guest.mem(0x4F4) == 1
     assert sys_guest.reg("eax") == 5 and cpu.halted
+
+
+def test_trap_gate_keeps_if_and_interrupt_gate_clears_it(sys_guest):
+    ram = sys_guest.machine.ram
+    for vector, kind in ((0x30, 0x8F00), (0x31, 0x8E00)):
+        handler = 0x2A00 + 0x10 * (vector - 0x30)
+        ram.write(handler, assemble("pushfd\npop eax\nhlt", handler))
+        gate = ((0x08 << 16) | handler).to_bytes(4, "little") + kind.to_bytes(4, "little")
+        ram.write(IDT + 8 * vector, gate)
+    sys_guest.run("sti\nint 0x30")
+    assert sys_guest.reg("eax") & 0x200
+    sys_guest.run("sti\nint 0x31")
+    assert not sys_guest.reg("eax") & 0x200
 
 
 def test_interrupts_wait_for_if(sys_guest):
