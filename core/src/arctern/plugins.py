@@ -109,6 +109,21 @@ class PluginRecord:
         }
 
 
+def _table(provision: Provision) -> property:
+    return property(
+        lambda self: self.provided[provision.hook],
+        doc=f"Every {provision.label} of the enabled plugins, by name.",
+    )
+
+
+def _finder(provision: Provision):
+    def find(self: Registry, name: str) -> type:
+        return self._lookup(provision, name)
+
+    find.__doc__ = f"The {provision.label} called ``name``; NotFoundError if there is none."
+    return find
+
+
 class Registry:
     """The plugins of one process, and the classes they provide, by kind and name."""
 
@@ -268,40 +283,18 @@ class Registry:
         known = ", ".join(sorted(table)) or "none"
         raise NotFoundError(f"unknown {provision.label} '{name}' (available: {known})")
 
-    @property
-    def block_drivers(self) -> dict[str, type]:
-        return self.provided[BLOCK_DRIVERS.hook]
-
-    @property
-    def cpu_models(self) -> dict[str, type]:
-        return self.provided[CPU_MODELS.hook]
-
-    @property
-    def machine_types(self) -> dict[str, type]:
-        return self.provided[MACHINE_TYPES.hook]
-
-    @property
-    def devices(self) -> dict[str, type]:
-        return self.provided[DEVICES.hook]
-
-    @property
-    def transports(self) -> dict[str, type]:
-        return self.provided[TRANSPORTS.hook]
-
-    def block_driver(self, name: str) -> type:
-        return self._lookup(BLOCK_DRIVERS, name)
-
-    def cpu_model(self, name: str) -> type:
-        return self._lookup(CPU_MODELS, name)
-
-    def machine_type(self, name: str) -> type:
-        return self._lookup(MACHINE_TYPES, name)
-
-    def device(self, name: str) -> type:
-        return self._lookup(DEVICES, name)
-
-    def transport(self, scheme: str) -> type:
-        return self._lookup(TRANSPORTS, scheme)
+    # Tables of what the enabled plugins provide, by name, and lookups that
+    # raise NotFoundError listing what is available.
+    block_drivers = _table(BLOCK_DRIVERS)
+    cpu_models = _table(CPU_MODELS)
+    machine_types = _table(MACHINE_TYPES)
+    devices = _table(DEVICES)
+    transports = _table(TRANSPORTS)
+    block_driver = _finder(BLOCK_DRIVERS)
+    cpu_model = _finder(CPU_MODELS)
+    machine_type = _finder(MACHINE_TYPES)
+    device = _finder(DEVICES)
+    transport = _finder(TRANSPORTS)
 
     # --- events ----------------------------------------------------------
 

@@ -18,6 +18,18 @@ BROKEN_ON_IMPORT = """
 """
 
 
+def _add_broken(site) -> None:
+    """A distribution whose plugin module raises when imported."""
+    site.add(
+        "arctern-block-broken",
+        "0.1",
+        "arctern.block_drivers",
+        "broken",
+        "broken_pkg",
+        BROKEN_ON_IMPORT,
+    )
+
+
 def test_good_plugin_is_enabled_with_what_it_provides(site, good_driver):
     site.add("arctern-block-good", "1.2", "arctern.block_drivers", "good", "good_pkg", good_driver)
     record = site.listing()[("block", "good")]
@@ -56,14 +68,7 @@ def test_check_of_unknown_distribution_is_an_error(site):
 
 
 def test_plugin_raising_on_import_does_not_stop_the_others(site, good_driver):
-    site.add(
-        "arctern-block-broken",
-        "0.1",
-        "arctern.block_drivers",
-        "broken",
-        "broken_pkg",
-        BROKEN_ON_IMPORT,
-    )
+    _add_broken(site)
     site.add("arctern-block-good", "1.2", "arctern.block_drivers", "good", "good_pkg", good_driver)
     records = site.listing()
     broken = records[("block", "broken")]
@@ -101,14 +106,7 @@ def test_misspelled_hook_is_rejected_by_pluggy_validation(site):
 
 
 def test_strict_mode_turns_a_broken_plugin_into_an_error(site):
-    site.add(
-        "arctern-block-broken",
-        "0.1",
-        "arctern.block_drivers",
-        "broken",
-        "broken_pkg",
-        BROKEN_ON_IMPORT,
-    )
+    _add_broken(site)
     for args, env in ((("--strict-plugins",), {}), ((), {"ARCTERN_STRICT_PLUGINS": "1"})):
         proc = site.run(*args, "list", **env)
         assert proc.returncode == 1
