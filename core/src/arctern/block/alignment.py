@@ -10,7 +10,6 @@ not cover whole blocks read the partial head and tail blocks first
 
 from __future__ import annotations
 
-import ctypes
 import math
 import mmap
 import threading
@@ -70,6 +69,8 @@ def _is_aligned(offset: int, buf: memoryview, align: int) -> bool:
         return True
     if offset % align or len(buf) % align or buf.readonly or not buf.contiguous:
         return False
+    import ctypes  # here, not at start-up: only O_DIRECT nodes need addresses
+
     address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
     return address % align == 0
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import zlib
 
-import zstandard
-
 from arctern.errors import ImageFormatError
 from arctern_block_qcow2 import layout as L
 
@@ -34,6 +32,8 @@ def compressed_entry(host: int, length: int, cluster_bits: int) -> int:
 
 def compress_cluster(data: bytes | memoryview, compression_type: int) -> bytes:
     if compression_type == L.COMPRESSION_ZSTD:
+        import zstandard  # imported when a zstd image needs it: it costs every start
+
         return zstandard.ZstdCompressor().compress(data)
     packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -12, 9)
     return packer.compress(data) + packer.flush()
@@ -43,20 +43,28 @@ def decompress_cluster(data: bytes, cluster_size: int, compression_type: int, wh
     """Inflate one cluster; raise ImageFormatError unless exactly a cluster comes out."""
     try:
         if compression_type == L.COMPRESSION_ZSTD:
-            reader = zstandard.ZstdDecompressor().stream_reader(
-                io.BytesIO(data), read_across_frames=True
-            )
-            out = bytearray()
-            while len(out) < cluster_size:
-                piece = reader.read(cluster_size - len(out))
-                if not piece:
-                    break
-                out += piece
-            out = bytes(out)
+            out = _zstd_decompress(data, cluster_size)
         else:
             out = zlib.decompressobj(-12).decompress(data, cluster_size)
-    except (zlib.error, zstandard.ZstdError) as exc:
+    except (zlib.error, ValueError) as exc:
         raise ImageFormatError(f"{where}: bad compressed cluster ({exc})") from None
     if len(out) != cluster_size:
         raise ImageFormatError(f"{where}: compressed cluster decompresses to {len(out)} bytes")
     return out
+
+
+def _zstd_decompress(data: bytes, cluster_size: int) -> bytes:
+    """Up to ``cluster_size`` bytes out of zstd frames (QEMU may write several)."""
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    out = bytearray()
+    try:
+        while len(out) < cluster_size:
+            piece = reader.read(cluster_size - len(out))
+            if not piece:
+                break
+            out += piece
+    except zstandard.ZstdError as exc:
+        raise ValueError(str(exc)) from None
+    return bytes(out)

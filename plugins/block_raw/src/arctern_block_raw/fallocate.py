@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
+from functools import cache
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -14,18 +13,28 @@ FALLOC_FL_ZERO_RANGE = 0x10
 #: errno values meaning "this file system cannot do that", not a failure of the data.
 UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV})
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
-if _fallocate is not None:
-    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    _fallocate.restype = ctypes.c_int
+
+@cache
+def _libc_fallocate():
+    """libc's fallocate, or None; looked up at the first use (ctypes costs every start)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    function = getattr(libc, "fallocate64", None) or getattr(libc, "fallocate", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        function.restype = ctypes.c_int
+    return function
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """Call fallocate(2); raise OSError (ENOSYS where libc lacks it) on failure."""
-    if _fallocate is None:
+    function = _libc_fallocate()
+    if function is None:
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
-    if _fallocate(fd, mode, offset, length) != 0:
+    if function(fd, mode, offset, length) != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
