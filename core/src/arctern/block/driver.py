@@ -207,6 +207,30 @@ class BlockDriver:
 
         raise BlockError(f"format '{self.name}' does not support resizing")
 
+    def copy_range_from(self, offset: int, length: int, dst: BlockNode, dst_offset: int) -> None:
+        """Copy ``length`` bytes at ``offset`` of this node to ``dst`` at ``dst_offset``.
+
+        QEMU's ``bdrv_co_copy_range_from``. A format driver that knows where the
+        bytes lie in its file child passes the copy down to that child
+        (``self.node.file.copy_range_from(...)``); a protocol driver, holding
+        them, asks ``dst`` to take them: ``dst.copy_range_to(self.node, ...)``.
+        Default: read and write through a buffer.
+        """
+        from arctern.block.copy import bounce_copy
+
+        bounce_copy(self.node, offset, dst, dst_offset, length)
+
+    def copy_range_to(self, src: BlockNode, src_offset: int, offset: int, length: int) -> None:
+        """Write at ``offset`` of this node ``length`` bytes of the protocol node ``src``.
+
+        QEMU's ``bdrv_co_copy_range_to``. A format driver maps the range to its
+        file child (allocating as a write would); a protocol driver copies file
+        to file if it can (file: copy_file_range). Default: through a buffer.
+        """
+        from arctern.block.copy import bounce_copy
+
+        bounce_copy(src, src_offset, self.node, offset, length)
+
     def check(self, fix: str = "") -> CheckResult | None:
         """Check metadata consistency (qemu-img check); None if the format has no check."""
         return None

@@ -127,6 +127,19 @@ class BlockNode:
         else:
             self.driver.pwrite(offset, data)
 
+    def copy_range_from(self, offset: int, length: int, dst: BlockNode, dst_offset: int) -> None:
+        """Copy ``length`` bytes at ``offset`` to ``dst`` at ``dst_offset``, offloaded where
+        the drivers of both sides can (see :mod:`arctern.block.copy`)."""
+        dst.check_writable()
+        if length > 0:
+            self.driver.copy_range_from(offset, length, dst, dst_offset)
+
+    def copy_range_to(self, src: BlockNode, src_offset: int, offset: int, length: int) -> None:
+        """Write at ``offset`` the ``length`` bytes at ``src_offset`` of protocol node ``src``."""
+        self.check_writable()
+        if length > 0:
+            self.driver.copy_range_to(src, src_offset, offset, length)
+
     def flush(self) -> None:
         """Write back what the driver caches and make it stable (no-op with cache=unsafe)."""
         if self.closed or self.read_only or not self.active:
