@@ -4,7 +4,9 @@ The copy walks the allocation status of the source chain: ranges that read as
 zeroes are never read, and are not written either when the target already reads
 as zeroes (a new image without a backing file). Data ranges are read in large
 chunks into one preallocated buffer; with ``-S`` (4 KiB by default) zero runs
-inside them are skipped too, so the target stays sparse.
+inside them are skipped too, so the target stays sparse. With ``-C`` data ranges
+are not read at all but copied with copy offload (``BlockBackend.copy_range``:
+copy_file_range between the files), as qemu-img's ``-C``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .img_status import walk
 from .img_units import parse_size
 
 CHUNK = 2 << 20
+OFFLOAD_CHUNK = 64 << 20
 DEFAULT_SPARSE = 4096
 
 
@@ -40,6 +43,7 @@ class ConvertPlan:
     zero_init: bool = False  # the target reads as zeroes before we write
     target_has_backing: bool = False  # copy only the source's top layer
     compressed: bool = False
+    offload: bool = False  # -C: copy data with copy_range (no zero detection inside it)
 
 
 def zero_runs(data: bytearray, size: int, granule: int) -> Iterator[tuple[int, int, bool]]:
@@ -140,6 +144,9 @@ class Copier:
         return []
 
     def _data(self, source: Any, offset: int, length: int, base: int) -> None:
+        if self.plan.offload:
+            self._offload(source, offset, length, base)
+            return
         end = offset + length
         while offset < end:
             count = min(CHUNK, end - offset)
@@ -157,6 +164,14 @@ class Copier:
                     else:
                         requests.append(("data", target + start, chunk, start, stop))
             self.writer.submit(buffer, requests)
+            offset += count
+
+    def _offload(self, source: Any, offset: int, length: int, base: int) -> None:
+        """Queue copy_range requests (in pieces, so that progress and errors keep up)."""
+        end = offset + length
+        while offset < end:
+            count = min(OFFLOAD_CHUNK, end - offset)
+            self.writer.submit(None, [("copy", base + offset, source, offset, count)])
             offset += count
 
 
@@ -177,7 +192,7 @@ def _open_sources(names: list[str], fmt: str | None, cache: str, force_share: bo
 def cmd_convert(args: Sequence[str]) -> int:
     opts, rest = parse_args(
         args,
-        "B:F:O:S:T:Ucf:hm:no:pqt:W",
+        "B:F:O:S:T:UCcf:hm:no:pqt:W",
         [
             "help",
             "force-share",
@@ -187,6 +202,7 @@ def cmd_convert(args: Sequence[str]) -> int:
     fmt, out_fmt, cache, src_cache = None, "raw", "unsafe", "writeback"
     progress = quiet = no_create = force_share = target_is_zero = False
     plan = ConvertPlan()
+    explicit_sparse = False
     option_texts: list[str] = []
     target_backing: dict[str, str] = {}
     for opt, value in opts:
@@ -202,6 +218,8 @@ def cmd_convert(args: Sequence[str]) -> int:
             target_backing["backing_fmt"] = value
         elif opt == "-c":
             plan.compressed = True
+        elif opt == "-C":
+            plan.offload = True
         elif opt == "-p":
             progress = True
         elif opt == "-q":
@@ -210,6 +228,7 @@ def cmd_convert(args: Sequence[str]) -> int:
             no_create = True
         elif opt == "-S":
             plan.min_sparse = _sparse_size(value)
+            explicit_sparse = True
         elif opt == "-t":
             cache = value
         elif opt == "-T":
@@ -220,11 +239,15 @@ def cmd_convert(args: Sequence[str]) -> int:
             target_is_zero = True
         elif opt in ("-h", "--help"):
             print(
-                "usage: arctern-img convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] "
+                "usage: arctern-img convert [-c] [-C] [-p] [-q] [-n] [-f fmt] [-t cache] "
                 "[-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] "
                 "[-o options] [-S sparse_size] [-U] filename [filename2 [...]] output_filename"
             )
             return 0
+    if plan.offload and plan.compressed:
+        raise UsageError("Cannot enable copy offloading when -c is used")
+    if plan.offload and explicit_sparse:
+        raise UsageError("Cannot enable copy offloading when -S is used")
     cls = format_driver_class(out_fmt)
     if plan.compressed and not hasattr(cls, "pwrite_compressed"):
         raise BlockError("Compression not supported for this file format")

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-#: ("data", target offset, buffer, start, stop) or ("zero", target offset, length, may_unmap)
+#: ("data", target offset, buffer, start, stop), ("zero", target offset, length, may_unmap)
+#: or ("copy", target offset, source backend, source offset, length)
 Request = tuple
 
 
@@ -74,6 +75,9 @@ class PipelinedWriter:
         if request[0] == "data":
             _, offset, buf, start, stop = request
             self.write(offset, buf[start:stop])
+        elif request[0] == "copy":
+            _, offset, source, source_offset, length = request
+            source.copy_range(source_offset, length, self.target, offset)
         else:
             _, offset, length, may_unmap = request
             self.target.pwrite_zeroes(offset, length, may_unmap=may_unmap)

@@ -39,6 +39,7 @@ from arctern.errors import (
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.bitmaps import read_bitmaps
 from arctern_block_qcow2.compressed_write import CompressedWrite
+from arctern_block_qcow2.copy_range import CopyRange
 from arctern_block_qcow2.header import Header, parse_header
 from arctern_block_qcow2.mapping import ClusterMap, reserved_ranges
 from arctern_block_qcow2.options import parse_bool, parse_size
@@ -55,7 +56,7 @@ DEFAULT_L2_CACHE_MAX = 32 << 20  # QEMU's DEFAULT_L2_CACHE_MAX_SIZE on Linux
 DEFAULT_REFCOUNT_CACHE_CLUSTERS = 4  # QEMU's MIN_REFCOUNT_CACHE_SIZE
 
 
-class Qcow2Driver(ReadPath, WritePath, CompressedWrite, Resize, BlockDriver):
+class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, BlockDriver):
     """qcow2 format driver: QEMU's on-disk format, read and write."""
 
     name = "qcow2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 
+from arctern.block.copy import CopySource
 from arctern_block_qcow2 import layout as L
 from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
 from arctern_block_qcow2.serial import serialized
@@ -124,7 +125,10 @@ class WritePath:
             or not self.refcounts.block_clusters.isdisjoint(clusters)
         ):
             raise self.corruption(f"data write at 0x{host:x} would overwrite image metadata")
-        self.node.file.pwrite(host, data)
+        if isinstance(data, CopySource):  # an offloaded copy (copy_range_to)
+            data.write_to(self.node.file, host)
+        else:
+            self.node.file.pwrite(host, data)
         self._unsynced = True
 
     def _free_entry(self, entry: int) -> None:

@@ -16,7 +16,7 @@ import mmap
 import os
 import stat
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arctern.block import permissions
 from arctern.block.driver import (
@@ -31,12 +31,19 @@ from arctern.block.locking import ImageLock, ofd_supported
 from arctern.errors import BlockError, UsageError
 from arctern_block_raw.fallocate import UNSUPPORTED, punch_hole, zero_range
 
+if TYPE_CHECKING:
+    from arctern.block.node import BlockNode
+
 log = logging.getLogger(__name__)
 
 LOCKING_MODES = ("auto", "on", "off")
 OPEN_OPTIONS = ("create", "locking")
 ZERO_CHUNK = 1 << 20
 DIRECT_ALIGNMENTS = (512, 1024, 2048, 4096)
+#: copy_file_range(2) errors meaning "not between these files": copy through a buffer.
+COPY_UNSUPPORTED = frozenset(
+    {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.ETXTBSY}
+)
 
 
 def _probe_direct_alignment(fd: int) -> int:
@@ -168,6 +175,39 @@ class FileDriver(BlockDriver):
             raise self._error(f"write {len(data)} bytes at offset {offset} of", exc) from exc
         if self._size is not None and offset + done > self._size:
             self._size = offset + done
+
+    def copy_range_from(self, offset: int, length: int, dst: BlockNode, dst_offset: int) -> None:
+        dst.copy_range_to(self.node, offset, dst_offset, length)
+
+    def copy_range_to(self, src: BlockNode, src_offset: int, offset: int, length: int) -> None:
+        """copy_file_range(2) from another file node: the kernel copies (or shares) the
+        blocks. What it cannot do (other file systems, O_DIRECT, a source shorter than
+        the range) goes through a buffer."""
+        done = 0
+        if isinstance(src.driver, FileDriver) and not (src.cache.direct or self.node.cache.direct):
+            done = self._copy_file_range(src.driver.fd, src_offset, offset, length)
+        if done < length:
+            super().copy_range_to(src, src_offset + done, offset + done, length - done)
+
+    def _copy_file_range(self, src_fd: int, src_offset: int, offset: int, length: int) -> int:
+        """Bytes copied by copy_file_range(2) until it is done, stops or is unsupported."""
+        done = 0
+        try:
+            while done < length:
+                n = os.copy_file_range(
+                    src_fd, self.fd, length - done, src_offset + done, offset + done
+                )
+                if n == 0:
+                    break  # the end of the source file: the rest reads as zeroes
+                done += n
+        except OSError as exc:
+            if exc.errno not in COPY_UNSUPPORTED:
+                self._size = None
+                raise self._error(f"copy {length} bytes to offset {offset} of", exc) from exc
+            log.debug("copy_file_range not usable for '%s': %s", self.node.filename, exc)
+        if self._size is not None and offset + done > self._size:
+            self._size = offset + done
+        return done
 
     def flush(self) -> None:
         try:

@@ -103,6 +103,15 @@ class RawDriver(BlockDriver):
             raise BlockError(f"Cannot resize fixed-size raw disks ('{self.node.filename}')")
         self.node.file.truncate(self.offset + size, preallocation)
 
+    def copy_range_from(self, offset: int, length: int, dst: BlockNode, dst_offset: int) -> None:
+        self.node.file.copy_range_from(self.offset + offset, length, dst, dst_offset)
+
+    def copy_range_to(self, src: BlockNode, src_offset: int, offset: int, length: int) -> None:
+        if self.node.probed and offset < PROBE_SIZE:  # pwrite guards block 0: go through it
+            super().copy_range_to(src, src_offset, offset, length)
+            return
+        self.node.file.copy_range_to(src, src_offset, self.offset + offset, length)
+
     def pdiscard(self, offset: int, length: int) -> None:
         self.node.file.pdiscard(self.offset + offset, length)
 
