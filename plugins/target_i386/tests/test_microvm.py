@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from arctern_target_i386.microvm import GED_REGS_BASE, VIRTIO_MMIO_BASE
+from arctern_target_i386.microvm import GED_REGS_BASE, IOAPIC2_BASE, VIRTIO_MMIO_BASE
 
 from arctern.errors import MachineError
 from arctern.machine import Machine, MemoryChardev
@@ -13,6 +13,7 @@ from arctern.machine.launch import DeviceConfig, DriveConfig, MachineConfig, lau
 
 MAGIC_VALUE, VERSION, DEVICE_ID = 0x000, 0x004, 0x008
 VIRTIO_ID_BLOCK = 2
+LAPIC_BASE = 0xFEE00000
 
 
 def board(**options) -> Machine:
@@ -68,6 +69,7 @@ def test_com1_on_the_first_serial_backend_and_irq_4_through_the_pic():
     assert serial.props["iobase"] == 0x3F8 and serial.props["irq"] == 4
     cpu = machine.cpus[0]
     machine.power_on()
+    machine.address_space.write(LAPIC_BASE + 0x350, 4, 0x700)  # LINT0: ExtINT, unmasked
     for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xEF)):
         machine.io.write(port, 1, value)  # ICW1-4: vectors from 0x20; then unmask IRQ 4 only
     machine.gsi(3).raise_()
@@ -75,6 +77,53 @@ def test_com1_on_the_first_serial_backend_and_irq_4_through_the_pic():
     machine.gsi(4).raise_()
     assert cpu.irq_level
     assert cpu.irq_ack() == 0x20 + 4
+
+
+def test_pic_reaches_the_cpu_only_through_an_unmasked_lint0():
+    machine = board()
+    cpu = machine.cpus[0]
+    machine.power_on()
+    for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xEF)):
+        machine.io.write(port, 1, value)
+    machine.gsi(4).raise_()
+    assert not cpu.irq_level and cpu.irq_ack() is None  # LINT0 masked at reset, as QEMU
+    machine.address_space.write(LAPIC_BASE + 0x350, 4, 0x700)
+    assert cpu.irq_level and cpu.irq_ack() == 0x24
+
+
+def test_ioapic_routes_gsi_24_up_to_the_local_apic():
+    machine = board()
+    cpu = machine.cpus[0]
+    machine.power_on()
+    slot, vector = 23, 0x51
+    write = machine.address_space.write
+    write(LAPIC_BASE + 0xF0, 4, 0x1FF)  # software enable
+    write(IOAPIC2_BASE, 4, 0x10 + 2 * slot)
+    write(IOAPIC2_BASE + 0x10, 4, vector)  # fixed, edge, physical destination 0, unmasked
+    machine.gsi(24 + slot).raise_()
+    assert cpu.irq_level and cpu.irq_ack() == vector
+    assert not cpu.irq_level
+
+
+@pytest.mark.parametrize(
+    "options, ioapics", [({}, 2), ({"acpi": "off"}, 1), ({"ioapic2": "off"}, 1)]
+)
+def test_ioapics_at_qemus_addresses(options, ioapics):
+    machine = board(**options)
+    found = machine.find_device("ioapic")
+    assert [d.props["addr"] for d in found] == [0xFEC00000, 0xFEC10000][:ioapics]
+    assert len(transports(machine)) == (24 if ioapics == 2 else 8)
+
+
+@pytest.mark.parametrize("rtc, present", [("auto", True), ("on", True), ("off", False)])
+def test_rtc_option(rtc, present):
+    machine = board(rtc=rtc)
+    assert bool(machine.find_device("mc146818")) == present
+    if present:
+        machine.io.write(0x70, 1, 0x34)  # CMOS: memory above 16 MiB in 64 KiB units
+        low = machine.io.read(0x71, 1)
+        machine.io.write(0x70, 1, 0x35)
+        assert low | machine.io.read(0x71, 1) << 8 == (128 - 16) * 16
 
 
 def test_no_serial_device_without_a_backend_or_with_isa_serial_off():

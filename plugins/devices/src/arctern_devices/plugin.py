@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from arctern.hookspecs import hookimpl
+from arctern_devices.apic import LocalAPIC
 from arctern_devices.debug_exit import ISADebugExit
 from arctern_devices.i8254 import I8254
 from arctern_devices.i8259 import I8259, PICPair
+from arctern_devices.ioapic import IOAPIC
+from arctern_devices.mc146818 import MC146818
 from arctern_devices.serial import Serial16550
 from arctern_devices.virtio import VirtioDevice
 from arctern_devices.virtio_blk import VirtioBlk
@@ -16,7 +19,18 @@ from arctern_devices.virtio_mmio import VirtioMMIO
 
 @hookimpl
 def arctern_devices() -> list[type]:
-    return [Serial16550, I8259, PICPair, I8254, ISADebugExit, VirtioMMIO, VirtioBlk]
+    return [
+        Serial16550,
+        I8259,
+        PICPair,
+        I8254,
+        IOAPIC,
+        LocalAPIC,
+        MC146818,
+        ISADebugExit,
+        VirtioMMIO,
+        VirtioBlk,
+    ]
 
 
 @hookimpl
