@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from qemu.qmp import QMPClient
 
 from arctern.plugins import Registry
@@ -25,6 +26,7 @@ BASE = [
     "-kernel",
     str(KERNEL),
 ]
+LONG_PATH = "/tmp/" + "a" * 120  # 125 bytes: more than sun_path's 108
 
 
 def _free_port() -> int:
@@ -83,3 +85,19 @@ def test_monitor_stdio_session():
         "0000000000100000: 0x1badb002 0x00000003",
         "VM status: running",
     ]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["-qmp", f"unix:{LONG_PATH},server=on,wait=off"], ["-incoming", f"unix:{LONG_PATH}"]],
+    ids=["qmp", "incoming"],
+)
+def test_system_cli_socket_path_too_long(option):
+    result = subprocess.run(
+        [*BASE, "-S", *option], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"arctern-system: {option[0]} {option[1]}: "
+        f"UNIX socket path '{LONG_PATH}' is too long: Path must be less than 108 bytes\n"
+    )

@@ -133,3 +133,22 @@ def test_unix_refuses_to_replace_a_regular_file(tmp_path):
     with pytest.raises(TransportError, match="cannot listen on unix:"):
         UnixTransport().listen(f"unix:{path}")
     assert path.read_text() == "data"
+
+
+def test_unix_path_is_taken_verbatim_as_qemu_does(tmp_path):
+    """A migration URI is no QEMU option string: ``,,`` stays two commas (QEMU 7.2 too)."""
+    listener = UnixTransport().listen(f"unix:{tmp_path}/c,,d.sock")
+    try:
+        assert [p.name for p in tmp_path.iterdir()] == ["c,,d.sock"]
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("side", ["listen", "connect"])
+def test_unix_path_too_long_is_qemus_error(side):
+    path = "/tmp/" + "a" * 120
+    with pytest.raises(TransportError) as info:
+        getattr(UnixTransport(), side)(f"unix:{path}")
+    assert str(info.value) == (
+        f"UNIX socket path '{path}' is too long: Path must be less than 108 bytes"
+    )

@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from arctern.errors import UsageError
+from arctern.errors import ArcternError, UsageError
 from arctern.machine.chardev import StdioChardev
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.monitor import Monitor
@@ -67,7 +67,10 @@ def attach_monitor(
         if incoming == "defer":
             migration.defer_incoming()
         elif incoming:
-            migration.start_incoming(incoming, autostart=autostart)
+            try:
+                migration.start_incoming(incoming, autostart=autostart)
+            except ArcternError as exc:  # QEMU names the option, as for -qmp
+                raise UsageError(f"-incoming {incoming}: {exc}") from None
     except BaseException:
         mon.close()
         raise

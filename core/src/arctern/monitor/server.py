@@ -22,6 +22,8 @@ from arctern import __version__
 from arctern.errors import UsageError
 from arctern.monitor.commands import CommandNotFound, QMPError, query_version
 from arctern.monitor.jsonstream import JSONSplitter
+from arctern.qemu_opts import split_commas
+from arctern.unix_socket import fits_sun_path, too_long_message
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,11 @@ READ_SIZE = 65536
 
 
 def parse_socket_spec(spec: str, option: str = "-qmp") -> tuple[str, Any, dict[str, str]]:
-    """``unix:PATH,server=on,wait=off`` -> ("unix", PATH, options); tcp gives (host, port)."""
-    address, *rest = spec.split(",")
+    """``unix:PATH,server=on,wait=off`` -> ("unix", PATH, options); tcp gives (host, port).
+
+    QEMU's option syntax: ``,,`` is a comma inside PATH (``unix:/tmp/a,,b`` is ``/tmp/a,b``).
+    """
+    address, *rest = split_commas(spec)
     options = {}
     for item in rest:
         key, sep, value = item.partition("=")
@@ -54,6 +59,9 @@ def parse_socket_spec(spec: str, option: str = "-qmp") -> tuple[str, Any, dict[s
 
 def _listen(kind: str, target: Any, spec: str) -> socket.socket:
     if kind == "unix":
+        too_long = too_long_message(target)
+        if too_long:
+            raise UsageError(f"-qmp {spec}: {too_long}")
         try:
             if stat.S_ISSOCK(os.stat(target).st_mode):
                 os.unlink(target)
@@ -61,8 +69,11 @@ def _listen(kind: str, target: Any, spec: str) -> socket.socket:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Bound and listening under a temporary name, then renamed: a client that
-        # sees the socket file can connect at once.
+        # sees the socket file can connect at once. A path close to the sun_path
+        # limit leaves no room for the suffix and is bound directly.
         address: Any = f"{target}.{os.getpid()}.tmp"
+        if not fits_sun_path(address):
+            address = target
     else:
         host, port = target
         try:
@@ -76,14 +87,14 @@ def _listen(kind: str, target: Any, spec: str) -> socket.socket:
     try:
         sock.bind(address)
         sock.listen(4)
-        if kind == "unix":
+        if kind == "unix" and address != target:
             os.rename(address, target)
     except OSError as exc:
         sock.close()
-        if kind == "unix":
+        if kind == "unix" and address != target:
             with contextlib.suppress(OSError):
                 os.unlink(address)
-        raise UsageError(f"-qmp {spec}: cannot listen: {exc.strerror}") from None
+        raise UsageError(f"-qmp {spec}: cannot listen: {exc.strerror or exc}") from None
     return sock
 
 

@@ -23,6 +23,7 @@ from arctern.migration.transport import (
     SocketStream,
     split_uri,
 )
+from arctern.unix_socket import too_long_message
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ def parse_tcp(uri: str) -> tuple[str, int]:
 
 
 def parse_unix(uri: str) -> str:
+    """``unix:PATH`` -> PATH, taken verbatim as QEMU does (a ``,,`` stays two commas)."""
     _scheme, path = split_uri(uri)
-    if len(os.fsencode(path)) >= 108:
-        raise TransportError(f"bad migration URI '{uri}': socket path too long")
+    too_long = too_long_message(path)
+    if too_long:
+        raise TransportError(too_long)
     return path
 
 
