@@ -1,8 +1,11 @@
 /*
- * A bare-metal virtio-blk driver for -M microvm,acpi=off: finds the virtio-mmio
- * transports holding block devices, drives legacy (Version 1) or modern (Version 2)
- * registers, and reads, writes, flushes and identifies each disk. The command line
- * picks how: "irq" sleeps until the PIC interrupts instead of polling the used ring,
+ * A bare-metal virtio-blk driver for -M microvm: finds the virtio-mmio transports
+ * holding block devices, drives legacy (Version 1) or modern (Version 2) registers,
+ * and reads, writes, flushes and identifies each disk. The command line picks how:
+ * "irq" sleeps until the PIC interrupts instead of polling the used ring (acpi=off:
+ * 8 transports on ISA IRQ 5+i), "ioapic" until the second I/O APIC's redirection
+ * entry for GSI 24+i delivers through the local APIC (the default microvm: 24
+ * transports),
  * "indirect" puts each request in an indirect descriptor table, "event" negotiates
  * the event index (used_event / avail_event). Everything it learns goes to COM1;
  * main's return value is the exit code (0: success).
@@ -10,7 +13,13 @@
 #include "guest.h"
 
 #define MMIO_BASE 0xFEB00000u
-#define MMIO_SLOTS 8
+#define MMIO_SLOTS 24
+#define ISA_SLOTS 8
+#define IOAPIC2 0xFEC10000u
+#define GSI_BASE_IOAPIC2 24
+#define LAPIC_EOI 0xFEE000B0u
+#define LAPIC_SVR 0xFEE000F0u
+#define DISK_VECTOR_BASE 0x50
 #define QSIZE 8
 
 enum {
@@ -56,7 +65,7 @@ static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
 static uint8_t buf[4096] __attribute__((aligned(16)));
 static uint8_t cluster[CLUSTER_SECTORS * 512] __attribute__((aligned(16)));
 static struct disk disks[MMIO_SLOTS];
-static int ndisks, use_irq, use_indirect, use_event_idx, use_discard;
+static int ndisks, use_irq, use_ioapic, use_indirect, use_event_idx, use_discard;
 static volatile int irq_count;
 
 static inline uint32_t rd(struct disk *d, uint32_t off) { return mmio_read32(d->base + off); }
@@ -81,7 +90,23 @@ __attribute__((interrupt)) static void disk_interrupt(struct interrupt_frame *fr
             irq_count++;
         }
     }
-    pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
+    if (use_ioapic) mmio_write32(LAPIC_EOI, 0);
+    else pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
+}
+
+/* GSI 24+i: pin i of the second I/O APIC, edge-triggered, fixed, to APIC 0. */
+static void setup_ioapic(void)
+{
+    mmio_write32(LAPIC_SVR, 0x1FF); /* the local APIC's software enable */
+    for (int i = 0; i < ndisks; i++) {
+        uint8_t vector = (uint8_t)(DISK_VECTOR_BASE + i);
+        int pin = disks[i].irq - GSI_BASE_IOAPIC2;
+        idt_set_gate(vector, disk_interrupt);
+        mmio_write32(IOAPIC2, 0x11 + 2 * pin);
+        mmio_write32(IOAPIC2 + 0x10, 0); /* destination: APIC ID 0 */
+        mmio_write32(IOAPIC2, 0x10 + 2 * pin);
+        mmio_write32(IOAPIC2 + 0x10, vector);
+    }
 }
 
 static void setup_interrupts(void)
@@ -261,19 +286,22 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
     (void)magic;
     const char *cmdline = (mbi->flags & 4) ? (const char *)mbi->cmdline : "";
     while (*cmdline && *cmdline != ' ') cmdline++; /* skip the kernel's path */
-    use_irq = has_word(cmdline, "irq");
+    use_ioapic = has_word(cmdline, "ioapic");
+    use_irq = use_ioapic || has_word(cmdline, "irq");
     use_indirect = has_word(cmdline, "indirect");
     use_event_idx = has_word(cmdline, "event");
     use_discard = has_word(cmdline, "discard");
-    printf("virtio-blk guest: %s%s%s\n", use_irq ? "interrupts" : "polling",
+    printf("virtio-blk guest: %s%s%s\n",
+           use_ioapic ? "interrupts through the I/O APIC" : use_irq ? "interrupts" : "polling",
            use_indirect ? ", indirect descriptors" : "", use_event_idx ? ", event index" : "");
 
-    for (int slot = MMIO_SLOTS - 1; slot >= 0; slot--) {
+    int slots = use_ioapic ? MMIO_SLOTS : ISA_SLOTS;
+    for (int slot = slots - 1; slot >= 0; slot--) {
         struct disk *d = &disks[ndisks];
         d->base = MMIO_BASE + 0x200u * slot;
         if (rd(d, MAGIC) != 0x74726976 || rd(d, DEVICE_ID) != 2) continue;
         d->slot = slot;
-        d->irq = 5 + slot;
+        d->irq = use_ioapic ? GSI_BASE_IOAPIC2 + slot : 5 + slot;
         d->version = (int)rd(d, VERSION);
         ndisks++;
     }
@@ -281,7 +309,8 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
         puts("no virtio-blk device\n");
         return 1;
     }
-    if (use_irq) setup_interrupts();
+    if (use_ioapic) setup_ioapic();
+    else if (use_irq) setup_interrupts();
     for (int i = 0; i < ndisks; i++) init_disk(&disks[i]);
     for (int i = 0; i < ndisks; i++) exercise(&disks[i], i);
     if (use_irq) printf("interrupts: %d\n", irq_count);
