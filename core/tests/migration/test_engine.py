@@ -106,6 +106,33 @@ def test_unix_transport_and_paused_guest_stays_paused(
     assert dest.ram.data == source.ram.data
 
 
+@pytest.mark.parametrize("runstate", ["io-error", "prelaunch"])
+@pytest.mark.parametrize("autostart", [True, False], ids=["autostart", "minus-S"])
+def test_a_stopped_guest_keeps_its_run_state(
+    registry, make_machine, run_until, image, runstate, autostart
+):
+    """As QEMU: stopped on an I/O error (werror=stop) or never started, the same on arrival."""
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image, autostart=autostart)
+    source.pause(runstate)
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert src_mig.query()["status"] == "completed"
+    assert dest.runstate == runstate and dest.states == [runstate]
+
+
+def test_a_bad_run_state_in_the_stream_fails_the_migration(
+    registry, make_machine, run_until, image
+):
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    source.pause("no-such-state")
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert dst_mig.query()["status"] == "failed"
+    assert "bad run state 'no-such-state'" in dst_mig.query()["error-desc"]
+    assert dest.runstate == "inmigrate" and not dest.drives["disk0"].active
+    assert source.drives["disk0"].active
+
+
 def test_minus_s_keeps_images_inactive_until_cont(registry, make_machine, run_until, image):
     source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image, autostart=False)
     src_mig.migrate(uri)

@@ -138,6 +138,7 @@ class IncomingMigration:
         self.start = time.monotonic()
         self.end_time: float | None = None
         self.images_inactive = True
+        self.source_runstate = "paused"  # known once the state is loaded
         self.loader = StreamLoader(machine, self.listener, uri, wakeup)
         set_status("setup")
         self.loader.start()
@@ -180,6 +181,7 @@ class IncomingMigration:
         machine = self.machine
         collector = self.loader.collector
         try:
+            self.source_runstate = collector.runstate()
             collector.apply(machine)
             machine.ram.mark_all_dirty()
             if any(machine.ram.code):
@@ -198,7 +200,7 @@ class IncomingMigration:
 
     def _take_over(self) -> None:
         machine = self.machine
-        running = bool(self.loader.collector.global_state.get("running"))
+        running = self.source_runstate == "running"
         if self.autostart:
             try:
                 activate_images(machine)
@@ -212,7 +214,9 @@ class IncomingMigration:
         if self.autostart and running:
             machine.resume()
         else:
-            machine.pause("paused")
+            # As QEMU: a running source with -S waits in "paused"; any other state (an
+            # I/O error stop, a guest never started) carries over, and cont resumes it.
+            machine.pause("paused" if running else self.source_runstate)
         log.info("incoming migration from %s completed", self.uri)
 
     def _fail(self, error: str, *, close: bool = True) -> None:

@@ -349,14 +349,15 @@ class OutgoingMigration:
         self.stop_time = time.monotonic()
         self.status = "device"
         self._set_status("device")
-        running = machine.runstate == "running"
-        if running:
+        runstate = machine.runstate
+        if runstate == "running":
             machine.pause("finish-migrate")
             self.stopped_guest = True
         try:
             self.round.clear()
-            # Whether the destination resumes: the run state at switchover, as QEMU sends it.
-            state = fmt.encode_plain({"running": running})
+            # The run state before switchover, as QEMU sends it: the destination resumes a
+            # running guest and takes over any other state (paused, io-error, prelaunch).
+            state = fmt.encode_plain({"runstate": runstate})
             self._queue([b"".join(fmt.section(fmt.GLOBAL, "global", state))])
             for first, count in machine.ram.take_dirty():
                 self._queue(self.encoder.encode(first, count))

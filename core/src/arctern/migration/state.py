@@ -85,6 +85,29 @@ def digest(machine: Any) -> bytes:
     return h.digest()
 
 
+#: QEMU's RunState names: what a source may have been in when it stopped for switchover.
+RUN_STATES = frozenset(
+    (
+        "debug",
+        "inmigrate",
+        "internal-error",
+        "io-error",
+        "paused",
+        "postmigrate",
+        "prelaunch",
+        "finish-migrate",
+        "restore-vm",
+        "running",
+        "save-vm",
+        "shutdown",
+        "suspended",
+        "watchdog",
+        "guest-panicked",
+        "colo",
+    )
+)
+
+
 class StateCollector:
     """Destination side: keeps the non-RAM sections until END, then applies them at once."""
 
@@ -134,6 +157,13 @@ class StateCollector:
                     f"migration stream from {self.source} has drives "
                     f"{sorted(self.drives) or 'none'}; this machine has {sorted(mine) or 'none'}"
                 )
+
+    def runstate(self) -> str:
+        """The source's run state before switchover, as QEMU's global state carries it."""
+        state = self.global_state.get("runstate")
+        if state not in RUN_STATES:
+            raise StreamError(f"migration stream from {self.source}: bad run state {state!r}")
+        return state
 
     def apply(self, machine: Any) -> None:
         """Load CPU, device and clock state into a stopped machine (main thread).
