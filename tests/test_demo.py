@@ -124,9 +124,9 @@ def test_demo_migrates_the_writing_guest_and_everything_verifies(transport, fmt,
         assert check.returncode == 0, check.stdout + check.stderr
     else:
         assert "does not support checks" in out
-    assert read_slots(image, fmt, rounds, tmp_path) == [
-        expected_sector(r) for r in range(min(rounds, SLOTS))
-    ]
+    sectors = read_slots(image, fmt, rounds, tmp_path)
+    wrong = [r for r, sector in enumerate(sectors) if sector != expected_sector(r)]
+    assert wrong == [], f"{len(wrong)} of {len(sectors)} slots differ, first ones: {wrong[:8]}"
     assert children_of(workdir) == []
 
 
