@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from arctern.errors import StreamError
 from arctern.machine.device import Device, prop_int
 from arctern.machine.irq import IRQLine
-from arctern.machine.vmstate import VMState, array, boolean, i64, u8, u32, u64
+from arctern.machine.vmstate import VMState, array, boolean, buffer, i64, u8, u32, u64
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ class LocalAPIC(Device):
             u32("spurious_vec"),
             u8("log_dest"),
             u8("dest_mode"),
-            # 256-bit vector sets as eight little-endian 32-bit words, as QEMU migrates them
-            array("isr_words", "u32", 8),
-            array("tmr_words", "u32", 8),
-            array("irr_words", "u32", 8),
+            # 256-bit vector sets, little-endian (bit n of the set is vector n)
+            buffer("isr_bytes", length=32),
+            buffer("tmr_bytes", length=32),
+            buffer("irr_bytes", length=32),
             array("lvt", "u32", LVT_COUNT),
             u32("esr"),
             array("icr", "u32", 2),
@@ -133,17 +133,11 @@ class LocalAPIC(Device):
         self.next_time = 0
         self.timer_pending = False
 
-    # --- migration: vector sets as words, the timer re-armed -----------------------
+    # --- migration: vector sets as bytes, the timer re-armed -----------------------
 
-    isr_words = property(
-        lambda self: _words(self.isr), lambda self, v: setattr(self, "isr", _from_words(v))
-    )
-    tmr_words = property(
-        lambda self: _words(self.tmr), lambda self, v: setattr(self, "tmr", _from_words(v))
-    )
-    irr_words = property(
-        lambda self: _words(self.irr), lambda self, v: setattr(self, "irr", _from_words(v))
-    )
+    isr_bytes = property(lambda self: _to_bytes(self.isr), lambda self, v: _load(self, "isr", v))
+    tmr_bytes = property(lambda self: _to_bytes(self.tmr), lambda self, v: _load(self, "tmr", v))
+    irr_bytes = property(lambda self: _to_bytes(self.irr), lambda self, v: _load(self, "irr", v))
 
     def post_load(self) -> None:
         if self.count_shift > 7 or len(self.lvt) != LVT_COUNT or len(self.icr) != 2:
@@ -401,9 +395,9 @@ class LocalAPIC(Device):
             self._update_irq()
 
 
-def _words(bits: int) -> list[int]:
-    return [(bits >> (32 * i)) & 0xFFFFFFFF for i in range(8)]
+def _to_bytes(bits: int) -> bytes:
+    return bits.to_bytes(32, "little")
 
 
-def _from_words(words: list[int]) -> int:
-    return sum(w << (32 * i) for i, w in enumerate(words))
+def _load(apic: LocalAPIC, attr: str, data: bytes) -> None:
+    setattr(apic, attr, int.from_bytes(data, "little"))
