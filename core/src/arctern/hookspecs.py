@@ -108,6 +108,31 @@ def arctern_guest_state_changed(machine: Any, running: bool, reason: str) -> Non
 
 
 @hookspec
+def arctern_block_io_error(
+    machine: Any,
+    device: str,
+    node_name: str | None,
+    operation: str,
+    action: str,
+    nospace: bool | None,
+    reason: str,
+) -> None:
+    """A device's request to a drive failed; the device is about to apply its error policy.
+
+    Fired by the device itself (``machine.registry.notify``), before the action
+    takes effect, so a "stop" is seen before the guest stops; the monitor
+    turns it into QEMU's BLOCK_IO_ERROR event. ``device`` is the drive's id
+    (``-drive id=``), ``node_name`` its node's name (None when the node has
+    none), ``operation`` "read" or "write" (a failed flush counts as a write),
+    ``action`` "report" (the guest sees the error), "ignore" or "stop" (the
+    machine pauses in run state "io-error"). ``nospace`` says whether the
+    error was ENOSPC, or is None when the drive does not track its I/O status
+    (QEMU reports it only with a ``stop``/``enospc`` policy). ``reason`` is
+    the operating system's error text ("No space left on device").
+    """
+
+
+@hookspec
 def arctern_migration_state_changed(machine: Any, status: str) -> None:
     """A migration changed status ("setup", "active", "device", "completed", "failed", ...)."""
 
