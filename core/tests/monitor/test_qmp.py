@@ -268,3 +268,50 @@ def test_a_failing_command_is_an_error_reply_not_a_crash(served, qmp, monkeypatc
         return await client.execute("query-status")
 
     assert qmp(path, body)["running"] is True
+
+
+def test_block_io_error_hook_becomes_qemus_event(served, qmp):
+    """Any device (a third-party one too) reports an I/O error through the hook."""
+    machine, _monitor, path = served
+
+    def device_fails() -> None:  # on the main loop, between CPU slices, as a device would
+        machine.remove_poll_hook(device_fails)
+        notify = machine.registry.notify
+        notify(
+            "arctern_block_io_error",
+            machine=machine,
+            device="disk0",
+            node_name=None,
+            operation="write",
+            action="stop",
+            nospace=True,
+            reason="No space left on device",
+        )
+        notify(
+            "arctern_block_io_error",
+            machine=object(),  # another machine's error is not ours to report
+            device="other",
+            node_name="n1",
+            operation="read",
+            action="report",
+            nospace=None,
+            reason="Input/output error",
+        )
+
+    async def body(client):
+        machine.add_poll_hook(device_fails)
+        await client.execute("query-status")  # wakes the loop up
+        event = await _next_event(client, "BLOCK_IO_ERROR")
+        await client.execute("query-status")  # the hook has returned
+        return event, client.events.clear()
+
+    event, rest = qmp(path, body)
+    assert event["data"] == {
+        "device": "disk0",
+        "operation": "write",
+        "action": "stop",
+        "nospace": True,
+        "reason": "No space left on device",
+    }
+    assert set(event["timestamp"]) == {"seconds", "microseconds"}
+    assert [e for e in rest if e["event"] == "BLOCK_IO_ERROR"] == []

@@ -7,7 +7,8 @@ the main thread between CPU slices, like QEMU's under its big lock.
 
 Events reach every negotiated QMP client with QEMU's timestamp. STOP,
 RESUME, SHUTDOWN and RESET come from the ``arctern_guest_state_changed``
-hook, MIGRATION and MIGRATION_PASS from the migration manager.
+hook, BLOCK_IO_ERROR from ``arctern_block_io_error``, MIGRATION and
+MIGRATION_PASS from the migration manager.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def event_message(event: str, data: dict[str, Any] | None = None) -> dict[str, A
     return message
 
 
-class _GuestStateObserver:
-    """A pluggy plugin turning run-state changes of our machine into QMP events."""
+class _MachineObserver:
+    """A pluggy plugin turning run-state changes and I/O errors of our machine into events."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
@@ -65,6 +66,28 @@ class _GuestStateObserver:
             monitor.emit("RESUME")
         else:
             monitor.emit("STOP")
+
+    @hookimpl
+    def arctern_block_io_error(
+        self,
+        machine: Any,
+        device: str,
+        node_name: str | None,
+        operation: str,
+        action: str,
+        nospace: bool | None,
+        reason: str,
+    ) -> None:
+        if machine is not self.monitor.machine:
+            return
+        data: dict[str, Any] = {"device": device}
+        if node_name is not None:
+            data["node-name"] = node_name
+        data.update(operation=operation, action=action)
+        if nospace is not None:
+            data["nospace"] = nospace
+        data["reason"] = reason
+        self.monitor.emit("BLOCK_IO_ERROR", data)
 
 
 class Monitor:
@@ -90,7 +113,7 @@ class Monitor:
         self.sinks: list[EventSink] = []
         self.front_ends: list[Any] = []
         self.migration.listeners.append(self.emit)
-        self._observer = _GuestStateObserver(self)
+        self._observer = _MachineObserver(self)
         self.registry.pm.register(self._observer, name=f"monitor-{id(self):x}")
         machine.add_poll_hook(self.poll, self.fds)
 

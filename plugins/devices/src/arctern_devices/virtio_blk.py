@@ -96,12 +96,13 @@ class _Stop(Exception):
     """An I/O error whose policy is "stop": keep the request and pause the machine."""
 
 
-def _is_enospc(exc: BaseException) -> bool:
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The operating system's error behind a block-layer error, if there is one."""
     while exc is not None:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 class VirtioBlk(VirtioDevice):
@@ -409,14 +410,35 @@ class VirtioBlk(VirtioDevice):
         try:
             operation()
         except ArcternError as exc:
+            cause = _os_error(exc)
+            nospace = cause is not None and cause.errno == errno.ENOSPC
             action = self.props["rerror" if is_read else "werror"]
             if action == "enospc":
-                action = "stop" if _is_enospc(exc) else "report"
+                action = "stop" if nospace else "report"
             log.warning("%s: I/O error (%s): %s", self.name, action, exc)
+            self._report_io_error(is_read, action, nospace, cause.strerror if cause else str(exc))
             if action == "stop":
                 raise _Stop from exc
             return S_OK if action == "ignore" else S_IOERR
         return S_OK
+
+    def _report_io_error(self, is_read: bool, action: str, nospace: bool, reason: str) -> None:
+        """Tell observers (the monitor's BLOCK_IO_ERROR) before the action takes effect.
+
+        As QEMU, ``nospace`` is only reported when the drive tracks its I/O status,
+        i.e. when some policy may stop the machine.
+        """
+        tracks_status = self.props["werror"] in ("stop", "enospc") or self.props["rerror"] == "stop"
+        self.machine.registry.notify(
+            "arctern_block_io_error",
+            machine=self.machine,
+            device=self.props["drive"],
+            node_name=None,  # the block layer does not name its nodes
+            operation="read" if is_read else "write",
+            action=action,
+            nospace=nospace if tracks_status else None,
+            reason=reason,
+        )
 
     # --- in-flight requests ---------------------------------------------------------
 
