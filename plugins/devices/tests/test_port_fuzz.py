@@ -40,3 +40,34 @@ def test_random_port_io(machine, seed):
     for port, value in ((0x43, 0x34), (0x40, 100), (0x40, 0)):
         machine.io.write(port, 1, value)
     assert machine.timers.next_deadline() is not None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_apic_ioapic_and_rtc_accesses(machine, seed):
+    """Guest writes of anything anywhere to the interrupt controllers and the RTC never raise."""
+    rng = random.Random(seed)
+    lapic = machine.create_device("apic")
+    ioapic = machine.create_device("ioapic")
+    ioapic.deliver = lapic.deliver_irq
+    lapic.eoi_listeners.append(ioapic.eoi)
+    machine.create_device("mc146818")
+    machine.gsi(8).connect(ioapic.input(8))
+    for device in machine.devices:
+        device.reset()
+    space = machine.address_space
+    for _ in range(5000):
+        action = rng.random()
+        if action < 0.3:
+            space.write(0xFEE00000 + rng.randrange(0, 0x400, 4), 4, rng.getrandbits(32))
+        elif action < 0.45:
+            space.write(0xFEC00000 + rng.choice((0, 0x10, 0x40)), 4, rng.getrandbits(32))
+        elif action < 0.6:
+            machine.io.write(rng.choice((0x70, 0x71)), 1, rng.getrandbits(8))
+        elif action < 0.8:
+            assert 0 <= space.read(0xFEE00000 + rng.randrange(0, 0x400, 4), 4) <= 0xFFFFFFFF
+            assert 0 <= machine.io.read(0x71, 1) <= 0xFF
+        elif action < 0.9:
+            advance(machine, rng.randrange(1, 50_000_000))
+        else:
+            vector = lapic.acknowledge()
+            assert vector is None or 0 <= vector <= 0xFF

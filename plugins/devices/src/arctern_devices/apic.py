@@ -301,7 +301,9 @@ class LocalAPIC(Device):
 
     def _timer_expired(self) -> None:
         self._local_deliver(LVT_TIMER)
-        self._timer_update(self.next_time)
+        # Periods the main loop could not run in time are merged into this one (the IRR
+        # bit would have merged them anyway), so a tiny period cannot starve the guest.
+        self._timer_update(max(self.next_time, self._now))
 
     # --- registers ---------------------------------------------------------------------
 
