@@ -160,11 +160,12 @@ def disk_slot(step: int, disk_size: int) -> int:
     return (step << 16) % disk_size
 
 
-def run_until(condition: Callable[[], bool], *machines: LoopMachine, timeout: float = 20) -> None:
+def run_until(condition: Callable[[], bool], *machines: LoopMachine, timeout: float = 120) -> None:
     """Step the machines in turn until ``condition()``, checked after every single step.
 
     Checking after each step matters: a destination that took over runs its
     guest on its next step, and tests compare it with the source before that.
+    ``timeout`` only catches a hang: generous, for a loaded 2-core machine.
     """
     deadline = time.monotonic() + timeout
     while not condition():

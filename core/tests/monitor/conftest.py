@@ -151,9 +151,9 @@ def qmp_fixture() -> Callable:
     def run(address, body):
         async def session():
             client = QMPClient("test")
-            await asyncio.wait_for(client.connect(address), 5)
+            await asyncio.wait_for(client.connect(address), 60)
             try:
-                return await asyncio.wait_for(body(client), 20)
+                return await asyncio.wait_for(body(client), 120)
             finally:
                 await client.disconnect()
 

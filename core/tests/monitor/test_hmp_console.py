@@ -42,16 +42,21 @@ def test_console_session(registry, image, tmp_path, make_machine):
         "VM status: running\n(qemu) (qemu) VM status: paused\n(qemu) unknown command: 'bogus'\n"
         "(qemu) "
     )
-    # migrate without -d holds the prompt until the migration ends (1 MiB at 4 MiB/s)
+    # migrate without -d holds the prompt until the migration ends: 1 MiB of random RAM
+    # at 2 MiB/s takes 0.45 s or more (the throttle counts wall-clock time, so a loaded
+    # machine only makes it longer); the prompt must still be held once RAM flows.
     machine.ram.data[:] = os.urandom(machine.ram.size)
-    os.write(write_fd, b"migrate_set_parameter max-bandwidth 4\n")
+    os.write(write_fd, b"migrate_set_parameter max-bandwidth 2\n")
     _poll(machine)
     state = tmp_path / "state"
     before = output.getvalue()
     os.write(write_fd, f"migrate exec:cat>{state}\ninfo status\n".encode())
-    _poll(machine, 0.1)
+    deadline = time.monotonic() + 60
+    while monitor.migration.query().get("status") in (None, "setup"):
+        assert time.monotonic() < deadline
+        _poll(machine, 0.01)
+    assert monitor.migration.query()["status"] == "active"
     assert output.getvalue() == before
-    deadline = time.monotonic() + 10
     while "postmigrate" not in output.getvalue() and time.monotonic() < deadline:
         _poll(machine, 0.01)
     assert output.getvalue().endswith("(qemu) VM status: paused (postmigrate)\n(qemu) ")

@@ -16,7 +16,7 @@ from arctern.monitor.server import parse_socket_spec
 
 async def _next_event(client, name: str) -> dict:
     while True:
-        event = await asyncio.wait_for(client.events.get(), 5)
+        event = await asyncio.wait_for(client.events.get(), 60)
         if event["event"] == name:
             return event
 
@@ -102,7 +102,7 @@ def test_error_classes(served, qmp):
 
 def _raw_session(path: str):
     sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(5)
+    sock.settimeout(60)
     sock.connect(path)
     reader = sock.makefile("rb")
     greeting = json.loads(reader.readline())

@@ -85,7 +85,7 @@ def _session(emulator: str, tmp: Path) -> list:
             assert process.poll() is None and time.monotonic() < deadline, emulator
             time.sleep(0.02)
         sock = socket.socket(socket.AF_UNIX)
-        sock.settimeout(10)
+        sock.settimeout(60)
         sock.connect(str(path))
         reader = sock.makefile("rb")
         replies = [json.loads(reader.readline())]
@@ -152,7 +152,7 @@ def _migrate_to_file(emulator: str, tmp: Path) -> dict:
             assert process.poll() is None, emulator
             time.sleep(0.02)
         sock = socket.socket(socket.AF_UNIX)
-        sock.settimeout(10)
+        sock.settimeout(60)
         sock.connect(str(path))
         reader = sock.makefile("rb")
         reader.readline()
