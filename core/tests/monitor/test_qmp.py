@@ -25,7 +25,7 @@ def test_greeting_negotiation_and_queries(served, qmp):
     machine, _monitor, path = served
 
     async def body(client):
-        assert client.greeting.QMP.capabilities == []
+        assert client.greeting.QMP.capabilities == ["oob"]  # and QMPClient enabled it
         version = await client.execute("query-version")
         status = await client.execute("query-status")
         name = await client.execute("query-name")

@@ -68,13 +68,25 @@ CASES = [
     (b'{"execute": "stop"}', "reply"),
     *((_hmp(line).encode(), "reply") for line in HMP),
     (b'{"execute": "cont"}', "reply"),
+    (b'{"exec-oob": "query-status", "id": 2}', "reply"),  # oob was not enabled
     # last: QEMU answers malformed JSON once per bad token, Arctern once per line
     (b"this is not json", "class"),
 ]
+# A session that enables out-of-band execution (QMPClient does when it is offered)
+OOB_CASES = [
+    (b'{"execute": "qmp_capabilities", "arguments": {"enable": "oob"}}', "reply"),
+    (b'{"execute": "qmp_capabilities", "arguments": {"enable": ["bogus"]}}', "reply"),
+    (b'{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}', "reply"),
+    (b'{"exec-oob": "query-status", "id": 1}', "reply"),
+    (b'{"exec-oob": "nosuch", "id": 2}', "reply"),
+    (b'{"exec-oob": 5}', "reply"),
+    (b'{"exec-oob": "query-status", "execute": "query-status"}', "reply"),
+    (b'{"execute": "query-status", "id": 3}', "reply"),
+]
 
 
-def _session(emulator: str, tmp: Path) -> list:
-    path = tmp / f"{emulator}.qmp"
+def _session(emulator: str, tmp: Path, cases: list = CASES) -> list:
+    path = tmp / f"{emulator}-{len(cases)}.qmp"
     command = [*EMULATORS[emulator], "-M", "microvm,acpi=off", "-nodefaults", "-display", "none"]
     command += ["-S"]
     command += ["-kernel", str(KERNEL), "-qmp", f"unix:{path},server=on,wait=off"]
@@ -90,7 +102,7 @@ def _session(emulator: str, tmp: Path) -> list:
         reader = sock.makefile("rb")
         replies = [json.loads(reader.readline())]
         events: list = []
-        for request, _ in CASES:
+        for request, _ in cases:
             sock.sendall(request + b"\n")
             replies.append(_reply(reader, events))
         sock.sendall(b'{"execute": "query-status", "id": "last"}\n')
@@ -118,6 +130,17 @@ def replies(tmp_path_factory) -> dict:
     return {name: _session(name, tmp) for name in EMULATORS}
 
 
+@pytest.fixture(scope="module")
+def oob_replies(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("qmp-oob")
+    return {name: _session(name, tmp, OOB_CASES) for name in EMULATORS}
+
+
+@pytest.mark.parametrize("index", range(len(OOB_CASES)), ids=[c[0].decode() for c in OOB_CASES])
+def test_out_of_band_session_as_qemu(oob_replies, index):
+    assert oob_replies["arctern"][index + 1] == oob_replies["qemu"][index + 1]
+
+
 def test_same_events_as_qemu(replies):
     assert replies["arctern"][-1] == replies["qemu"][-1]
 
@@ -126,6 +149,7 @@ def test_greeting_has_qemus_shape(replies):
     for name, session in replies.items():
         greeting = session[0]["QMP"]
         assert set(greeting) == {"version", "capabilities"}, name
+        assert greeting["capabilities"] == ["oob"], name
         assert set(greeting["version"]["qemu"]) == {"major", "minor", "micro"}, name
 
 

@@ -121,9 +121,8 @@ class Monitor:
 
     def execute(self, name: str, args: dict[str, Any] | None = None) -> Any:
         """Run a QMP command; QMPError (with its QEMU error class) on failure."""
-        cmd = COMMANDS.get(name)
-        if cmd is None:
-            raise CommandNotFound(f"The command {name} has not been found")
+        self.check_command(name)
+        cmd = COMMANDS[name]
         args = args or {}
         cmd.check(args)
         try:
@@ -136,6 +135,11 @@ class Monitor:
             log.error("QMP command %s failed", name, exc_info=True)
             raise QMPError(f"{name} failed: {type(exc).__name__}: {exc}") from None
         return {} if result is None else result
+
+    def check_command(self, name: str) -> None:
+        """Raise CommandNotFound, in QEMU's words, unless ``name`` is a QMP command."""
+        if name not in COMMANDS:
+            raise CommandNotFound(f"The command {name} has not been found")
 
     def hmp(self, line: str) -> str:
         """An HMP command's output as QEMU returns it to human-monitor-command (CRLF lines)."""

@@ -27,6 +27,8 @@ from arctern.unix_socket import fits_sun_path, too_long_message
 
 log = logging.getLogger(__name__)
 
+#: What the greeting offers, as QEMU 7.2 does on its sockets.
+CAPABILITIES = ("oob",)
 MAX_MESSAGE = 1 << 20
 MAX_BACKLOG = 16 << 20
 READ_SIZE = 65536
@@ -98,6 +100,17 @@ def _listen(kind: str, target: Any, spec: str) -> socket.socket:
     return sock
 
 
+def _negotiate(args: dict[str, Any]) -> bool:
+    """``qmp_capabilities`` arguments -> whether out-of-band execution is enabled."""
+    enable = args.get("enable", [])
+    if not isinstance(enable, list):
+        raise QMPError("Invalid parameter type for 'enable', expected: array")
+    for capability in enable:
+        if capability != "oob":
+            raise QMPError(f"Parameter 'null' does not accept value '{capability}'")
+    return bool(enable)
+
+
 class QMPConnection:
     """One client: its input splitter, negotiation state and pending output."""
 
@@ -106,6 +119,7 @@ class QMPConnection:
         self.sock = sock
         self.splitter = JSONSplitter(MAX_MESSAGE)
         self.negotiated = False
+        self.oob = False  # the client enabled the "oob" capability
         self.out = bytearray()
         self.closed = False
 
@@ -167,25 +181,31 @@ class QMPConnection:
     def dispatch(self, request: Any) -> Any:
         if not isinstance(request, dict):
             raise QMPError("QMP input must be a JSON object")
+        allowed = ("execute", "arguments", "id") + (("exec-oob",) if self.oob else ())
         for key in request:
-            if key not in ("execute", "arguments", "id", "exec-oob"):
+            if key not in allowed:
                 raise QMPError(f"QMP input member '{key}' is unexpected")
-        if "exec-oob" in request:
-            raise QMPError("QMP input member 'exec-oob' is not supported: no out-of-band")
-        name = request.get("execute")
+        out_of_band = "exec-oob" in request
+        if out_of_band and "execute" in request:
+            raise QMPError("QMP input member 'execute' clashes with 'exec-oob'")
+        member = "exec-oob" if out_of_band else "execute"
+        name = request.get(member)
         if not isinstance(name, str):
-            raise QMPError("QMP input member 'execute' must be a string")
+            raise QMPError(f"QMP input member '{member}' must be a string")
         args = request.get("arguments", {})
         if not isinstance(args, dict):
             raise QMPError("QMP input member 'arguments' must be an object")
         if not self.negotiated:
             if name != "qmp_capabilities":
                 raise CommandNotFound("Expecting capabilities negotiation with 'qmp_capabilities'")
-            enable = args.get("enable", [])
-            if not isinstance(enable, list) or enable:
-                raise QMPError(f"Capability '{enable}' not available")
+            self.oob = _negotiate(args)
             self.negotiated = True
             return {}
+        if out_of_band:
+            # QEMU runs a few commands out of band (migrate-pause, migrate-recover), none
+            # of which Arctern has: an existing command is refused as QEMU refuses its own.
+            self.server.monitor.check_command(name)
+            raise QMPError(f"The command {name} does not support OOB")
         return self.server.monitor.execute(name, args)
 
     def close(self) -> None:
@@ -222,7 +242,7 @@ class QMPServer:
         self.connections.append(conn)
         self.selector.register(sock, selectors.EVENT_READ, conn)
         version = query_version(self.monitor, {})
-        greeting = {"QMP": {"version": version, "capabilities": []}}
+        greeting = {"QMP": {"version": version, "capabilities": list(CAPABILITIES)}}
         log.debug("QMP client connected (Arctern %s)", __version__)
         conn.send(greeting)
 
