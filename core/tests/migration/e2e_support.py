@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,14 @@ def reference_output(guest: Guest, directory: Path) -> str:
 class Side:
     """One arctern-system process, its serial output file and its QMP client."""
 
-    def __init__(self, name: str, tmp: Path, args: list[str], env: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        tmp: Path,
+        args: list[str],
+        env: dict | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self.serial = tmp / f"{name}.out"
         self.qmp_path = tmp / f"{name}.qmp"
@@ -92,6 +100,7 @@ class Side:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
+            preexec_fn=preexec_fn,
         )
         self.client = QMPClient(name)
 
