@@ -11,7 +11,7 @@ import pytest
 from qemu.qmp import ExecuteError
 
 from arctern.errors import UsageError
-from arctern.monitor.server import parse_socket_spec
+from arctern.monitor.listener import parse_socket_spec
 
 
 async def _next_event(client, name: str) -> dict:

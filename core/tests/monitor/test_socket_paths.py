@@ -6,7 +6,7 @@ import pytest
 from qemu.qmp import ExecuteError
 
 from arctern.errors import UsageError
-from arctern.monitor.server import parse_socket_spec
+from arctern.monitor.listener import parse_socket_spec
 
 LONG = "/tmp/" + "a" * 120  # 125 bytes: more than sun_path's 108
 TOO_LONG = f"UNIX socket path '{LONG}' is too long: Path must be less than 108 bytes"

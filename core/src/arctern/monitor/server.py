@@ -9,21 +9,16 @@ dropped once its backlog passes a limit.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import selectors
 import socket
-import stat
 from typing import Any
 
 from arctern import __version__
-from arctern.errors import UsageError
 from arctern.monitor.commands import CommandNotFound, QMPError, query_version
 from arctern.monitor.jsonstream import JSONSplitter
-from arctern.qemu_opts import split_commas
-from arctern.unix_socket import fits_sun_path, too_long_message
+from arctern.monitor.listener import ServerSocket
 
 log = logging.getLogger(__name__)
 
@@ -32,72 +27,6 @@ CAPABILITIES = ("oob",)
 MAX_MESSAGE = 1 << 20
 MAX_BACKLOG = 16 << 20
 READ_SIZE = 65536
-
-
-def parse_socket_spec(spec: str, option: str = "-qmp") -> tuple[str, Any, dict[str, str]]:
-    """``unix:PATH,server=on,wait=off`` -> ("unix", PATH, options); tcp gives (host, port).
-
-    QEMU's option syntax: ``,,`` is a comma inside PATH (``unix:/tmp/a,,b`` is ``/tmp/a,b``).
-    """
-    address, *rest = split_commas(spec)
-    options = {}
-    for item in rest:
-        key, sep, value = item.partition("=")
-        if key in ("server", "wait", "nowait", "nodelay") and not sep:
-            value = "off" if key == "nowait" else "on"
-            key = "wait" if key == "nowait" else key
-        if key not in ("server", "wait", "nodelay") or value not in ("on", "off"):
-            raise UsageError(f"{option} {spec}: bad option '{item}'")
-        options[key] = value
-    kind, sep, target = address.partition(":")
-    if kind == "unix" and sep and target:
-        return "unix", target, options
-    if kind == "tcp" and sep:
-        host, sep, port = target.rpartition(":")
-        if sep and port.isdigit() and int(port) < 65536:
-            return "tcp", (host.strip("[]"), int(port)), options
-    raise UsageError(f"{option} {spec}: expected unix:PATH or tcp:HOST:PORT")
-
-
-def _listen(kind: str, target: Any, spec: str) -> socket.socket:
-    if kind == "unix":
-        too_long = too_long_message(target)
-        if too_long:
-            raise UsageError(f"-qmp {spec}: {too_long}")
-        try:
-            if stat.S_ISSOCK(os.stat(target).st_mode):
-                os.unlink(target)
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Bound and listening under a temporary name, then renamed: a client that
-        # sees the socket file can connect at once. A path close to the sun_path
-        # limit leaves no room for the suffix and is bound directly.
-        address: Any = f"{target}.{os.getpid()}.tmp"
-        if not fits_sun_path(address):
-            address = target
-    else:
-        host, port = target
-        try:
-            family, kind_, proto, _name, address = socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-        except socket.gaierror as exc:
-            raise UsageError(f"-qmp {spec}: cannot resolve '{host}': {exc.strerror}") from None
-        sock = socket.socket(family, kind_, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(4)
-        if kind == "unix" and address != target:
-            os.rename(address, target)
-    except OSError as exc:
-        sock.close()
-        if kind == "unix" and address != target:
-            with contextlib.suppress(OSError):
-                os.unlink(address)
-        raise UsageError(f"-qmp {spec}: cannot listen: {exc.strerror or exc}") from None
-    return sock
 
 
 def _negotiate(args: dict[str, Any]) -> bool:
@@ -219,22 +148,18 @@ class QMPServer:
     def __init__(self, monitor: Any, spec: str) -> None:
         self.monitor = monitor
         self.spec = spec
-        kind, target, options = parse_socket_spec(spec)
-        if options.get("server", "off") != "on":
-            raise UsageError(f"-qmp {spec}: only server sockets are supported (add server=on)")
-        self.path = target if kind == "unix" else None
-        self.sock = _listen(kind, target, spec)
+        self.listener = ServerSocket(spec, "-qmp")
+        self.sock = self.listener.sock
         self.selector = selectors.DefaultSelector()
         self.connections: list[QMPConnection] = []
         monitor.sinks.append(self.broadcast)
-        if options.get("wait", "on") == "on":
-            log.info("QMP: waiting for a client on %s", spec)
-            self._accept(self.sock.accept()[0])
-        self.sock.setblocking(False)
+        first = self.listener.wait_for_client()
+        if first is not None:
+            self._accept(first)
         self.selector.register(self.sock, selectors.EVENT_READ, None)
 
     def address(self) -> Any:
-        return self.sock.getsockname()
+        return self.listener.address()
 
     def _accept(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -271,11 +196,9 @@ class QMPServer:
         for key, events in self.selector.select(timeout):
             conn = key.data
             if conn is None:
-                try:
-                    sock, _peer = self.sock.accept()
-                except BlockingIOError:
-                    continue
-                self._accept(sock)
+                sock = self.listener.accept()
+                if sock is not None:
+                    self._accept(sock)
                 continue
             if events & selectors.EVENT_WRITE:
                 conn.flush()
@@ -295,9 +218,4 @@ class QMPServer:
         if self.broadcast in self.monitor.sinks:
             self.monitor.sinks.remove(self.broadcast)
         self.selector.close()
-        self.sock.close()
-        if self.path:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        self.listener.close()
