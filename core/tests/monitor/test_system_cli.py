@@ -101,3 +101,54 @@ def test_system_cli_socket_path_too_long(option):
         f"arctern-system: {option[0]} {option[1]}: "
         f"UNIX socket path '{LONG_PATH}' is too long: Path must be less than 108 bytes\n"
     )
+
+
+def _read_prompts(sock: socket.socket, prompts: int) -> str:
+    """What the console sends up to its ``prompts``-th prompt (or until it hangs up)."""
+    data = b""
+    while data.count(b"(qemu) ") < prompts:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().replace("\r\n", "\n")
+
+
+def test_monitor_on_a_unix_socket_one_client_at_a_time(tmp_path):
+    """-monitor takes a socket as -qmp does (",," a comma in PATH); each client gets a console."""
+    path = tmp_path / "h,m.sock"
+    process = subprocess.Popen(
+        [*BASE, "-S", "-monitor", f"unix:{tmp_path}/h,,m.sock,server=on,wait=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        sessions = []
+        for commands in (b"info status\ncont\ninfo status\n", b"info status\nquit\n"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(60)
+                sock.connect(str(path))
+                sock.sendall(commands)
+                sessions.append(_read_prompts(sock, 1 + commands.count(b"\n")))
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+        process.wait()
+    banner = sessions[0].split("\n")[0]
+    assert banner.startswith("Arctern ") and banner.endswith("type 'help' for more information")
+    assert sessions[0] == (
+        f"{banner}\n(qemu) VM status: paused (prelaunch)\n(qemu) (qemu) VM status: running\n(qemu) "
+    )
+    assert sessions[1].startswith(f"{banner}\n(qemu) VM status: running\n(qemu) ")
+
+
+def test_monitor_device_that_is_no_socket_is_one_error_line():
+    result = subprocess.run(
+        [*BASE, "-S", "-monitor", "vc"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr == "arctern-system: -monitor vc: expected unix:PATH or tcp:HOST:PORT\n"

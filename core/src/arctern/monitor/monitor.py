@@ -1,7 +1,8 @@
 """The monitor of one machine: runs commands, broadcasts events, serves QMP and HMP.
 
 ``arctern-system`` creates one :class:`Monitor` per machine, adds a QMP
-server per ``-qmp`` option and an HMP console for ``-monitor stdio``; the
+server per ``-qmp`` option and an HMP console per ``-monitor`` (stdio or a
+socket); the
 monitor polls them from the machine's main loop, so every command runs on
 the main thread between CPU slices, like QEMU's under its big lock.
 
@@ -23,6 +24,7 @@ from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
 from arctern.monitor.hmp import DumpFormat, HMPConsole, run_hmp
+from arctern.monitor.hmp_server import HMPServer
 from arctern.monitor.server import QMPServer
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,12 @@ class Monitor:
         console = HMPConsole(self, reader, writer)
         self.front_ends.append(console)
         return console
+
+    def add_hmp_server(self, spec: str) -> Any:
+        """HMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
+        server = HMPServer(self, spec)
+        self.front_ends.append(server)
+        return server
 
     def fds(self) -> list[int]:
         """What the idle main loop waits on for us: sockets and the HMP terminal."""

@@ -6,7 +6,8 @@
 ``-incoming``) is set up here::
 
     -qmp unix:PATH,server=on,wait=off    (repeatable; also tcp:HOST:PORT,...)
-    -monitor stdio                       (HMP on the terminal; "none" for nothing)
+    -monitor stdio                       (HMP on the terminal; "none" for nothing;
+                                          or a socket as -qmp takes it)
     -incoming URI | defer                (wait for a migration instead of booting)
 """
 
@@ -27,7 +28,11 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
         "-qmp", action="append", default=[], metavar="DEV", help="QMP server socket (repeatable)"
     )
     parser.add_argument(
-        "-monitor", action="append", default=[], metavar="DEV", help="HMP monitor: stdio or none"
+        "-monitor",
+        action="append",
+        default=[],
+        metavar="DEV",
+        help="HMP monitor: stdio, none, unix:PATH,server=on,wait=off or tcp:HOST:PORT,...",
     )
     parser.add_argument(
         "-incoming", metavar="URI", help="wait for an incoming migration on URI (or 'defer')"
@@ -63,7 +68,7 @@ def attach_monitor(
                     )
                 mon.add_hmp(sys.stdin, sys.stdout)
             elif spec != "none":
-                raise UsageError(f"-monitor {spec}: only 'stdio' and 'none' are supported")
+                mon.add_hmp_server(spec)
         if incoming == "defer":
             migration.defer_incoming()
         elif incoming:
