@@ -64,6 +64,19 @@ void idt_set_gate(uint8_t vector, isr_t handler);
 void pic_init(uint8_t master_base, uint8_t slave_base, uint16_t enabled_irqs);
 void pic_eoi(int irq);
 
+/*
+ * The local APIC (0xfee00000) and microvm's I/O APICs (GSI 0-23 at 0xfec00000, 24-47 at
+ * 0xfec10000). lapic_enable() sets the software enable (spurious vector 0xff);
+ * ioapic_route() sends a GSI to APIC 0 as a fixed interrupt, unmasked; a handler ends
+ * with lapic_eoi() (which also ends a level-triggered pin's remote IRR).
+ */
+#define LAPIC_BASE 0xFEE00000u
+#define IOAPIC_BASE 0xFEC00000u
+#define IOAPIC2_BASE 0xFEC10000u
+void lapic_enable(void);
+void lapic_eoi(void);
+void ioapic_route(unsigned gsi, uint8_t vector, int level_triggered);
+
 void putc(char c);
 void puts(const char *s);                       /* no newline added */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -42,8 +42,8 @@ void pic_init(uint8_t master_base, uint8_t slave_base, uint16_t enabled_irqs)
 {
     /* QEMU's microvm firmware leaves the local APIC's LINT0 masked: route the PIC's INTR
      * through it as ExtINT (a machine without a local APIC ignores these two stores). */
-    mmio_write32(0xFEE000F0u, 0x1FF);   /* spurious vector register: APIC on, vector 0xff */
-    mmio_write32(0xFEE00350u, 0x700);   /* LVT LINT0: ExtINT, unmasked */
+    lapic_enable();
+    mmio_write32(LAPIC_BASE + 0x350, 0x700);   /* LVT LINT0: ExtINT, unmasked */
     outb(0x20, 0x11);               /* ICW1: edge, cascade, ICW4 follows */
     outb(0xA0, 0x11);
     outb(0x21, master_base);        /* ICW2: vector base */
@@ -61,6 +61,26 @@ void pic_eoi(int irq)
 {
     if (irq >= 8) outb(0xA0, 0x20);
     outb(0x20, 0x20);
+}
+
+void lapic_enable(void)
+{
+    mmio_write32(LAPIC_BASE + 0xF0, 0x1FF);   /* spurious vector register: APIC on, vector 0xff */
+}
+
+void lapic_eoi(void)
+{
+    mmio_write32(LAPIC_BASE + 0xB0, 0);
+}
+
+void ioapic_route(unsigned gsi, uint8_t vector, int level_triggered)
+{
+    uint32_t base = gsi < 24 ? IOAPIC_BASE : IOAPIC2_BASE;
+    unsigned pin = gsi % 24;
+    mmio_write32(base, 0x11 + 2 * pin);       /* high half: destination APIC ID 0 */
+    mmio_write32(base + 0x10, 0);
+    mmio_write32(base, 0x10 + 2 * pin);       /* low half: vector, fixed, physical, unmasked */
+    mmio_write32(base + 0x10, vector | (level_triggered ? 1u << 15 : 0));
 }
 
 /* --- formatting --------------------------------------------------------------------- */

@@ -9,11 +9,10 @@
  */
 #include "guest.h"
 
-#define LAPIC 0xFEE00000u
-#define IOAPIC1 0xFEC00000u
-#define IOAPIC2 0xFEC10000u
+#define IOAPIC1 IOAPIC_BASE
+#define IOAPIC2 IOAPIC2_BASE
 enum {
-    ID = 0x20, VER = 0x30, TPR = 0x80, PPR = 0xA0, EOI = 0xB0, LDR = 0xD0, DFR = 0xE0,
+    ID = 0x20, VER = 0x30, TPR = 0x80, PPR = 0xA0, LDR = 0xD0, DFR = 0xE0,
     SVR = 0xF0, ISR = 0x100, TMR = 0x180, IRR = 0x200, ESR = 0x280, ICR_LO = 0x300,
     ICR_HI = 0x310, LVT_TIMER = 0x320, LVT_LINT0 = 0x350, LVT_LINT1 = 0x360,
     LVT_ERROR = 0x370, INIT_COUNT = 0x380, CUR_COUNT = 0x390, DIVIDE = 0x3E0,
@@ -22,8 +21,8 @@ enum { V_TIMER = 0x40, V_IPI = 0x41, V_LOW = 0x31, V_RTC = 0x48 };
 enum { RTC_SEC, RTC_SEC_ALARM, RTC_MIN, RTC_MIN_ALARM, RTC_HOUR, RTC_HOUR_ALARM, RTC_WDAY,
        RTC_MDAY, RTC_MONTH, RTC_YEAR, RTC_A, RTC_B, RTC_C, RTC_D, RTC_CENTURY = 0x32 };
 
-static inline uint32_t lapic(uint32_t reg) { return mmio_read32(LAPIC + reg); }
-static inline void lapic_set(uint32_t reg, uint32_t v) { mmio_write32(LAPIC + reg, v); }
+static inline uint32_t lapic(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
+static inline void lapic_set(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
 
 static uint32_t ioapic(uint32_t base, uint32_t reg)
 {
@@ -56,21 +55,21 @@ __attribute__((interrupt)) static void on_timer(struct interrupt_frame *f)
 {
     (void)f;
     timer_ticks++;
-    lapic_set(EOI, 0);
+    lapic_eoi();
 }
 
 __attribute__((interrupt)) static void on_ipi(struct interrupt_frame *f)
 {
     (void)f;
     ipis++;
-    lapic_set(EOI, 0);
+    lapic_eoi();
 }
 
 __attribute__((interrupt)) static void on_low_ipi(struct interrupt_frame *f)
 {
     (void)f;
     low_ipis++;
-    lapic_set(EOI, 0);
+    lapic_eoi();
 }
 
 __attribute__((interrupt)) static void on_rtc(struct interrupt_frame *f)
@@ -79,7 +78,7 @@ __attribute__((interrupt)) static void on_rtc(struct interrupt_frame *f)
     rtc_irqs++;
     rtc_remote_irr |= ioapic(IOAPIC1, 0x10 + 2 * 8) & (1u << 14);
     rtc_flags |= cmos(RTC_C); /* lowers the line */
-    lapic_set(EOI, 0);        /* level-triggered: broadcast to the I/O APIC */
+    lapic_eoi();              /* level-triggered: broadcast to the I/O APIC */
 }
 
 /* Lets a just-raised interrupt be taken: emulators recognise interrupts between their
@@ -128,7 +127,7 @@ static void ioapic_state(const char *name, uint32_t base)
 
 static void priorities_and_ipis(void)
 {
-    lapic_set(SVR, 0x1FF);
+    lapic_enable();
     hex("svr enabled", lapic(SVR));
     sti();
     lapic_set(ICR_LO, (1u << 18) | V_IPI); /* self */
@@ -260,8 +259,7 @@ static void rtc_registers(void)
 static void rtc_through_ioapic(void)
 {
     /* Periodic interrupt at 1024 Hz on IRQ 8: I/O APIC pin 8, level-triggered. */
-    ioapic_set(IOAPIC1, 0x11 + 2 * 8, 0);
-    ioapic_set(IOAPIC1, 0x10 + 2 * 8, (1u << 15) | V_RTC);
+    ioapic_route(8, V_RTC, 1);
     cmos_set(RTC_A, 0x26);
     cmos(RTC_C);
     cmos_set(RTC_B, 0x42); /* PIE, 24 hours, BCD */
@@ -277,7 +275,7 @@ static void rtc_through_ioapic(void)
     /* Update-ended interrupts instead, edge-triggered this time. */
     rtc_irqs = 0;
     rtc_flags = 0;
-    ioapic_set(IOAPIC1, 0x10 + 2 * 8, V_RTC);
+    ioapic_route(8, V_RTC, 0);
     cmos_set(RTC_B, 0x12);
     sti();
     while (rtc_irqs < 2) hlt();

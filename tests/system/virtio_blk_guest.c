@@ -15,10 +15,7 @@
 #define MMIO_BASE 0xFEB00000u
 #define MMIO_SLOTS 24
 #define ISA_SLOTS 8
-#define IOAPIC2 0xFEC10000u
 #define GSI_BASE_IOAPIC2 24
-#define LAPIC_EOI 0xFEE000B0u
-#define LAPIC_SVR 0xFEE000F0u
 #define DISK_VECTOR_BASE 0x50
 #define QSIZE 8
 
@@ -90,22 +87,18 @@ __attribute__((interrupt)) static void disk_interrupt(struct interrupt_frame *fr
             irq_count++;
         }
     }
-    if (use_ioapic) mmio_write32(LAPIC_EOI, 0);
+    if (use_ioapic) lapic_eoi();
     else pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
 }
 
-/* GSI 24+i: pin i of the second I/O APIC, edge-triggered, fixed, to APIC 0. */
+/* GSI 24+i: pin i of the second I/O APIC, edge-triggered, to APIC 0. */
 static void setup_ioapic(void)
 {
-    mmio_write32(LAPIC_SVR, 0x1FF); /* the local APIC's software enable */
+    lapic_enable();
     for (int i = 0; i < ndisks; i++) {
         uint8_t vector = (uint8_t)(DISK_VECTOR_BASE + i);
-        int pin = disks[i].irq - GSI_BASE_IOAPIC2;
         idt_set_gate(vector, disk_interrupt);
-        mmio_write32(IOAPIC2, 0x11 + 2 * pin);
-        mmio_write32(IOAPIC2 + 0x10, 0); /* destination: APIC ID 0 */
-        mmio_write32(IOAPIC2, 0x10 + 2 * pin);
-        mmio_write32(IOAPIC2 + 0x10, vector);
+        ioapic_route((unsigned)disks[i].irq, vector, 0);
     }
 }
 
