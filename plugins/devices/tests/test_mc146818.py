@@ -169,3 +169,13 @@ def test_hostile_state_is_refused(machine, rtc):
     with pytest.raises(StreamError, match="CMOS index"):
         vmstate.load(rtc, data, 1)
         rtc.post_load()
+
+
+def test_system_reset_keeps_the_time_and_drops_pie_aie_and_flags(machine, rtc):
+    rtc.set_time(LATE)
+    put(machine, B, 0x7A)  # PIE, AIE, UIE, SQWE, 24 hours
+    advance(machine, S)
+    assert machine.gsi(8).level
+    rtc.reset()
+    assert get(machine, B) == 0x12 and get(machine, C) == 0 and not machine.gsi(8).level
+    assert get(machine, SEC) == 0x59

@@ -39,7 +39,7 @@ TIME_REGS = (SECONDS, MINUTES, HOURS, DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR, CE
 
 REG_A_UIP = 0x80
 REG_B_SET, REG_B_PIE, REG_B_AIE, REG_B_UIE = 0x80, 0x40, 0x20, 0x10
-REG_B_DM, REG_B_24H = 0x04, 0x02
+REG_B_SQWE, REG_B_DM, REG_B_24H = 0x08, 0x04, 0x02
 REG_C_IRQF, REG_C_PF, REG_C_AF, REG_C_UF = 0x80, 0x40, 0x20, 0x10
 REG_C_MASK = 0x70
 REG_D_VRT = 0x80
@@ -93,8 +93,8 @@ class MC146818(Device):
         self.set_time(time.time_ns() // NS_PER_SEC)
 
     def reset(self) -> None:
-        """As QEMU: register B loses its interrupt enables, C its flags; the time runs on."""
-        self.cmos[REG_B] &= ~(REG_B_PIE | REG_B_AIE | REG_B_UIE)
+        """As QEMU: register B loses PIE, AIE and SQWE, C its flags; the time runs on."""
+        self.cmos[REG_B] &= ~(REG_B_PIE | REG_B_AIE | REG_B_SQWE)
         self.cmos[REG_C] &= ~(REG_C_UF | REG_C_IRQF | REG_C_PF | REG_C_AF)
         self.irq.lower()
         self._periodic_update()
@@ -224,7 +224,7 @@ class MC146818(Device):
         """Arm the update timer for the next second while UF or AF can still change."""
         cmos = self.cmos
         idle = cmos[REG_C] & REG_C_UF and (cmos[REG_B] & REG_B_SET or cmos[REG_C] & REG_C_AF)
-        if cmos[REG_A] & 0x60 == 0x60 or (idle and not cmos[REG_A] & REG_A_UIP):
+        if cmos[REG_A] & 0x60 == 0x60 or idle:
             self.update_deadline = -1
             self._update_timer.cancel()
             return
@@ -251,7 +251,6 @@ class MC146818(Device):
             self._update_time()
             if self._alarm_matches():
                 flags |= REG_C_AF
-        self.cmos[REG_A] &= ~REG_A_UIP
         self._raise(flags)
         self._check_update_timer()
 
@@ -299,14 +298,12 @@ class MC146818(Device):
         if value & 0x60 == 0x60:  # divider chain reset: the time stops
             if self._running():
                 self._update_time()
-            cmos[REG_A] &= ~REG_A_UIP
         elif cmos[REG_A] & 0x60 == 0x60 and value & 0x70 <= 0x20:
             # Out of divider reset: the first update comes half a second later.
             if not cmos[REG_B] & REG_B_SET:
                 self.offset = NS_PER_SEC // 2
                 self._set_time_from_cmos()
-            cmos[REG_A] &= ~REG_A_UIP
-        cmos[REG_A] = (value & ~REG_A_UIP) | (cmos[REG_A] & REG_A_UIP)
+        cmos[REG_A] = value & ~REG_A_UIP  # UIP is computed when read
         self._periodic_update()
         self._check_update_timer()
 
@@ -316,7 +313,6 @@ class MC146818(Device):
         if value & REG_B_SET:
             if self._running():
                 self._update_time()
-            cmos[REG_A] &= ~REG_A_UIP
             value &= ~REG_B_UIE
         elif cmos[REG_B] & REG_B_SET and cmos[REG_A] & 0x70 <= 0x20:
             # Leaving set mode: the registers (in the old format) become the time.
