@@ -4,7 +4,8 @@ The guest's write past the 1 MiB file size limit fails with EFBIG (see
 virtio_blk_helpers). Both emulators start with ``-S`` so the QMP client is
 listening before the guest runs; each werror policy must give the event
 QEMU gives (its ``node-name`` aside: Arctern's block layer names no nodes)
-and, for ``stop``, before the STOP event.
+and, for ``stop``, before the STOP event, with query-block's ``io-status``
+"failed" until ``cont``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ import pytest
 from virtio_blk_helpers import connect_qmp, limit_file_size, two_disk_command, wait_status
 
 
+async def _io_status(qmp) -> dict[str, str]:
+    return {drive["device"]: drive["io-status"] for drive in await qmp.execute("query-block")}
+
+
 async def _events(process: subprocess.Popen, sock: Path, werror: str) -> list[dict]:
+    """The events of the run, and with ``stop`` query-block's io-status once stopped."""
     qmp = await connect_qmp(sock)
     try:
         await qmp.execute("cont")
         if werror == "stop":
             assert await wait_status(qmp, leaving="running") == "io-error"
             await asyncio.sleep(0.1)  # let the STOP event arrive after the status
+            io_status = await _io_status(qmp)
             await qmp.execute("quit")
         else:  # the guest sees the error and exits
             for _ in range(2400):
@@ -34,10 +41,13 @@ async def _events(process: subprocess.Popen, sock: Path, werror: str) -> list[di
     finally:
         with contextlib.suppress(EOFError, ConnectionError):  # the emulator went away
             await qmp.disconnect()
-    return [
+    events = [
         {"event": e["event"], **({"data": e["data"]} if "data" in e else {})}
         for e in qmp.events.clear()
     ]
+    if werror == "stop":
+        events.append({"event": "query-block io-status", "data": io_status})
+    return events
 
 
 def run(emulator: str, kernel: Path, workdir: Path, werror: str) -> list[dict]:
@@ -70,6 +80,7 @@ def test_block_io_error_event_as_qemu(virtio_blk_kernel, tmp_path, werror):
         if werror == "stop":
             names = [e["event"] for e in events]
             assert names[names.index("BLOCK_IO_ERROR") + 1] == "STOP", (emulator, names)
+            runs[f"{emulator} io-status"] = events[-1]["data"]
     action = {"enospc": "report"}.get(werror, werror)  # EFBIG is not ENOSPC
     assert runs["qemu"][0] == {
         "device": "d1",
@@ -79,3 +90,6 @@ def test_block_io_error_event_as_qemu(virtio_blk_kernel, tmp_path, werror):
         **({"nospace": False} if werror in ("stop", "enospc") else {}),
     }, runs["qemu"]
     assert runs["arctern"] == runs["qemu"]
+    if werror == "stop":
+        assert runs["qemu io-status"] == {"d0": "ok", "d1": "failed"}  # EFBIG is not nospace
+        assert runs["arctern io-status"] == runs["qemu io-status"]

@@ -298,14 +298,20 @@ def test_block_io_error_hook_becomes_qemus_event(served, qmp):
             reason="Input/output error",
         )
 
+    async def io_status(client):
+        return [d["io-status"] for d in await client.execute("query-block")]
+
     async def body(client):
         machine.add_poll_hook(device_fails)
         await client.execute("query-status")  # wakes the loop up
         event = await _next_event(client, "BLOCK_IO_ERROR")
         await client.execute("query-status")  # the hook has returned
-        return event, client.events.clear()
+        stopped = await io_status(client)
+        await client.execute("cont")
+        return event, client.events.clear(), stopped, await io_status(client)
 
-    event, rest = qmp(path, body)
+    event, rest, stopped, after_cont = qmp(path, body)
+    assert (stopped, after_cont) == (["nospace"], ["ok"])
     assert event["data"] == {
         "device": "disk0",
         "operation": "write",

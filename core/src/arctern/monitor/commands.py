@@ -119,6 +119,9 @@ def stop(mon: Monitor, args: dict) -> None:
 @command("cont")
 def cont(mon: Monitor, args: dict) -> None:
     machine = mon.machine
+    if machine.runstate == "shutdown":
+        raise QMPError("Resetting the Virtual Machine is required")
+    mon.io_status.clear()  # as QEMU: cont resets every drive's I/O status first
     if machine.runstate == "running":
         return
     if machine.runstate == "inmigrate" or mon.migration.deferred_incoming:
@@ -126,8 +129,6 @@ def cont(mon: Monitor, args: dict) -> None:
         if mon.migration.incoming is not None:
             mon.migration.incoming.autostart = True
         return
-    if machine.runstate == "shutdown":
-        raise QMPError("Resetting the Virtual Machine is required")
     mon.migration.prepare_cont()
     machine.resume()
 
@@ -159,7 +160,7 @@ def quit_(mon: Monitor, args: dict) -> None:
 # --- devices ----------------------------------------------------------------------
 
 
-def _drive_info(name: str, backend: Any) -> dict:
+def _drive_info(name: str, backend: Any, io_status: str) -> dict:
     node = getattr(backend, "node", None)
     fmt = getattr(getattr(node, "driver", None), "name", "") if node is not None else ""
     inserted = {
@@ -176,14 +177,15 @@ def _drive_info(name: str, backend: Any) -> dict:
         "locked": False,
         "removable": False,
         "tray_open": False,
-        "io-status": "ok",
+        "io-status": io_status,
         "inserted": inserted,
     }
 
 
 @command("query-block")
 def query_block(mon: Monitor, args: dict) -> list:
-    return [_drive_info(n, b) for n, b in sorted(getattr(mon.machine, "drives", {}).items())]
+    drives = sorted(getattr(mon.machine, "drives", {}).items())
+    return [_drive_info(n, b, mon.io_status.get(n, "ok")) for n, b in drives]
 
 
 STAT_KEYS = (

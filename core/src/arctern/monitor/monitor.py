@@ -89,6 +89,8 @@ class _MachineObserver:
         if nospace is not None:
             data["nospace"] = nospace
         data["reason"] = reason
+        if action == "stop":  # query-block's io-status, until cont (QEMU keeps the first)
+            self.monitor.io_status.setdefault(device, "nospace" if nospace else "failed")
         self.monitor.emit("BLOCK_IO_ERROR", data)
 
 
@@ -111,6 +113,8 @@ class Monitor:
         self.autostart = autostart
         self.quitting = False
         self.pending_reset = False
+        #: Drives stopped by an I/O error since the last cont: "failed" or "nospace".
+        self.io_status: dict[str, str] = {}
         self.dump_format = DumpFormat()
         self.sinks: list[EventSink] = []
         self.front_ends: list[Any] = []
