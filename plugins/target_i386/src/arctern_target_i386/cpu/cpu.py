@@ -226,11 +226,15 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                     if machine.exit_request:
                         budget = done
                         break
-                    if self.irq_level and self.eflags & IF:
-                        if self.inhibit:
-                            self.inhibit = False
-                        else:
-                            self._external_interrupt()
+                    # STI's interrupt shadow covers one instruction: with an interrupt
+                    # pending, run just that one before taking it (a stale shadow must
+                    # not hold back a later interrupt for a whole slice).
+                    shadow = False
+                    if self.inhibit:
+                        self.inhibit = False
+                        shadow = bool(self.irq_level and self.eflags & IF)
+                    elif self.irq_level and self.eflags & IF:
+                        self._external_interrupt()
                     if self.halted:
                         budget = done
                         break
@@ -241,8 +245,9 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
                         blk = blocks.get(self.eip | self.mode_key)
                     else:
                         blk = self._lookup_translated(blocks)
-                    left = budget - done
-                    if blk is not None and blk.count > left and done and not self.exact_budget:
+                    left = 1 if shadow else budget - done
+                    fits = blk is None or blk.count <= left or shadow or self.exact_budget
+                    if not fits and done:
                         budget = done  # the next block does not fit: end the slice here
                         break
                     if blk is None or blk.count > left:
