@@ -299,6 +299,11 @@ class LocalAPIC(Device):
         if self._timer is not None:
             self._timer.mod(self.next_time)
 
+    def _end_slice(self) -> None:
+        """The guest armed the timer: end the CPU slice, sized for the old next deadline,
+        so the main loop sizes the next one to this timer (QEMU kicks the CPU likewise)."""
+        self.machine.exit_request = True
+
     def _timer_expired(self) -> None:
         self._local_deliver(LVT_TIMER)
         # Periods the main loop could not run in time are merged into this one (the IRR
@@ -378,6 +383,7 @@ class LocalAPIC(Device):
             self.initial_count = value
             self.initial_count_load_time = self._now
             self._timer_update(self.initial_count_load_time)
+            self._end_slice()
         elif index == REG_DIVIDE:
             self.divide_conf = value & 0xB
             v = (value & 3) | ((value >> 1) & 4)
@@ -391,6 +397,7 @@ class LocalAPIC(Device):
         self.lvt[n] = value
         if n == LVT_TIMER:
             self._timer_update(self._now)
+            self._end_slice()
         elif n == LVT_LINT0:
             if self.accepts_pic() and self.pic_level:
                 self._local_deliver(LVT_LINT0)

@@ -286,10 +286,10 @@ class MC146818(Device):
             if index in TIME_REGS and self._running():
                 self._set_time_from_cmos()
             self._check_update_timer()
-        elif index == REG_A:
-            self._write_a(value)
-        elif index == REG_B:
-            self._write_b(value)
+        elif index in (REG_A, REG_B):
+            (self._write_a if index == REG_A else self._write_b)(value)
+            # Timers may have moved: end the CPU slice, sized for the old next deadline.
+            self.machine.exit_request = True
         elif index not in (REG_C, REG_D):
             cmos[index] = value
 
