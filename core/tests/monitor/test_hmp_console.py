@@ -28,16 +28,24 @@ def _console(registry, machine):
     return monitor, write_fd, output, reader
 
 
-def _poll(machine, seconds=0.1):
-    machine.run_for(seconds)
+def _poll_until(machine, condition, timeout: float = 60) -> None:
+    """Run the main loop until ``condition()``; the timeout only catches a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        machine.run_for(0.01)
 
 
 def test_console_session(registry, image, tmp_path, make_machine):
     machine = make_machine(image)
     monitor, write_fd, output, reader = _console(registry, machine)
     assert output.getvalue() == f"{BANNER}\n{PROMPT}"
+
+    def prompts(count: int):
+        return lambda: output.getvalue().count(PROMPT) >= count
+
     os.write(write_fd, b"info status\nstop\ninfo status\nbogus\n")
-    _poll(machine)
+    _poll_until(machine, prompts(5))
     assert output.getvalue().endswith(
         "VM status: running\n(qemu) (qemu) VM status: paused\n(qemu) unknown command: 'bogus'\n"
         "(qemu) "
@@ -47,22 +55,18 @@ def test_console_session(registry, image, tmp_path, make_machine):
     # machine only makes it longer); the prompt must still be held once RAM flows.
     machine.ram.data[:] = os.urandom(machine.ram.size)
     os.write(write_fd, b"migrate_set_parameter max-bandwidth 2\n")
-    _poll(machine)
+    _poll_until(machine, prompts(6))
     state = tmp_path / "state"
     before = output.getvalue()
     os.write(write_fd, f"migrate exec:cat>{state}\ninfo status\n".encode())
-    deadline = time.monotonic() + 60
-    while monitor.migration.query().get("status") in (None, "setup"):
-        assert time.monotonic() < deadline
-        _poll(machine, 0.01)
+    _poll_until(machine, lambda: monitor.migration.query().get("status") not in (None, "setup"))
     assert monitor.migration.query()["status"] == "active"
     assert output.getvalue() == before
-    while "postmigrate" not in output.getvalue() and time.monotonic() < deadline:
-        _poll(machine, 0.01)
+    _poll_until(machine, prompts(8))
     assert output.getvalue().endswith("(qemu) VM status: paused (postmigrate)\n(qemu) ")
     assert state.stat().st_size > machine.ram.size
     os.write(write_fd, b"q\n")
-    _poll(machine)
+    _poll_until(machine, lambda: machine.exit_status is not None)
     assert machine.exit_status == 0
     os.close(write_fd)
     reader.close()
