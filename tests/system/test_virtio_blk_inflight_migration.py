@@ -1,12 +1,14 @@
 """A virtio-blk request in flight moves with the machine and is replayed at the destination.
 
-The source may not write past 1 MiB of the raw disk (RLIMIT_FSIZE, SIGXFSZ
-ignored), so the guest's write to the last sector stops the source in run state
-``io-error`` (``werror=stop``) with the request popped but not completed. The
-stopped source migrates to a destination without that limit (``-incoming
-unix:``, shared images); ``cont`` there replays the request and the guest
-finishes. QEMU and arctern-system must split the guest's output between the two
-sides identically, and the write must be on the disk.
+The guest sleeps until its disks interrupt, through the PIC (``acpi=off``) or
+through the I/O APIC and the local APIC (the default machine), so the interrupt
+controllers' state migrates too. The source may not write past 1 MiB of the raw
+disk (RLIMIT_FSIZE, SIGXFSZ ignored), so the guest's write to the last sector
+stops the source in run state ``io-error`` (``werror=stop``) with the request
+popped but not completed. The stopped source migrates to a destination without
+that limit (``-incoming unix:``, shared images); ``cont`` there replays the
+request and the guest finishes. QEMU and arctern-system must split the guest's
+output between the two sides identically, and the write must be on the disk.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import subprocess
 from pathlib import Path
 
+import pytest
 from virtio_blk_helpers import (
     LIMIT,
     SECTOR,
@@ -47,8 +50,8 @@ async def _migrate_stopped_source(src_sock: Path, dst_sock: Path, uri: str) -> d
     return facts
 
 
-def migrate(emulator: str, kernel: Path, workdir: Path) -> dict:
-    command, raw = two_disk_command(emulator, kernel, workdir, "stop", "irq")
+def migrate(emulator: str, kernel: Path, workdir: Path, mode: str) -> dict:
+    command, raw = two_disk_command(emulator, kernel, workdir, "stop", mode)
     src_sock, dst_sock, uri = workdir / "src.qmp", workdir / "dst.qmp", f"unix:{workdir}/mig"
     pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     source = subprocess.Popen(
@@ -72,11 +75,12 @@ def migrate(emulator: str, kernel: Path, workdir: Path) -> dict:
     return facts
 
 
-def test_in_flight_request_is_replayed_after_migration(virtio_blk_kernel, tmp_path):
+@pytest.mark.parametrize("mode", ["irq", "ioapic"])  # PIC on acpi=off; IO-APIC + LAPIC
+def test_in_flight_request_is_replayed_after_migration(virtio_blk_kernel, tmp_path, mode):
     runs = {}
     for emulator in ("qemu", "arctern"):
         (tmp_path / emulator).mkdir()
-        runs[emulator] = facts = migrate(emulator, virtio_blk_kernel, tmp_path / emulator)
+        runs[emulator] = facts = migrate(emulator, virtio_blk_kernel, tmp_path / emulator, mode)
         assert facts["source"] == "io-error" and facts["migration"] == "completed", facts
         # QEMU carries the run state over ("io-error"); either way it waits for cont.
         assert facts["destination"] in ("io-error", "paused"), facts
