@@ -3,7 +3,6 @@
 import json
 import os
 import threading
-import time
 
 import pytest
 
@@ -284,11 +283,15 @@ def test_unsupported_qemu_img_options_are_refused_not_ignored(arctern_img, optio
 
 
 class _CountingBackend:
-    """A backend whose requests take a while and that records how many overlap."""
+    """A backend whose requests wait until ``depth`` of them are in flight at once.
+
+    With fewer in parallel the barrier times out and the request fails.
+    """
 
     length = 1 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int) -> None:
+        self.barrier = threading.Barrier(depth, timeout=10)
         self.lock = threading.Lock()
         self.in_flight = self.most_in_flight = 0
         self.offsets: list[int] = []
@@ -299,7 +302,7 @@ class _CountingBackend:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self.offsets.append(offset)
-        time.sleep(0.002)
+        self.barrier.wait()
         with self.lock:
             self.in_flight -= 1
 
@@ -313,7 +316,7 @@ class _CountingBackend:
 def test_bench_keeps_depth_requests_in_flight(depth):
     from arctern.cli.img_bench import BenchParams, run_bench
 
-    backend = _CountingBackend()
+    backend = _CountingBackend(depth)
     p = BenchParams(count=64, depth=depth, bufsize=4096, step=4096, write=True, flush_interval=32)
     run_bench(backend, p)
     assert backend.most_in_flight == depth

@@ -231,6 +231,16 @@ class BlockDriver:
 
         bounce_copy(src, src_offset, self.node, offset, length)
 
+    def change_backing_file(self, backing_file: str | None, backing_format: str | None) -> None:
+        """Name another backing file (None: none) in the image, data untouched.
+
+        QEMU's ``bdrv_change_backing_file`` (``qemu-img rebase``). Formats without
+        backing files do not override this.
+        """
+        from arctern.errors import BlockError
+
+        raise BlockError(f"format '{self.name}' does not support backing files")
+
     def check(self, fix: str = "") -> CheckResult | None:
         """Check metadata consistency (qemu-img check); None if the format has no check."""
         return None

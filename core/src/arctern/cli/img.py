@@ -1,5 +1,5 @@
 """arctern-img: qemu-img for Arctern images (create, info, check, convert, map, compare,
-resize, bench), with qemu-img's syntax, output and exit codes.
+rebase, resize, bench), with qemu-img's syntax, output and exit codes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .img_common import HELP_HINT, discover_block_plugins_only
 log = logging.getLogger(__name__)
 
 #: Subcommand -> module (``img_NAME``) defining ``cmd_NAME``; imported only when run.
-COMMANDS = ("bench", "check", "compare", "convert", "create", "info", "map", "resize")
+COMMANDS = ("bench", "check", "compare", "convert", "create", "info", "map", "rebase", "resize")
 
 USAGE = """usage: arctern-img [standard options] command [command options]
 Arctern disk image utility (qemu-img's commands and options)
@@ -27,12 +27,14 @@ Command syntax:
         [-w] filename
   check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename
   compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2
-  convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt]
+  convert [-c] [-C] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt]
         [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-U]
         filename [filename2 [...]] output_filename
   create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
+  rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] -b backing_file
+        [-F backing_fmt] filename
   resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size
 
 Sizes take the suffixes k, M, G, T, P, E (powers of 1024).

@@ -327,6 +327,23 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, Block
         )
 
     @serialized
+    def change_backing_file(self, backing_file: str | None, backing_format: str | None) -> None:
+        """Rewrite the header cluster naming the new backing file and its format."""
+        self._begin_write()
+        self._writeback_tables()  # the header must not name a chain the data does not match
+        h = self.h
+        old = (h.backing_file, h.backing_format)
+        h.backing_file, h.backing_format = backing_file, backing_format if backing_file else None
+        try:
+            header = h.pack()
+        except ImageFormatError:
+            h.backing_file, h.backing_format = old
+            raise
+        self.node.file.pwrite(0, header.ljust(h.cluster_size, b"\0"))
+        self.node.file.flush()
+        self.backing_filename, self.backing_format = h.backing_file, h.backing_format
+
+    @serialized
     def check(self, fix: str = "") -> CheckResult:
         from arctern_block_qcow2.check import check_image
 

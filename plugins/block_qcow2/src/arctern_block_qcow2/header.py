@@ -110,12 +110,10 @@ class Header:
             exts.append(_ext(L.EXT_FEATURE_TABLE, _feature_table()))
         body = fields + b"".join(exts) + b"".join(rest) + end
         if self.backing_file is not None:
-            self.backing_file_offset = len(body)
-            self.backing_file_size = len(tail)
-            body = self._pack_fields() + body[len(fields) :]
+            self.backing_file_offset, self.backing_file_size = len(body), len(tail)
         else:
             self.backing_file_offset = self.backing_file_size = 0
-        return body + tail
+        return self._pack_fields() + body[len(fields) :] + tail
 
     def _pack_fields(self) -> bytes:
         base = _V2.pack(L.MAGIC, *(getattr(self, name) for name in _V2_FIELDS))
