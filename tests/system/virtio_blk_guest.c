@@ -3,9 +3,9 @@
  * holding block devices, drives legacy (Version 1) or modern (Version 2) registers,
  * and reads, writes, flushes and identifies each disk. The command line picks how:
  * "irq" sleeps until the PIC interrupts instead of polling the used ring (acpi=off:
- * 8 transports on ISA IRQ 5+i), "ioapic" until the second I/O APIC's redirection
- * entry for GSI 24+i delivers through the local APIC (the default microvm: 24
- * transports),
+ * 8 transports on ISA IRQ 5+i), "ioapic" until an I/O APIC's redirection entry
+ * delivers through the local APIC (the default microvm: 24 transports on GSI 24+i
+ * of the second I/O APIC; without that one, ioapic2=off, 8 on GSI 16+i of the first),
  * "indirect" puts each request in an indirect descriptor table, "event" negotiates
  * the event index (used_event / avail_event). Everything it learns goes to COM1;
  * main's return value is the exit code (0: success).
@@ -15,7 +15,6 @@
 #define MMIO_BASE 0xFEB00000u
 #define MMIO_SLOTS 24
 #define ISA_SLOTS 8
-#define GSI_BASE_IOAPIC2 24
 #define DISK_VECTOR_BASE 0x50
 #define QSIZE 8
 
@@ -91,7 +90,7 @@ __attribute__((interrupt)) static void disk_interrupt(struct interrupt_frame *fr
     else pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
 }
 
-/* GSI 24+i: pin i of the second I/O APIC, edge-triggered, to APIC 0. */
+/* Each disk's GSI: edge-triggered, to APIC 0. */
 static void setup_ioapic(void)
 {
     lapic_enable();
@@ -288,13 +287,20 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
            use_ioapic ? "interrupts through the I/O APIC" : use_irq ? "interrupts" : "polling",
            use_indirect ? ", indirect descriptors" : "", use_event_idx ? ", event index" : "");
 
-    int slots = use_ioapic ? MMIO_SLOTS : ISA_SLOTS;
+    /* Where microvm wires the transports (a real guest reads it from the ACPI tables). */
+    int slots = ISA_SLOTS, first_irq = 5;
+    if (use_ioapic) {
+        mmio_write32(IOAPIC2_BASE, 1);   /* the version register, 0 if there is no chip */
+        int second = mmio_read32(IOAPIC2_BASE + 0x10) != 0;
+        slots = second ? MMIO_SLOTS : ISA_SLOTS;
+        first_irq = second ? 24 : 16;
+    }
     for (int slot = slots - 1; slot >= 0; slot--) {
         struct disk *d = &disks[ndisks];
         d->base = MMIO_BASE + 0x200u * slot;
         if (rd(d, MAGIC) != 0x74726976 || rd(d, DEVICE_ID) != 2) continue;
         d->slot = slot;
-        d->irq = use_ioapic ? GSI_BASE_IOAPIC2 + slot : 5 + slot;
+        d->irq = first_irq + slot;
         d->version = (int)rd(d, VERSION);
         ndisks++;
     }

@@ -106,13 +106,19 @@ def test_ioapic_routes_gsi_24_up_to_the_local_apic():
 
 
 @pytest.mark.parametrize(
-    "options, ioapics", [({}, 2), ({"acpi": "off"}, 1), ({"ioapic2": "off"}, 1)]
+    "options, ioapics, count, first_irq",
+    [
+        ({}, 2, 24, 24),
+        ({"ioapic2": "off"}, 1, 8, 16),  # the first I/O APIC's pins 16-23
+        ({"acpi": "off"}, 1, 8, 5),
+        ({"acpi": "off", "ioapic2": "on"}, 1, 8, 5),  # no ACPI, no second I/O APIC (as QEMU)
+    ],
 )
-def test_ioapics_at_qemus_addresses(options, ioapics):
+def test_ioapics_and_transport_irqs_as_qemu(options, ioapics, count, first_irq):
     machine = board(**options)
     found = machine.find_device("ioapic")
     assert [d.props["addr"] for d in found] == [0xFEC00000, 0xFEC10000][:ioapics]
-    assert len(transports(machine)) == (24 if ioapics == 2 else 8)
+    assert [irq for _addr, irq in transports(machine)] == list(range(first_irq, first_irq + count))
 
 
 @pytest.mark.parametrize("rtc, present", [("auto", True), ("on", True), ("off", False)])

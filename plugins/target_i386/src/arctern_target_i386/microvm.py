@@ -4,14 +4,15 @@ The layout follows QEMU 7.2 (hw/i386/microvm.c), since guests hard-code it:
 
 * the CPU's local APIC at 0xfee00000 (LINT0 masked at reset: a guest that wants
   the PIC unmasks it as ExtINT), the I/O APIC at 0xfec00000 on GSIs 0-23 and,
-  with ``ioapic2`` (on when ACPI is), a second one at 0xfec10000 on GSIs 24-47;
+  with ACPI (unless ``ioapic2=off``) a second one at 0xfec10000 on GSIs 24-47;
 * i8259 PIC pair on ports 0x20/0xa0 (ISA IRQs = GSIs 0-15, which also reach the
   first I/O APIC), i8254 PIT on 0x40 (IRQ 0);
 * the MC146818 RTC on ports 0x70/0x71, IRQ 8 (``rtc=off`` removes it), with
   the memory size in its CMOS bytes as QEMU's microvm_set_rtc stores it;
 * COM1 16550 at 0x3f8, IRQ 4, on the first ``-serial`` backend;
 * virtio-mmio transports at 0xfeb00000 + 0x200*i: with the second I/O APIC (the
-  default) 24 of them on GSI 24+i, without it (``acpi=off``) 8 on ISA IRQ 5+i.
+  default) 24 of them on GSI 24+i; with ``ioapic2=off`` 8 on GSI 16+i; with
+  ``acpi=off`` (no second I/O APIC then) 8 on ISA IRQ 5+i.
   A ``-device virtio-blk-device`` takes the highest free slot, as in QEMU;
 * with ACPI, the GED's sleep control register at 0xfea00200: writing
   SLP_EN|SLP_TYP=5 (0x34) powers the machine off (exit status 0) and the
@@ -99,12 +100,16 @@ class Microvm(MachineType):
 
     @property
     def ioapic2(self) -> bool:
-        """The second I/O APIC: ``auto`` follows ACPI, as in QEMU."""
-        return self.opts["ioapic2"] == "on" or (self.opts["ioapic2"] == "auto" and self.acpi)
+        """The second I/O APIC: only with ACPI (which describes it), unless ``ioapic2=off``."""
+        return self.acpi and self.opts["ioapic2"] != "off"
 
     def virtio_layout(self) -> tuple[int, int]:
-        """(number of transports, GSI of the first) for this configuration."""
-        return (IOAPIC_PINS, IOAPIC_PINS) if self.ioapic2 else (8, 5)
+        """(number of transports, GSI of the first) for this configuration, as QEMU:
+        the second I/O APIC's pins, else the first one's pins 16-23 with ACPI, else
+        ISA IRQs 5-12."""
+        if self.ioapic2:
+            return IOAPIC_PINS, IOAPIC_PINS
+        return (8, ISA_IRQS) if self.acpi else (8, 5)
 
     def build(self, machine: Machine) -> None:
         if self.opts["pcie"] == "on":
