@@ -35,8 +35,11 @@ _MSR_NAMES = {
     MSR_APICBASE: "apic_base",
 }
 
-# CPUID leaf 1 EDX: what this CPU implements (no x87/MMX/SSE: they raise #UD).
-CPUID_FEATURES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 13) | (1 << 15)
+# CPUID leaf 1 EDX: what this CPU implements (no x87/MMX/SSE: they raise #UD). Bit 9, the
+# on-chip APIC, as QEMU's qemu32 and pentium: the board gives every CPU its local APIC.
+CPUID_FEATURES = (
+    (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15)
+)
 
 
 def parse_descriptor(lo: int, hi: int) -> tuple[int, int, int]:
