@@ -93,7 +93,10 @@ static void flag(const char *what, int ok) { printf("%s %s\n", what, ok ? "yes" 
 
 static void lapic_reset_state(void)
 {
-    uint32_t lo, hi;
+    uint32_t lo, hi, eax = 1, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    flag("cpuid announces the apic", edx >> 9 & 1);
+    printf("cpuid initial apic id %u\n", (unsigned)(ebx >> 24));
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x1B));
     hex("apic base msr", lo);
     static const struct { const char *name; uint32_t reg; } regs[] = {
