@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from arctern_target_i386.microvm import GED_REGS_BASE, IOAPIC2_BASE, VIRTIO_MMIO_BASE
+from arctern_target_i386.microvm import (
+    GED_REGS_BASE,
+    IOAPIC2_BASE,
+    IOAPIC_BASE,
+    VIRTIO_MMIO_BASE,
+)
 
 from arctern.errors import MachineError
 from arctern.machine import Machine, MemoryChardev
@@ -103,6 +108,22 @@ def test_ioapic_routes_gsi_24_up_to_the_local_apic():
     machine.gsi(24 + slot).raise_()
     assert cpu.irq_level and cpu.irq_ack() == vector
     assert not cpu.irq_level
+
+
+def test_isa_irqs_reach_both_the_pic_and_the_first_ioapic():
+    machine = board()
+    cpu = machine.cpus[0]
+    machine.power_on()
+    write = machine.address_space.write
+    write(LAPIC_BASE + 0xF0, 4, 0x1FF)
+    write(IOAPIC_BASE, 4, 0x10 + 2 * 2)  # pin 2: where QEMU's IO-APIC takes ISA IRQ 0
+    write(IOAPIC_BASE + 0x10, 4, 0x30)
+    for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xFE)):
+        machine.io.write(port, 1, value)  # the PIC takes IRQ 0 as well (LINT0 masked)
+    machine.gsi(0).raise_()
+    assert cpu.irq_level and cpu.irq_ack() == 0x30
+    machine.io.write(0x20, 1, 0x0A)
+    assert machine.io.read(0x20, 1) & 1  # the 8259 saw the same edge
 
 
 @pytest.mark.parametrize(
