@@ -177,3 +177,13 @@ def test_tcp_client_connects_and_reports_refusal():
         chardev.close()
     with pytest.raises(MachineError, match="expected tcp:HOST:PORT"):
         open_chardev("tcp:localhost")
+
+
+@pytest.mark.parametrize("spec", ["unix:{},server=on,wait=off", "unix:{}"])
+def test_unix_path_too_long_is_qemus_error(tmp_path, spec):
+    path = str(tmp_path / ("x" * 120))
+    with pytest.raises(MachineError) as error:
+        open_chardev(spec.format(path))
+    assert str(error.value) == (
+        f"UNIX socket path '{path}' is too long: Path must be less than 108 bytes"
+    )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from arctern.errors import MachineError
 from arctern.qemu_opts import parse_opts
+from arctern.unix_socket import too_long_message
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,9 @@ class SocketAddress:
     def candidates(self, passive: bool) -> list[tuple[int, object]]:
         """(family, sockaddr) to try, in order."""
         if self.path:
+            too_long = too_long_message(self.path)
+            if too_long:
+                raise MachineError(too_long)
             return [(socket.AF_UNIX, self.path)]
         flags = socket.AI_PASSIVE if passive else 0
         try:
@@ -274,7 +278,7 @@ class SocketChardev(Chardev):
             chardev._client = client
             return chardev
         where = address.path or f"{address.host}:{address.port}"
-        reason = error.strerror if error is not None else "no address"
+        reason = (error.strerror or str(error)) if error is not None else "no address"
         raise MachineError(f"Failed to connect to '{where}': {reason}")
 
     def _drop_client(self) -> None:
@@ -353,7 +357,7 @@ class SocketServerChardev(SocketChardev):
                 continue
             return listener
         where = address.path or f"{address.host}:{address.port}"
-        reason = error.strerror if error is not None else "no address"
+        reason = (error.strerror or str(error)) if error is not None else "no address"
         raise MachineError(f"Failed to bind socket to {where}: {reason}")
 
     @property
