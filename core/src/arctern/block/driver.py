@@ -39,6 +39,7 @@ a one-line message naming the file. Never let an OSError escape unexplained.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -128,6 +129,26 @@ class BlockDriver:
         from arctern.errors import BlockError
 
         raise BlockError(f"format '{cls.name}' does not support image creation")
+
+    @classmethod
+    def measure(
+        cls,
+        size: int,
+        options: dict[str, Any],
+        data: Iterable[tuple[int, int]] | None,
+        bitmaps: list[tuple[str, int]] | None,
+    ) -> dict[str, int]:
+        """What a new image of ``size`` bytes made with create ``options`` needs.
+
+        ``qemu-img measure``: ``{"required": .., "fully-allocated": ..}`` (and
+        ``"bitmaps"`` if the format can hold the source's persistent ``bitmaps``,
+        (name, granularity) pairs; None: the source has no such thing). ``data``
+        are the (offset, length) runs of data the source holds, in order (None:
+        measure an empty image of ``size``).
+        """
+        from arctern.errors import BlockError
+
+        raise BlockError(f"Format driver '{cls.name}' does not support size measurement")
 
     # --- required callbacks ------------------------------------------------
 

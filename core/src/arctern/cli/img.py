@@ -1,5 +1,5 @@
 """arctern-img: qemu-img for Arctern images (create, info, check, convert, map, compare,
-rebase, resize, bench), with qemu-img's syntax, output and exit codes.
+measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ from .img_common import HELP_HINT, discover_block_plugins_only
 log = logging.getLogger(__name__)
 
 #: Subcommand -> module (``img_NAME``) defining ``cmd_NAME``; imported only when run.
-COMMANDS = ("bench", "check", "compare", "convert", "create", "info", "map", "rebase", "resize")
+COMMANDS = (
+    "bench",
+    "check",
+    "compare",
+    "convert",
+    "create",
+    "info",
+    "map",
+    "measure",
+    "rebase",
+    "resize",
+)
 
 USAGE = """usage: arctern-img [standard options] command [command options]
 Arctern disk image utility (qemu-img's commands and options)
@@ -33,6 +44,7 @@ Command syntax:
   create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
+  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] [-U] filename]
   rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] -b backing_file
         [-F backing_fmt] filename
   resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size

@@ -92,6 +92,12 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, Block
 
         create_image(cls, file, size, options)
 
+    @classmethod
+    def measure(cls, size, options, data, bitmaps) -> dict[str, int]:
+        from arctern_block_qcow2.measure import measure
+
+        return measure(size, options, data, bitmaps)
+
     # --- open / close -----------------------------------------------------------
 
     def open(self, options: dict[str, Any]) -> None:
