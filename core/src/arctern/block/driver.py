@@ -262,6 +262,12 @@ class BlockDriver:
 
         raise BlockError(f"format '{self.name}' does not support backing files")
 
+    def amend(self, options: dict[str, Any]) -> None:
+        """Change creation options of the open image in place (``qemu-img amend -o``)."""
+        from arctern.errors import BlockError
+
+        raise BlockError(f"Format driver '{self.name}' does not support option amendment")
+
     def check(self, fix: str = "") -> CheckResult | None:
         """Check metadata consistency (qemu-img check); None if the format has no check."""
         return None

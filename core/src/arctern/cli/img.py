@@ -1,5 +1,5 @@
 """arctern-img: qemu-img for Arctern images (create, info, check, convert, map, compare,
-measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
+amend, measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 #: Subcommand -> module (``img_NAME``) defining ``cmd_NAME``; imported only when run.
 COMMANDS = (
+    "amend",
     "bench",
     "check",
     "compare",
@@ -33,6 +34,7 @@ USAGE = """usage: arctern-img [standard options] command [command options]
 Arctern disk image utility (qemu-img's commands and options)
 
 Command syntax:
+  amend [-p] [-q] [-f fmt] [-t cache] -o options filename
   bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-n] [--no-drain]
         [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-U]
         [-w] filename

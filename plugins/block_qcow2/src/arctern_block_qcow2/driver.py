@@ -350,6 +350,12 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, Block
         self.backing_filename, self.backing_format = h.backing_file, h.backing_format
 
     @serialized
+    def amend(self, options: dict[str, Any]) -> None:
+        from arctern_block_qcow2.amend import amend_image
+
+        amend_image(self, options)
+
+    @serialized
     def check(self, fix: str = "") -> CheckResult:
         from arctern_block_qcow2.check import check_image
 
