@@ -262,6 +262,15 @@ class BlockDriver:
 
         raise BlockError(f"format '{self.name}' does not support backing files")
 
+    def make_empty(self) -> None:
+        """Drop every cluster the image holds itself: it then reads as its backing file.
+
+        QEMU's ``bdrv_make_empty`` (``qemu-img commit`` empties the committed image).
+        """
+        from arctern.errors import BlockError
+
+        raise BlockError(f"format '{self.name}' cannot empty an image")
+
     def amend(self, options: dict[str, Any]) -> None:
         """Change creation options of the open image in place (``qemu-img amend -o``)."""
         from arctern.errors import BlockError

@@ -1,5 +1,5 @@
-"""arctern-img: qemu-img for Arctern images (create, info, check, convert, map, compare,
-amend, measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
+"""arctern-img: qemu-img for Arctern images (create, info, check, commit, convert, map,
+compare, amend, measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ COMMANDS = (
     "amend",
     "bench",
     "check",
+    "commit",
     "compare",
     "convert",
     "create",
@@ -39,6 +40,7 @@ Command syntax:
         [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-U]
         [-w] filename
   check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename
+  commit [-q] [-f fmt] [-t cache] [-b base] [-d] [-p] [-r rate_limit] filename
   compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2
   convert [-c] [-C] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt]
         [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-U]

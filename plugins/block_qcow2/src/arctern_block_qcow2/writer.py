@@ -178,6 +178,15 @@ class WritePath:
             self._update_entries(start, stop, self._discarded_entry, allocate_l2=has_backing)
         self._apply_frees(discard=True)
 
+    @serialized
+    def make_empty(self) -> None:
+        """Unallocate every cluster (even over a backing file) and free what they held."""
+        self._begin_write()
+        start, stop = self._whole_clusters(0, self.h.size)
+        if stop > start:
+            self._update_entries(start, stop, lambda _old: 0, allocate_l2=False)
+        self._apply_frees(discard=True)
+
     def _discarded_entry(self, old: int) -> int:
         kind = entry_kind(old)
         has_backing = getattr(self.node, "backing", None) is not None
