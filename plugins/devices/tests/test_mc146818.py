@@ -162,11 +162,19 @@ def test_vmstate_round_trip_continues_the_same_time(machine, rtc):
     assert target.gsi(8).level  # the periodic timer was re-armed
 
 
-def test_hostile_state_is_refused(machine, rtc):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("index", 200, "CMOS index"),
+        ("base_rtc", 1 << 60, "clock"),
+        ("base_rtc", -(1 << 60), "clock"),
+    ],
+)
+def test_hostile_state_is_refused(machine, rtc, field, value, message):
     vmstate = type(rtc).vmstate
     data = vmstate.save(rtc)
-    data["index"] = 200
-    with pytest.raises(StreamError, match="CMOS index"):
+    data[field] = value
+    with pytest.raises(StreamError, match=message):
         vmstate.load(rtc, data, 1)
         rtc.post_load()
 

@@ -30,6 +30,9 @@ NS_PER_SEC = 1_000_000_000
 RTC_HZ = 32768
 UIP_HOLD_NS = 8 * NS_PER_SEC // RTC_HZ
 CMOS_SIZE = 128
+#: The range of times the registers can show (years 1 to 9999).
+MIN_SECONDS = calendar.timegm((1, 1, 1, 0, 0, 0))
+MAX_SECONDS = calendar.timegm((9999, 12, 31, 23, 59, 59))
 
 SECONDS, SECONDS_ALARM, MINUTES, MINUTES_ALARM, HOURS, HOURS_ALARM = range(6)
 DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR = 6, 7, 8, 9
@@ -103,6 +106,8 @@ class MC146818(Device):
     def post_load(self) -> None:
         if self.index >= CMOS_SIZE:
             raise StreamError(f"{self.name}: invalid CMOS index {self.index}")
+        if not MIN_SECONDS <= self._guest_ns() // NS_PER_SEC <= MAX_SECONDS:
+            raise StreamError(f"{self.name}: clock state out of range (base {self.base_rtc})")
         for timer, deadline in (
             (self._periodic_timer, self.periodic_deadline),
             (self._update_timer, self.update_deadline),
