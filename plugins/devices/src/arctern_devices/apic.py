@@ -229,7 +229,7 @@ class LocalAPIC(Device):
         elif mode == DM_EXTINT:
             self._update_irq()
         else:
-            log.debug("apic: LVT %d delivery mode %d is not emulated", index, mode)
+            log.warning("apic: LVT %d delivery mode %d is not emulated", index, mode)
 
     def pic_input(self, level: bool) -> None:
         """The 8259's INTR output, wired to LINT0 (QEMU's pic_irq_request)."""
@@ -263,7 +263,7 @@ class LocalAPIC(Device):
         elif delivery_mode == DM_EXTINT:
             self._update_irq()
         else:
-            log.debug("apic: delivery mode %d (vector %#x) is not emulated", delivery_mode, vector)
+            log.warning("apic: delivery mode %d (vector %#x) not emulated", delivery_mode, vector)
 
     def _send_ipi(self) -> None:
         low, high = self.icr
@@ -350,8 +350,12 @@ class LocalAPIC(Device):
             return self._current_count()
         if index == REG_DIVIDE:
             return self.divide_conf
-        self.esr |= ESR_ILLEGAL_ADDRESS
+        self._illegal("read of", index)
         return 0
+
+    def _illegal(self, access: str, index: int) -> None:
+        log.warning("apic: %s reserved register %#x", access, index << 4)
+        self.esr |= ESR_ILLEGAL_ADDRESS
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         index = offset >> 4
@@ -391,7 +395,7 @@ class LocalAPIC(Device):
         elif index not in (REG_VERSION, REG_APR, REG_PPR, REG_CURRENT_COUNT) and not (
             REG_ISR <= index < REG_IRR + 8
         ):
-            self.esr |= ESR_ILLEGAL_ADDRESS
+            self._illegal("write to", index)
 
     def _write_lvt(self, n: int, value: int) -> None:
         self.lvt[n] = value
