@@ -7,7 +7,8 @@ Rows:
   qcow2 and a raw image whose data is allocated; the figure is the run time
   each tool reports ("Run completed in X seconds.");
 * ``convert``: a 1 GiB qcow2 image with 768 MiB of data converted to raw, and
-  the raw image converted to qcow2; the figure is the wall time of the whole
+  the raw image converted to qcow2, plainly and with copy offload (``-C``,
+  copy_file_range, both tools); the figure is the wall time of the whole
   command (startup included), with the page cache flushed (``sync``) before
   each run.
 
@@ -136,11 +137,13 @@ def main() -> None:
                     label = f"bench {'write' if write else 'read '} {size // 1024:>2}K {fmt:5}"
                     rows.append((f"{label} (d=1, {count} reqs)", q, a))
         out = workdir / "out"
-        for label, src, fmt in (
-            ("convert qcow2 -> raw", "convert-qcow2", "raw"),
-            ("convert raw -> qcow2", "convert-raw", "qcow2"),
+        for label, src, fmt, flags in (
+            ("convert qcow2 -> raw", "convert-qcow2", "raw", []),
+            ("convert raw -> qcow2", "convert-raw", "qcow2", []),
+            ("convert -C qcow2 -> raw", "convert-qcow2", "raw", ["-C"]),
+            ("convert -C raw -> qcow2", "convert-raw", "qcow2", ["-C"]),
         ):
-            argv = ["convert", "-O", fmt, str(images[src]), str(out)]
+            argv = ["convert", *flags, "-O", fmt, str(images[src]), str(out)]
             q, a = best_of(
                 args.repeat,
                 lambda v=argv: wall_time(["qemu-img", *v], out),
