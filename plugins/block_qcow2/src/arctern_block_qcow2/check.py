@@ -3,7 +3,10 @@
 Every reference the metadata makes (header, L1 tables, L2 tables, data and
 compressed clusters, refcount table and blocks, snapshot table) is counted
 in memory and compared with the stored refcounts: a stored refcount above
-the references is a leak, below is a corruption. The COPIED flags of the
+the references is a leak, below is a corruption. A reference reaching a
+cluster or more past the end of the file is itself a corruption and is not
+counted; tables are read where the entries point, aligned or not (past the
+end of the file they read as zeroes), so the findings are qemu-img's. The COPIED flags of the
 active L1 and its L2 tables are checked against the stored refcounts.
 Repair (``fix="leaks"`` or ``"all"``) sets refcounts to the reference counts
 and fixes COPIED flags, then checks again, as ``qemu-img check -r`` does.
