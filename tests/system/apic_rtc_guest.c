@@ -128,6 +128,44 @@ static void ioapic_state(const char *name, uint32_t base)
     ioapic_set(base, 0x13, 0);
 }
 
+/* What the registers keep of what is written, and what writing the read-only ones does. */
+static void lapic_writes(void)
+{
+    lapic_set(LVT_LINT1, 0x700); /* software-disabled APIC: does the mask stick? */
+    hex("lint1 written while disabled", lapic(LVT_LINT1));
+    lapic_set(LVT_LINT1, 0x10000);
+    lapic_set(LVT_ERROR, 0xFFFFFFFF);
+    hex("lvt error all ones", lapic(LVT_ERROR));
+    lapic_set(LVT_ERROR, 0x10000);
+    lapic_set(TPR, 0x1FF);
+    hex("tpr 0x1ff", lapic(TPR));
+    lapic_set(TPR, 0);
+    lapic_set(DIVIDE, 0xFF);
+    hex("divide 0xff", lapic(DIVIDE));
+    lapic_set(DIVIDE, 0);
+    lapic_set(DFR, 0);
+    hex("dfr 0", lapic(DFR));
+    lapic_set(DFR, 0xFFFFFFFF);
+    lapic_set(LDR, 0xFFFFFFFF);
+    hex("ldr all ones", lapic(LDR));
+    lapic_set(LDR, 0);
+    lapic_set(ICR_HI, 0xFFFFFFFF);
+    hex("icr high all ones", lapic(ICR_HI));
+    lapic_set(ICR_HI, 0);
+    lapic_set(SVR, 0xFFFFFFFF);
+    hex("svr all ones", lapic(SVR));
+    lapic_set(SVR, 0xFF);
+    lapic_set(ESR, 0);
+    lapic_set(VER, 0);
+    lapic_set(PPR, 0);
+    hex("version after write", lapic(VER));
+    lapic_set(ESR, 0);
+    hex("esr after writes to read-only registers", lapic(ESR));
+    lapic(0x400 - 0x10);
+    lapic_set(ESR, 0);
+    hex("esr after a reserved read", lapic(ESR));
+}
+
 static void priorities_and_ipis(void)
 {
     lapic_enable();
@@ -331,6 +369,7 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
     lapic_reset_state();
     ioapic_state("ioapic1", IOAPIC1);
     ioapic_state("ioapic2", IOAPIC2);
+    lapic_writes();
     priorities_and_ipis();
     lapic_timer();
     rtc_registers();

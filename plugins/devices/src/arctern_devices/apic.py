@@ -350,12 +350,9 @@ class LocalAPIC(Device):
             return self._current_count()
         if index == REG_DIVIDE:
             return self.divide_conf
-        self._illegal("read of", index)
-        return 0
-
-    def _illegal(self, access: str, index: int) -> None:
-        log.warning("apic: %s reserved register %#x", access, index << 4)
+        log.warning("apic: read of reserved register %#x", index << 4)
         self.esr |= ESR_ILLEGAL_ADDRESS
+        return 0
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         index = offset >> 4
@@ -374,8 +371,6 @@ class LocalAPIC(Device):
         elif index == REG_SVR:
             self.spurious_vec = value & 0x1FF
             self._update_irq()
-        elif index == REG_ESR:
-            self.esr = 0
         elif index == REG_ICR_LO:
             self.icr[0] = value
             self._send_ipi()
@@ -392,10 +387,12 @@ class LocalAPIC(Device):
             self.divide_conf = value & 0xB
             v = (value & 3) | ((value >> 1) & 4)
             self.count_shift = (v + 1) & 7
-        elif index not in (REG_VERSION, REG_APR, REG_PPR, REG_CURRENT_COUNT) and not (
+        elif index not in (REG_VERSION, REG_APR, REG_PPR, REG_ESR, REG_CURRENT_COUNT) and not (
             REG_ISR <= index < REG_IRR + 8
         ):
-            self._illegal("write to", index)
+            # As QEMU 7.2: ignored, and unlike a read it does not set ESR (nor does
+            # writing ESR clear it).
+            log.warning("apic: write to reserved register %#x", index << 4)
 
     def _write_lvt(self, n: int, value: int) -> None:
         self.lvt[n] = value
