@@ -245,6 +245,18 @@ static void rtc_registers(void)
     printf("rtc cmos memory");
     for (unsigned i = 0; i < sizeof(mem); i++) printf(" %02x", cmos(mem[i]));
     printf("\n");
+    uint32_t sum = 0;
+    for (int i = 0x0E; i < 0x80; i++)
+        if (i != RTC_CENTURY && i != 0x40) sum = sum * 31 + cmos((uint8_t)i);
+    hex("rtc cmos ram hash", sum);
+    outb(0x70, 0x8D); /* bit 7 (NMI off) selects the same register */
+    hex("rtc reg d with nmi bit", inb(0x71));
+    cmos_set(RTC_A, 0xFF);
+    hex("rtc reg a all ones (without uip)", cmos(RTC_A) & 0x7F);
+    cmos_set(RTC_A, 0x26);
+    cmos_set(RTC_B, 0x92); /* SET with UIE: UIE is dropped */
+    hex("rtc reg b set with uie", cmos(RTC_B));
+    cmos_set(RTC_B, 0x02);
     outb(0x70, 0x0C);
     hex("rtc index port read", inb(0x70));
     cmos_set(0x40, 0xA5);

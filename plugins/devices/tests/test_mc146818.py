@@ -187,3 +187,10 @@ def test_system_reset_keeps_the_time_and_drops_pie_aie_and_flags(machine, rtc):
     rtc.reset()
     assert get(machine, B) == 0x12 and get(machine, C) == 0 and not machine.gsi(8).level
     assert get(machine, SEC) == 0x59
+
+
+def test_ps2_century_byte_is_the_century_register(machine, rtc):
+    rtc.set_time(LATE)
+    assert get(machine, 0x37) == 0x20
+    put(machine, 0x37, 0x19)
+    assert get(machine, CENTURY) == 0x19

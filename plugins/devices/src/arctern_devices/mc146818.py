@@ -1,8 +1,8 @@
 """The MC146818 real-time clock and CMOS RAM ("mc146818"), after QEMU 7.2's hw/rtc/mc146818rtc.c.
 
 Index port 0x70, data port 0x71, IRQ 8. The time registers (seconds to year,
-and the century at 0x32) read in BCD or binary and in 12- or 24-hour format
-as register B says; register A holds the divider and the periodic rate and
+and the century at 0x32, also seen at 0x37) read in BCD or binary and in 12-
+or 24-hour format as register B says; register A holds the divider and the periodic rate and
 shows update-in-progress during the last 244 us of each second; register C
 reports the periodic, alarm and update-ended interrupts (reading it clears
 them and lowers the IRQ); register D reads 0x80 (valid RAM and time). The
@@ -37,7 +37,7 @@ MAX_SECONDS = calendar.timegm((9999, 12, 31, 23, 59, 59))
 SECONDS, SECONDS_ALARM, MINUTES, MINUTES_ALARM, HOURS, HOURS_ALARM = range(6)
 DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR = 6, 7, 8, 9
 REG_A, REG_B, REG_C, REG_D = 10, 11, 12, 13
-CENTURY = 0x32
+CENTURY, PS2_CENTURY = 0x32, 0x37
 TIME_REGS = (SECONDS, MINUTES, HOURS, DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR, CENTURY)
 
 REG_A_UIP = 0x80
@@ -261,10 +261,14 @@ class MC146818(Device):
 
     # --- ports ---------------------------------------------------------------------------------
 
+    def _register(self) -> int:
+        """The selected register: 0x37, the IBM PS/2 century byte, is 0x32 (as QEMU)."""
+        return CENTURY if self.index == PS2_CENTURY else self.index
+
     def port_read(self, port: int, size: int) -> int:
         if (port - self.props["iobase"]) & 1 == 0:
             return 0xFF
-        index, cmos = self.index, self.cmos
+        index, cmos = self._register(), self.cmos
         if index in TIME_REGS:
             if self._running():
                 self._update_time()
@@ -285,7 +289,7 @@ class MC146818(Device):
         if (port - self.props["iobase"]) & 1 == 0:
             self.index = value & 0x7F
             return
-        index, cmos = self.index, self.cmos
+        index, cmos = self._register(), self.cmos
         if index in TIME_REGS or index in (SECONDS_ALARM, MINUTES_ALARM, HOURS_ALARM):
             cmos[index] = value
             if index in TIME_REGS and self._running():
