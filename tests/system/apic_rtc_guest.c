@@ -126,6 +126,11 @@ static void ioapic_state(const char *name, uint32_t base)
     ioapic_set(base, 0, 0);
     ioapic_set(base, 0x12, 0x10000);
     ioapic_set(base, 0x13, 0);
+    printf("%s reg 3 %08x reg 0x40 %08x reg 0xff %08x\n", name, (unsigned)ioapic(base, 3),
+           (unsigned)ioapic(base, 0x40), (unsigned)ioapic(base, 0xFF));
+    mmio_write32(base, 0x1FF);
+    printf("%s ioregsel 0x1ff reads %08x, eoi register %08x\n", name,
+           (unsigned)mmio_read32(base), (unsigned)mmio_read32(base + 0x40));
 }
 
 /* What the registers keep of what is written, and what writing the read-only ones does. */

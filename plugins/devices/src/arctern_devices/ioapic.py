@@ -168,7 +168,7 @@ class IOAPIC(Device):
         if 0 <= index < NUM_PINS:
             entry = self.ioredtbl[index]
             return (entry >> 32 if sel & 1 else entry) & 0xFFFFFFFF
-        return 0xFFFFFFFF
+        return 0  # other registers read 0, as in QEMU
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         value &= 0xFFFFFFFF
