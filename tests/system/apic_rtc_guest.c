@@ -169,6 +169,11 @@ static void lapic_writes(void)
     lapic(0x400 - 0x10);
     lapic_set(ESR, 0);
     hex("esr after a reserved read", lapic(ESR));
+    printf("byte reads: version %02x svr %02x\n", *(volatile uint8_t *)(LAPIC_BASE + VER),
+           *(volatile uint8_t *)(LAPIC_BASE + SVR));
+    *(volatile uint8_t *)(LAPIC_BASE + TPR) = 0x40;
+    hex("tpr after a byte write", lapic(TPR));
+    lapic_set(TPR, 0);
 }
 
 static void priorities_and_ipis(void)

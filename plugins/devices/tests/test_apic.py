@@ -187,3 +187,9 @@ def test_hostile_state_is_refused(machine, apic):
     with pytest.raises(StreamError, match="invalid state"):
         vmstate.load(clone, data, 1)
         clone.post_load()
+
+
+def test_partial_register_accesses_are_ignored_as_in_qemu(machine, apic):
+    assert machine.address_space.read(BASE + 0x30, 1) == 0  # the version's low byte
+    machine.address_space.write(BASE + TPR, 1, 0x40)
+    assert rd(machine, TPR) == 0

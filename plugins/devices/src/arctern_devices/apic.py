@@ -313,8 +313,9 @@ class LocalAPIC(Device):
     # --- registers ---------------------------------------------------------------------
 
     def mmio_read(self, offset: int, size: int) -> int:
-        value = self._read_reg(offset >> 4)
-        return (value >> ((offset & 3) * 8)) & ((1 << (size * 8)) - 1)
+        if size < 4:
+            return 0  # as QEMU: only whole registers are read (and written)
+        return self._read_reg(offset >> 4)
 
     def _read_reg(self, index: int) -> int:
         if index == REG_ID:
@@ -355,6 +356,8 @@ class LocalAPIC(Device):
         return 0
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
+        if size < 4:
+            return
         index = offset >> 4
         value &= 0xFFFFFFFF
         if index == REG_ID:
