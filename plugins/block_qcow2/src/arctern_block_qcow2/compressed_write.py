@@ -66,7 +66,8 @@ class CompressedWrite:
         else:
             host = self.refcounts.alloc(1)
             end = host + self.h.cluster_size
-        self._write_data(host, memoryview(packed))
+        with self.refcounts.released_on_error(host, 1):  # the reference just taken
+            self._write_data(host, memoryview(packed))
         self._compressed_tail = (host + size, end) if host + size < end else None
         table = self.map.cache.get(l2_offset)
         index = (guest >> cb) - (l1_index << (cb - 3))

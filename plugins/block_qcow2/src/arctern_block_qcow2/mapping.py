@@ -125,18 +125,24 @@ class ClusterMap:
             return old, self.cache.get(old)
         table = array("Q", self.cache.get(old)) if old else array("Q", bytes(self.cs))
         new = self.refcounts.alloc(1)
-        self.cache.install(new, table, dirty=True)
-        self.cache.write_one(new)
-        self.file.flush()
-        self.set_l1_entry(l1_index, new | L.OFLAG_COPIED)
+        with self.refcounts.released_on_error(new, 1):
+            try:
+                self.cache.install(new, table, dirty=True)
+                self.cache.write_one(new)
+                self.file.flush()
+                self.set_l1_entry(l1_index, new | L.OFLAG_COPIED)
+            except BaseException:
+                self.cache.forget(new)  # never written later to a cluster given back
+                raise
         self.l2_clusters.add(new >> self.h.cluster_bits)
         if old:
             self.on_free(old >> self.h.cluster_bits, 1)
         return new, table
 
     def set_l1_entry(self, l1_index: int, value: int) -> None:
-        self.l1[l1_index] = value
+        """Write an L1 entry; the table in memory changes only once the write succeeded."""
         self.file.pwrite(self.h.l1_table_offset + l1_index * 8, entry_bytes(value))
+        self.l1[l1_index] = value
 
     def grow_l1(self, new_size: int) -> None:
         """Move the active L1 table to a larger copy (resize)."""

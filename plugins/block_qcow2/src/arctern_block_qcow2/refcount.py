@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import struct
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from arctern.errors import ImageFormatError
 from arctern_block_qcow2 import layout as L
@@ -280,6 +282,25 @@ class Refcounts:
                 break
         self.update(first, count, 1)
         return first * self.cs
+
+    @contextmanager
+    def released_on_error(self, offset: int, count: int) -> Iterator[None]:
+        """Give back ``count`` clusters at ``offset`` (just allocated) if the block fails.
+
+        For a request that allocated clusters and then failed before any L2 entry
+        points to them (QEMU's qcow2_alloc_cluster_abort): their refcounts drop back
+        in the cache, so a retried request leaves no leak. Nothing on disk refers to
+        the clusters, so the drop needs no ordering; should it fail too, the original
+        error is raised and the clusters merely leak.
+        """
+        try:
+            yield
+        except BaseException:
+            try:
+                self.update(offset // self.cs, count, -1)
+            except Exception:
+                log.warning("%s: could not release clusters at 0x%x", self.filename, offset)
+            raise
 
     def find_free_at(self, first: int, count: int) -> bool:
         """Whether clusters [first, first+count) are all still free."""

@@ -108,7 +108,8 @@ class Resize:
             host = self.refcounts.alloc(len(todo))
             host_end = host + (len(todo) << cb)
             if host_end > file.getlength():
-                file.truncate(host_end, preallocation=file_mode)
+                with self.refcounts.released_on_error(host, len(todo)):
+                    file.truncate(host_end, preallocation=file_mode)
             table = self.map.cache.get(l2_offset)
             for k, i in enumerate(todo):
                 self._free_entry(table[i])

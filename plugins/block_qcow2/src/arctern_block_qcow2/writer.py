@@ -8,6 +8,7 @@ walk and for the bytes copied on write.
 from __future__ import annotations
 
 from array import array
+from contextlib import nullcontext
 
 from arctern.block.copy import CopySource
 from arctern_block_qcow2 import layout as L
@@ -62,9 +63,14 @@ class WritePath:
             if mode == "inplace":
                 self._write_data(host + (rs - (c << cb)), chunk)
             else:
-                target = host if host is not None else self.refcounts.alloc(n)
-                for delta, piece in self._with_cow(c, n, rs, re, chunk):
-                    self._write_data(target + delta, piece)
+                if host is None:
+                    target = self.refcounts.alloc(n)
+                    guard = self.refcounts.released_on_error(target, n)
+                else:
+                    target, guard = host, nullcontext()
+                with guard:
+                    for delta, piece in self._with_cow(c, n, rs, re, chunk):
+                        self._write_data(target + delta, piece)
                 table = self.map.cache.get(l2_offset)
                 for k in range(n):
                     old = table[c + k - base]
