@@ -136,30 +136,22 @@ static void ioapic_state(const char *name, uint32_t base)
 /* What the registers keep of what is written, and what writing the read-only ones does. */
 static void lapic_writes(void)
 {
-    lapic_set(LVT_LINT1, 0x700); /* software-disabled APIC: does the mask stick? */
-    hex("lint1 written while disabled", lapic(LVT_LINT1));
-    lapic_set(LVT_LINT1, 0x10000);
-    lapic_set(LVT_ERROR, 0xFFFFFFFF);
-    hex("lvt error all ones", lapic(LVT_ERROR));
-    lapic_set(LVT_ERROR, 0x10000);
-    lapic_set(TPR, 0x1FF);
-    hex("tpr 0x1ff", lapic(TPR));
-    lapic_set(TPR, 0);
-    lapic_set(DIVIDE, 0xFF);
-    hex("divide 0xff", lapic(DIVIDE));
-    lapic_set(DIVIDE, 0);
-    lapic_set(DFR, 0);
-    hex("dfr 0", lapic(DFR));
-    lapic_set(DFR, 0xFFFFFFFF);
-    lapic_set(LDR, 0xFFFFFFFF);
-    hex("ldr all ones", lapic(LDR));
-    lapic_set(LDR, 0);
-    lapic_set(ICR_HI, 0xFFFFFFFF);
-    hex("icr high all ones", lapic(ICR_HI));
-    lapic_set(ICR_HI, 0);
-    lapic_set(SVR, 0xFFFFFFFF);
-    hex("svr all ones", lapic(SVR));
-    lapic_set(SVR, 0xFF);
+    /* LINT1 is written while the APIC is software-disabled: does the mask stick? */
+    static const struct { const char *name; uint32_t reg, value, restore; } probes[] = {
+        {"lint1 written while disabled", LVT_LINT1, 0x700, 0x10000},
+        {"lvt error all ones", LVT_ERROR, 0xFFFFFFFF, 0x10000},
+        {"tpr 0x1ff", TPR, 0x1FF, 0},
+        {"divide 0xff", DIVIDE, 0xFF, 0},
+        {"dfr 0", DFR, 0, 0xFFFFFFFF},
+        {"ldr all ones", LDR, 0xFFFFFFFF, 0},
+        {"icr high all ones", ICR_HI, 0xFFFFFFFF, 0},
+        {"svr all ones", SVR, 0xFFFFFFFF, 0xFF},
+    };
+    for (unsigned i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        lapic_set(probes[i].reg, probes[i].value);
+        hex(probes[i].name, lapic(probes[i].reg));
+        lapic_set(probes[i].reg, probes[i].restore);
+    }
     lapic_set(ESR, 0);
     lapic_set(VER, 0);
     lapic_set(PPR, 0);
