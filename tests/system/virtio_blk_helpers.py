@@ -12,6 +12,7 @@ import asyncio
 import resource
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -68,15 +69,16 @@ def two_disk_command(
 async def connect_qmp(sock: Path, name: str = "virtio-blk-test") -> QMPClient:
     """Connect, retrying: the socket file appears before the emulator listens on it."""
     qmp = QMPClient(name)
-    for attempt in range(400):
+    # generous: the emulator starts in well under a second, but CI shares two cores
+    deadline = time.monotonic() + 60
+    while True:
         try:
             await qmp.connect(str(sock))
             return qmp
         except (ConnectError, FileNotFoundError):
-            if attempt == 399:
+            if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.025)
-    return qmp
 
 
 async def wait_status(qmp: QMPClient, *, leaving: str) -> str:
