@@ -121,3 +121,28 @@ def test_failed_compressed_write_is_given_back(tools, tmp_path):
     expected = bytearray(base + bytes(SIZE - len(base)))
     expected[FREE : FREE + CLUSTER] = packable
     tools.assert_qemu_compare(path, bytes(expected))
+
+
+@pytest.mark.parametrize("refcount_bits", [16, 64])
+def test_failure_anywhere_in_a_growing_write(tools, tmp_path, refcount_bits):
+    """Small clusters: a write needs data clusters, L2 tables and refcount blocks (64
+    clusters a block at 64 bits); the file limit falls at each step in turn."""
+    payload = random.Random(3).randbytes(40_000)
+    offset = 5 << 20
+    expected = bytearray(8 << 20)
+    expected[offset : offset + len(payload)] = payload
+    for room in range(0, 90, 2):
+        path = str(tmp_path / f"disk{room}.qcow2")
+        options = {"cluster_size": 512, "refcount_bits": refcount_bits}
+        create_image(path, "qcow2", 8 << 20, options)
+        with open_image(path, fmt="qcow2") as image:
+            protocol = image.node.file
+            limit = FileSizeLimit(protocol.driver, protocol.getlength() + room * 512)
+            try:
+                image.pwrite(offset, payload)
+            except BlockError:
+                limit.limit = None
+                image.pwrite(offset, payload)
+        tools.assert_qemu_check_clean(path)
+        assert tools.read_all(path) == expected
+    assert limit.failures == 0  # the last rooms were enough: every step was failed once

@@ -320,22 +320,28 @@ class Refcounts:
             cluster = self.find_free(1)
             home = cluster // epb
             block = bytearray(self.cs)
+            offset = cluster * self.cs
             if home == rt_index:
                 self.fmt.set(block, cluster % epb, 1)
+                self._install_block(rt_index, offset, block)
             elif not self.block_offset(home):
                 self.ensure_block(home)
                 continue
             else:
                 self.update(cluster, 1, 1)
-                self.cache.write_one(self.block_offset(home))
-            offset = cluster * self.cs
-            self.file.pwrite(offset, memoryview(block))
-            self.file.flush()
-            self.reftable[rt_index] = offset
-            self.block_clusters.add(cluster)
-            self.file.pwrite(self.h.refcount_table_offset + rt_index * 8, entry_bytes(offset))
-            self.cache.install(offset, block, dirty=False)
+                with self.released_on_error(offset, 1):
+                    self.cache.write_one(self.block_offset(home))
+                    self._install_block(rt_index, offset, block)
             log.debug("%s: new refcount block %d at 0x%x", self.filename, rt_index, offset)
+
+    def _install_block(self, rt_index: int, offset: int, block: bytearray) -> None:
+        """Write a new refcount block, then the table entry naming it; then use it."""
+        self.file.pwrite(offset, memoryview(block))
+        self.file.flush()
+        self.file.pwrite(self.h.refcount_table_offset + rt_index * 8, entry_bytes(offset))
+        self.reftable[rt_index] = offset
+        self.block_clusters.add(offset // self.cs)
+        self.cache.install(offset, block, dirty=False)
 
     def _grow_table(self, needed_index: int) -> None:
         """Move the refcount table to a new, larger, self-describing area at the end."""
