@@ -13,13 +13,6 @@ WRITE_LOCK = 'Failed to get "write" lock'
 
 
 @pytest.fixture
-def image(tmp_path, registry):
-    path = str(tmp_path / "disk.raw")
-    create_image(path, "raw", 1 << 20, registry=registry)
-    return path
-
-
-@pytest.fixture
 def qemu_io(qemu_io_read):
     return lambda path, *args: qemu_io_read(path, "raw", *args)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from arctern.block.image import create_image, open_image
+from arctern.block.image import open_image
 from arctern.errors import StreamError
 from arctern.machine.memory import PAGE_SIZE, RAM
 from arctern.plugins import Registry
@@ -181,13 +181,6 @@ def run_until(condition: Callable[[], bool], *machines: LoopMachine, timeout: fl
 @pytest.fixture
 def registry() -> Registry:
     return Registry().discover(["block", "migration"])
-
-
-@pytest.fixture
-def image(tmp_path, registry) -> str:
-    path = str(tmp_path / "disk.raw")
-    create_image(path, "raw", 1 << 20, registry=registry)
-    return path
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from qemu.qmp import QMPClient
 
-from arctern.block.image import create_image, open_image
+from arctern.block.image import open_image
 from arctern.cpu.base import CPU
 from arctern.hookspecs import hookimpl
 from arctern.machine.machine import Machine, MachineType
@@ -81,13 +81,6 @@ def registry() -> Registry:
     registry = Registry().discover(["block", "migration"])
     registry.register_plugin(WaitingTarget(), kind="target", name="test-waiting")
     return registry
-
-
-@pytest.fixture
-def image(tmp_path, registry) -> str:
-    path = str(tmp_path / "disk.raw")
-    create_image(path, "raw", 1 << 20, registry=registry)
-    return path
 
 
 @pytest.fixture
