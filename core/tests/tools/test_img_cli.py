@@ -56,6 +56,21 @@ def test_create_option_help_lists_the_drivers_options(arctern_img):
     assert "preallocation=<str>" in r.out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["measure", "-O", "raw", "-o", "help"],
+        # qemu-img lists the options before it looks at -c: help wins over the refusal
+        ["convert", "-c", "-O", "raw", "-o", "help", "in.raw", "out.raw"],
+    ],
+)
+def test_measure_and_convert_option_help_list_the_targets_options(arctern_img, tmp_path, args):
+    r = arctern_img(*args)
+    assert r.rc == 0, r.err
+    assert r.out.startswith("Supported raw options:\n")
+    assert not (tmp_path / "out.raw").exists()
+
+
 def test_missing_image_is_could_not_open(arctern_img):
     for command in (["info"], ["map"], ["check"], ["bench", "-c", "1"], ["resize"]):
         extra = ["1M"] if command == ["resize"] else []

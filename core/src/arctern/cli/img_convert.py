@@ -20,11 +20,10 @@ from arctern.errors import BlockError, UsageError
 from .img_buffers import ZERO_CHUNK, is_zero
 from .img_common import (
     HELP_HINT,
-    format_driver_class,
     open_image,
     parse_args,
 )
-from .img_create import collect_options, options_help, typed_options, wants_help
+from .img_create import target_options, typed_options
 from .img_pipeline import PipelinedWriter
 from .img_progress import Progress
 from .img_status import walk
@@ -248,13 +247,12 @@ def cmd_convert(args: Sequence[str]) -> int:
         raise UsageError("Cannot enable copy offloading when -c is used")
     if plan.offload and explicit_sparse:
         raise UsageError("Cannot enable copy offloading when -S is used")
-    cls = format_driver_class(out_fmt)
+    target = target_options(out_fmt, option_texts)
+    if target is None:
+        return 0
+    cls, options = target
     if plan.compressed and not hasattr(cls, "pwrite_compressed"):
         raise BlockError("Compression not supported for this file format")
-    options = collect_options(option_texts, cls)
-    if wants_help(options):
-        print(options_help(out_fmt, cls))
-        return 0
     if len(rest) < 2:
         raise UsageError(f"Expecting image file name; {HELP_HINT}")
     if no_create and (options or target_backing):

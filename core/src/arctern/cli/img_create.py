@@ -131,6 +131,19 @@ def collect_options(texts: list[str], cls: type) -> dict[str, str]:
     return options
 
 
+def target_options(fmt: str, texts: list[str]) -> tuple[type, dict[str, str]] | None:
+    """The driver class of format ``fmt`` and the ``-o`` options given for it.
+
+    None once ``-o help`` (or ``-o ?``) has printed the option list: the command is done.
+    """
+    cls = format_driver_class(fmt)
+    options = collect_options(texts, cls)
+    if wants_help(options):
+        print(options_help(fmt, cls))
+        return None
+    return cls, options
+
+
 def backing_size(filename: str, backing: str, backing_fmt: str | None) -> int:
     """Virtual size of the backing file, found relative to the new image's directory."""
     backend = open_image(
@@ -166,11 +179,10 @@ def cmd_create(args: Sequence[str]) -> int:
                 "[-u] [-o options] filename [size]"
             )
             return 0
-    cls = format_driver_class(fmt)
-    options = collect_options(option_texts, cls)
-    if wants_help(options):
-        print(options_help(fmt, cls))
+    target = target_options(fmt, option_texts)
+    if target is None:
         return 0
+    _, options = target
     options.update(cli_backing)
     if not rest:
         raise UsageError(f"Expecting image file name; {HELP_HINT}")

@@ -7,8 +7,8 @@ from typing import Any
 
 from arctern.errors import UsageError
 
-from .img_common import format_driver_class, open_image, output_format, parse_args
-from .img_create import collect_options, options_help, typed_options, wants_help
+from .img_common import open_image, output_format, parse_args
+from .img_create import target_options, typed_options
 from .img_json import dumps
 from .img_status import walk
 from .img_units import parse_size
@@ -39,11 +39,10 @@ def cmd_measure(args: Sequence[str]) -> int:
                 "[--size N | [-f fmt] [-U] filename]"
             )
             return 0
-    cls = format_driver_class(out_fmt)
-    options = collect_options(option_texts, cls)
-    if wants_help(options):
-        print(options_help(out_fmt, cls))
+    target = target_options(out_fmt, option_texts)
+    if target is None:
         return 0
+    cls, options = target
     if size is not None and rest:
         raise UsageError("--size N cannot be used together with a filename.")
     if size is None and len(rest) != 1:
