@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from arctern.block.driver import (
     BlockDriver,
@@ -37,7 +37,6 @@ from arctern.errors import (
     UsageError,
 )
 from arctern_block_qcow2 import layout as L
-from arctern_block_qcow2.bitmaps import read_bitmaps
 from arctern_block_qcow2.compressed_write import CompressedWrite
 from arctern_block_qcow2.copy_range import CopyRange
 from arctern_block_qcow2.header import Header, parse_header
@@ -47,8 +46,10 @@ from arctern_block_qcow2.reader import ReadPath
 from arctern_block_qcow2.refcount import Refcounts
 from arctern_block_qcow2.resize import Resize
 from arctern_block_qcow2.serial import serialized
-from arctern_block_qcow2.snapshots import Snapshot, read_snapshots
 from arctern_block_qcow2.writer import WritePath
+
+if TYPE_CHECKING:
+    from arctern_block_qcow2.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, Block
         self.snapshots: list[Snapshot] = []
         self.snapshot_table_bytes = snap_bytes = 0
         if h.nb_snapshots:
+            from arctern_block_qcow2.snapshots import read_snapshots  # few images have any
+
             self.snapshots, snap_bytes = read_snapshots(
                 file, h.snapshots_offset, h.nb_snapshots, h.cluster_size, self._name, length
             )
@@ -316,6 +319,8 @@ class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, Block
         }
         if h.version >= 3:
             data["lazy-refcounts"] = h.lazy_refcounts
+        from arctern_block_qcow2.bitmaps import read_bitmaps
+
         bitmaps, _ = read_bitmaps(self.node.file, h, self._name)
         if bitmaps:
             data["bitmaps"] = [bitmap.as_info() for bitmap in bitmaps]

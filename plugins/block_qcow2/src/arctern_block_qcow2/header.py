@@ -9,7 +9,7 @@ Unknown header extensions are kept verbatim and written back.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from typing import Any
 
 from arctern.errors import ImageFormatError
 from arctern_block_qcow2 import layout as L
@@ -33,8 +33,13 @@ _V3_EXTRA = struct.Struct(">QQQII")  # 32 bytes: up to header_length
 _EXT_HEAD = struct.Struct(">II")
 
 
-@dataclass
 class Header:
+    """The header fields (defaults: a new v3 image), the extensions, the backing file name.
+
+    A plain class rather than a dataclass: the generated methods of a 23-field
+    dataclass cost more to build at import than the whole module otherwise.
+    """
+
     version: int = 3
     backing_file_offset: int = 0
     backing_file_size: int = 0
@@ -58,9 +63,17 @@ class Header:
     backing_file: str | None = None
     backing_format: str | None = None
     #: (type, bit) -> name, from the image's feature-name table.
-    feature_names: dict[tuple[int, int], str] = field(default_factory=dict)
+    feature_names: dict[tuple[int, int], str]
     #: Unknown header extensions, (magic, data), kept and written back as found.
-    unknown_extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    unknown_extensions: list[tuple[int, bytes]]
+
+    def __init__(self, **fields: Any) -> None:
+        self.feature_names = {}
+        self.unknown_extensions = []
+        for name, value in fields.items():
+            if name not in Header.__annotations__:
+                raise TypeError(f"Header has no field {name!r}")
+            setattr(self, name, value)
 
     @property
     def cluster_size(self) -> int:

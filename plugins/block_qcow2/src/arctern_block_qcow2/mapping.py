@@ -8,7 +8,6 @@ on) before the L1 entry that points to it.
 
 from __future__ import annotations
 
-import enum
 import struct
 from array import array
 from collections.abc import Callable
@@ -22,7 +21,9 @@ from arctern_block_qcow2.refcount import Refcounts
 from arctern_block_qcow2.tables import entry_bytes, table_from_bytes, table_to_bytes
 
 
-class Kind(enum.Enum):
+class Kind:
+    """What an L2 entry describes (plain constants: an Enum costs at import and per lookup)."""
+
     UNALLOCATED = "unallocated"
     ZERO_PLAIN = "zero"
     ZERO_ALLOC = "zero-alloc"
@@ -30,7 +31,7 @@ class Kind(enum.Enum):
     COMPRESSED = "compressed"
 
 
-def entry_kind(entry: int) -> Kind:
+def entry_kind(entry: int) -> str:
     if entry & L.OFLAG_COMPRESSED:
         return Kind.COMPRESSED
     if entry & L.OFLAG_ZERO:
