@@ -26,24 +26,22 @@ from arctern.migration.outgoing import VERDICT_GO, VERDICT_NO, VERDICT_OK
 from arctern.migration.state import StateCollector, digest
 from arctern.migration.transport import MigrationListener, MigrationStream, MigrationTransport
 from arctern.migration.wakeup import Wakeup
+from arctern.migration.worker import MigrationWorker
 
 log = logging.getLogger(__name__)
 
 
-class StreamLoader(threading.Thread):
+class StreamLoader(MigrationWorker):
     """Accepts the source and loads the stream; hands over to the main loop at END."""
 
     def __init__(self, machine: Any, listener: MigrationListener, uri: str, wakeup: Wakeup) -> None:
-        super().__init__(name=f"incoming migration {uri}", daemon=True)
+        super().__init__(f"incoming migration {uri}", wakeup)
         self.machine = machine
-        self.wakeup = wakeup
         self.listener = listener
         self.uri = uri
-        self.stream: MigrationStream | None = None
         self.collector = StateCollector(uri)
         self.bytes_read = 0
         self.pages = 0
-        self.error: str | None = None
         self.connected = threading.Event()
         self.loaded = threading.Event()
         self.verdict: bytes | None = None  # set by the main loop
@@ -51,38 +49,33 @@ class StreamLoader(threading.Thread):
         self.go = threading.Event()
         self.closing = False
 
-    def run(self) -> None:
-        try:
-            stream = self.listener.accept()
-            self.stream = stream
-            self.listener.close()
-            self.connected.set()
-            self.wakeup.signal()
-            self._load(stream)
-            self.loaded.set()
-            self.wakeup.signal()
-            self.decided.wait()
-            if stream.has_return_path:
-                stream.write(self.verdict or VERDICT_NO)
-                if self.verdict == VERDICT_OK:
-                    if stream.read_exact(2) != VERDICT_GO:
-                        raise MigrationError(
-                            f"source {self.uri} did not confirm the hand-over; "
-                            "the images stay inactive here"
-                        )
+    @property
+    def stopping(self) -> bool:
+        return self.closing
+
+    def describe(self, exc: Exception) -> str:
+        return f"migration stream from {self.uri}: {type(exc).__name__}: {exc}"
+
+    def work(self) -> None:
+        stream = self.listener.accept()
+        self.stream = stream
+        self.listener.close()
+        self.connected.set()
+        self.wakeup.signal()
+        self._load(stream)
+        self.loaded.set()
+        self.wakeup.signal()
+        self.decided.wait()
+        if stream.has_return_path:
+            stream.write(self.verdict or VERDICT_NO)
             if self.verdict == VERDICT_OK:
-                self.go.set()
-        except ArcternError as exc:
-            if not self.closing:
-                self.error = str(exc)
-        except Exception as exc:  # a thread must report, not die with a traceback
-            log.debug("incoming migration failed", exc_info=True)
-            if not self.closing:
-                self.error = f"migration stream from {self.uri}: {type(exc).__name__}: {exc}"
-        finally:
-            if self.stream is not None:
-                self.stream.close()
-            self.wakeup.signal()
+                if stream.read_exact(2) != VERDICT_GO:
+                    raise MigrationError(
+                        f"source {self.uri} did not confirm the hand-over; "
+                        "the images stay inactive here"
+                    )
+        if self.verdict == VERDICT_OK:
+            self.go.set()
 
     def _load(self, stream: MigrationStream) -> None:
         reader = fmt.StreamReader(stream, self.uri)

@@ -30,6 +30,7 @@ from arctern.migration.handover import activate_images, inactivate_images
 from arctern.migration.state import digest, drive_table, state_sections
 from arctern.migration.transport import MigrationStream, MigrationTransport
 from arctern.migration.wakeup import Wakeup
+from arctern.migration.worker import MigrationWorker
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ VERDICT_OK, VERDICT_NO, VERDICT_GO = b"OK", b"NO", b"GO"
 Emit = Callable[[str, dict[str, Any]], None]
 
 
-class StreamWriter(threading.Thread):
+class StreamWriter(MigrationWorker):
     """Connects through a transport and writes queued chunks; reports errors, never raises.
 
     Once every chunk is written it reads the destination's verdict when the
@@ -55,16 +56,13 @@ class StreamWriter(threading.Thread):
     """
 
     def __init__(self, transport: MigrationTransport, uri: str, wakeup: Wakeup) -> None:
-        super().__init__(name=f"migration to {uri}", daemon=True)
+        super().__init__(f"migration to {uri}", wakeup)
         self.transport = transport
         self.uri = uri
-        self.wakeup = wakeup
-        self.stream: MigrationStream | None = None
         self.queue: collections.deque[bytes | None] = collections.deque()
         self.cond = threading.Condition()
         self.queued = 0  # bytes waiting in the queue
         self.sent = 0  # bytes written to the transport
-        self.error: str | None = None
         self.connected = threading.Event()
         self.finished = threading.Event()
         self.committed = False  # GO sent: the destination runs the guest now
@@ -98,33 +96,31 @@ class StreamWriter(threading.Thread):
 
     # --- writer thread -----------------------------------------------------
 
-    def run(self) -> None:
-        try:
-            stream = self.transport.connect(self.uri)
-            with self.cond:
-                self.stream = stream
-                if self.cancelled:
-                    stream.close()
-                    return
-            self.connected.set()
-            self.wakeup.signal()
-            self._pump(stream)
-            self._hand_over(stream)
-            self.finished.set()
-        except ArcternError as exc:
-            if not self.cancelled:
-                self.error = str(exc)
-        except Exception as exc:  # a thread must report, not die with a traceback
-            log.debug("migration writer failed", exc_info=True)
-            if not self.cancelled:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                self.error = f"migration to {self.uri} failed: {why}"
-        finally:
-            with self.cond:
-                self.cond.notify_all()
-            if self.stream is not None:
-                self.stream.close()
-            self.wakeup.signal()
+    @property
+    def stopping(self) -> bool:
+        return self.cancelled
+
+    def describe(self, exc: Exception) -> str:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"migration to {self.uri} failed: {why}"
+
+    def work(self) -> None:
+        stream = self.transport.connect(self.uri)
+        with self.cond:
+            self.stream = stream
+            if self.cancelled:
+                stream.close()
+                return
+        self.connected.set()
+        self.wakeup.signal()
+        self._pump(stream)
+        self._hand_over(stream)
+        self.finished.set()
+
+    def finish(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+        super().finish()
 
     def _pump(self, stream: MigrationStream) -> None:
         while True:
