@@ -38,6 +38,9 @@ def test_create_quiet_and_default_format_raw(arctern_img, tmp_path):
         (["nosuch"], "Command not found: nosuch"),
         (["info", "--output=xml", "x.raw"], "--output must be used with human or json"),
         (["check", "-r", "some", "x.raw"], "Unknown option value for -r"),
+        (["info"], "Expecting one image file name"),
+        (["map", "a.raw", "b.raw"], "Expecting one image file name"),
+        (["rebase", "-u", "-b", "", "a.raw", "b.raw"], "Expecting one image file name"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_1(arctern_img, args, message):

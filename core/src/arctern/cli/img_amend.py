@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from arctern.errors import UsageError
 
-from .img_common import HELP_HINT, open_image, parse_args, parse_option_string
+from .img_common import HELP_HINT, one_filename, open_image, parse_args, parse_option_string
 
 
 def cmd_amend(args: Sequence[str]) -> int:
@@ -25,9 +25,7 @@ def cmd_amend(args: Sequence[str]) -> int:
             return 0
     if not options:
         raise UsageError(f"Must specify options (-o); {HELP_HINT}")
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
-    backend = open_image(rest[0], fmt=fmt, cache=cache)
+    backend = open_image(one_filename(rest), fmt=fmt, cache=cache)
     try:
         backend.node.driver.amend(options)
     finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from arctern.errors import UsageError
 
-from .img_common import HELP_HINT, open_image, parse_args
+from .img_common import one_filename, open_image, parse_args
 from .img_units import parse_size
 
 
@@ -158,8 +158,7 @@ def parse_bench_args(args: Sequence[str]) -> tuple[BenchParams, dict, str] | Non
             p.quiet = True
         elif opt in ("-h", "--help"):
             return None
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    filename = one_filename(rest)
     if p.flush_interval and not p.write:
         raise UsageError("--flush-interval is only available in write tests")
     if p.flush_interval and p.flush_interval < p.depth:
@@ -168,7 +167,7 @@ def parse_bench_args(args: Sequence[str]) -> tuple[BenchParams, dict, str] | Non
         raise UsageError("--force-share/-U cannot be used with -w")
     p.step = p.step or p.bufsize
     open_opts["read_only"] = not p.write
-    return p, open_opts, rest[0]
+    return p, open_opts, filename
 
 
 def cmd_bench(args: Sequence[str]) -> int:

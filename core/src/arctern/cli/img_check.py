@@ -13,7 +13,7 @@ from typing import Any
 from arctern.block.driver import CheckResult
 from arctern.errors import ArcternError, UsageError
 
-from .img_common import HELP_HINT, open_image, output_format, parse_args
+from .img_common import HELP_HINT, one_filename, open_image, output_format, parse_args
 from .img_json import dumps
 
 EXIT_CLEAN, EXIT_FAILED, EXIT_CORRUPT, EXIT_LEAKS, EXIT_NO_CHECK = 0, 1, 2, 3, 63
@@ -112,11 +112,9 @@ def cmd_check(args: Sequence[str]) -> int:
                 "[-T src_cache] [-U] filename"
             )
             return 0
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    filename = one_filename(rest)
     if fix and force_share:
         raise UsageError("--force-share/-U is not allowed when repairing")
-    filename = rest[0]
     backend = open_image(
         filename,
         fmt=fmt,

@@ -15,7 +15,7 @@ from arctern.block.driver import STATUS_DATA, STATUS_ZERO
 from arctern.block.image import backing_path
 from arctern.errors import BlockError, UsageError
 
-from .img_common import HELP_HINT, open_image, parse_args
+from .img_common import one_filename, open_image, parse_args
 from .img_progress import Progress
 
 CHUNK = 2 << 20
@@ -45,9 +45,7 @@ def cmd_commit(args: Sequence[str]) -> int:
                 "[-r rate_limit] filename"
             )
             return 0
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
-    filename = rest[0]
+    filename = one_filename(rest)
     top = open_image(filename, fmt=fmt, cache=cache, backing=False)
     try:
         driver = top.node.driver

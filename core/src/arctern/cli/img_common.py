@@ -28,6 +28,13 @@ def parse_args(
         raise UsageError(f"unrecognized option '{dash}{exc.opt}'; {HELP_HINT}") from None
 
 
+def one_filename(rest: Sequence[str]) -> str:
+    """The single image operand of a subcommand, or qemu-img's usage error."""
+    if len(rest) != 1:
+        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    return rest[0]
+
+
 def output_format(value: str) -> str:
     """The value of ``--output``: ``human`` or ``json``."""
     if value not in ("human", "json"):

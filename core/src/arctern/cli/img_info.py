@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from arctern.block.image import backing_path
-from arctern.errors import ImageFormatError, UsageError
+from arctern.errors import ImageFormatError
 
-from .img_common import HELP_HINT, image_opts, open_image, output_format, parse_args
+from .img_common import image_opts, one_filename, open_image, output_format, parse_args
 from .img_json import dumps, qdict_order
 from .img_units import human_size
 
@@ -161,9 +161,7 @@ def cmd_info(args: Sequence[str]) -> int:
                 "usage: arctern-img info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename"
             )
             return 0
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
-    infos = chain_infos(rest[0], fmt, force_share, chain)
+    infos = chain_infos(one_filename(rest), fmt, force_share, chain)
     if output == "json":
         print(dumps(infos if chain else infos[0]))
     else:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from arctern.errors import ImageFormatError, UsageError
 
-from .img_common import HELP_HINT, image_opts, open_image, output_format, parse_args
+from .img_common import image_opts, one_filename, open_image, output_format, parse_args
 from .img_status import MapEntry, merge, walk
 from .img_units import parse_size
 
@@ -104,9 +104,7 @@ def cmd_map(args: Sequence[str]) -> int:
                 "[--max-length=LEN] [-U] filename"
             )
             return 0
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
-    backend = open_image(rest[0], **image_opts(fmt, force_share))
+    backend = open_image(one_filename(rest), **image_opts(fmt, force_share))
     try:
         end = backend.length
         if max_length is not None:

@@ -18,7 +18,7 @@ from arctern.block.image import backing_path
 from arctern.errors import BlockError, UsageError
 
 from .img_buffers import first_difference, same
-from .img_common import HELP_HINT, open_image, parse_args
+from .img_common import HELP_HINT, one_filename, open_image, parse_args
 from .img_progress import Progress
 
 #: Bytes compared (and at most written) per step, as qemu-img's IO_BUF_SIZE.
@@ -56,11 +56,9 @@ def cmd_rebase(args: Sequence[str]) -> int:
                 "[-U] -b backing_file [-F backing_fmt] filename"
             )
             return 0
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
+    filename = one_filename(rest)
     if new_backing is None:
         raise UsageError(f"Must specify backing file (-b) or use unsafe mode (-u); {HELP_HINT}")
-    filename = rest[0]
     new_backing = new_backing or None  # -b "": no backing file any more
     if new_backing and not new_fmt:
         raise BlockError(

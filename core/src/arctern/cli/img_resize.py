@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from arctern.errors import UsageError
 
-from .img_common import HELP_HINT, open_image, parse_args
+from .img_common import one_filename, open_image, parse_args
 from .img_create import SIZE_HINT
 from .img_units import SIZE_MAX, parse_size
 
@@ -49,9 +49,7 @@ def cmd_resize(args: Sequence[str]) -> int:
             if value not in PREALLOCATION:
                 raise UsageError(f"Invalid preallocation mode '{value}'")
             prealloc = value
-    if len(rest) != 1:
-        raise UsageError(f"Expecting one image file name; {HELP_HINT}")
-    backend = open_image(rest[0], fmt=fmt)
+    backend = open_image(one_filename(rest), fmt=fmt)
     try:
         size = new_size(backend.length, size_text)
         if size < backend.length:
