@@ -196,7 +196,10 @@ def test_human_monitor_command(served, qmp):
             "migrate_set_parameter max-bandwidth 64",
             "info migrate_parameters",
             "bogus",
+            "stop now",
             "stop",
+            "info status",
+            "cont",
             "info status",
         ]:
             out.append(await client.execute("human-monitor-command", {"command-line": line}))
@@ -212,7 +215,9 @@ def test_human_monitor_command(served, qmp):
     assert out[5].startswith(f"disk0: {machine.drives['disk0'].filename} (raw)")
     assert out[7] == "max-bandwidth: 67108864 bytes/second\ndowntime-limit: 300 ms\n"
     assert out[8] == "unknown command: 'bogus'\n"
-    assert out[10] == "VM status: paused\n"
+    assert out[9] == "usage: stop\n"  # stop takes no arguments
+    assert out[11] == "VM status: paused\n"
+    assert out[13] == "VM status: running\n"
 
 
 def test_migrate_between_two_monitors_with_incoming_defer(served, serve, qmp, image):

@@ -79,26 +79,22 @@ def _qmp(mon: Monitor, name: str, args: dict | None = None) -> Any:
     return mon.execute(name, args or {})
 
 
-def _no_args(words: list[str], usage: str) -> None:
-    if words:
-        raise HMPError(f"usage: {usage}")
+def _plain_qmp_command(name: str, usage: str) -> None:
+    """Register HMP command ``name``: no arguments, runs the QMP command of the same name."""
+
+    def run(mon: Monitor, words: list[str]) -> str:
+        if words:
+            raise HMPError(f"usage: {name}")
+        _qmp(mon, name)
+        return ""
+
+    hmp_command(name, usage)(run)
 
 
 # --- run state ---------------------------------------------------------------------
 
-
-@hmp_command("stop", "stop -- stop emulation")
-def _stop(mon: Monitor, words: list[str]) -> str:
-    _no_args(words, "stop")
-    _qmp(mon, "stop")
-    return ""
-
-
-@hmp_command("cont", "cont|c -- resume emulation")
-def _cont(mon: Monitor, words: list[str]) -> str:
-    _no_args(words, "cont")
-    _qmp(mon, "cont")
-    return ""
+_plain_qmp_command("stop", "stop -- stop emulation")
+_plain_qmp_command("cont", "cont|c -- resume emulation")
 
 
 @hmp_command("quit", "quit|q -- quit the emulator")
@@ -250,11 +246,7 @@ class WaitForMigration(Exception):
     """``migrate`` without -d: the console holds its prompt until the migration ends."""
 
 
-@hmp_command("migrate_cancel", "migrate_cancel -- cancel the current VM migration")
-def _migrate_cancel(mon: Monitor, words: list[str]) -> str:
-    _no_args(words, "migrate_cancel")
-    _qmp(mon, "migrate_cancel")
-    return ""
+_plain_qmp_command("migrate_cancel", "migrate_cancel -- cancel the current VM migration")
 
 
 @hmp_command("migrate_incoming", "migrate_incoming uri -- continue an incoming migration")
