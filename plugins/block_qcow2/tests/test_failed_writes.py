@@ -28,9 +28,9 @@ class FileSizeLimit:
 
     def __init__(self, driver, limit: int) -> None:
         self.limit: int | None = limit
-        self._pwrite = driver.pwrite
+        self._pwrite, self._truncate = driver.pwrite, driver.truncate
         self.failures = 0
-        driver.pwrite = self.pwrite
+        driver.pwrite, driver.truncate = self.pwrite, self.truncate
 
     def pwrite(self, offset: int, data: memoryview) -> None:
         end = offset + len(data)
@@ -39,9 +39,24 @@ class FileSizeLimit:
             return
         if offset < self.limit:
             self._pwrite(offset, data[: self.limit - offset])
+        raise self._efbig(f"Could not write {len(data)} bytes at offset {offset}")
+
+    def truncate(self, size: int, **kwargs) -> None:
+        if self.limit is not None and size > self.limit:
+            raise self._efbig(f"Could not resize to {size} bytes")
+        self._truncate(size, **kwargs)
+
+    def _efbig(self, message: str) -> BlockError:
         self.failures += 1
-        exc = OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-        raise BlockError(f"Could not write {len(data)} bytes at offset {offset}") from exc
+        error = BlockError(message)
+        error.__cause__ = OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+        return error
+
+
+def limit_growth(protocol, clusters: int, cluster_size: int = CLUSTER) -> FileSizeLimit:
+    """Let the file grow by ``clusters`` clusters past its last (partial) cluster, no more."""
+    end = -(-protocol.getlength() // cluster_size) * cluster_size
+    return FileSizeLimit(protocol.driver, end + clusters * cluster_size)
 
 
 def _fresh_image(path: str, data: bytes, compat: str = "1.1") -> None:
@@ -76,8 +91,7 @@ def test_retried_write_leaves_the_image_clean(tools, tmp_path, compat, request_)
     offset, length, room = request_
     payload = random.Random(2).randbytes(length)
     with open_image(path, fmt="qcow2") as image:
-        protocol = image.node.file
-        limit = FileSizeLimit(protocol.driver, protocol.getlength() + room * CLUSTER)
+        limit = limit_growth(image.node.file, room)
         with pytest.raises(BlockError, match="Could not write"):
             image.pwrite(offset, payload)
         assert limit.failures
@@ -96,8 +110,7 @@ def test_failed_write_never_reached_the_l2_table(tools, tmp_path):
     base = random.Random(1).randbytes(1 << 20)
     _fresh_image(path, base)
     with open_image(path, fmt="qcow2") as image:
-        protocol = image.node.file
-        FileSizeLimit(protocol.driver, protocol.getlength() + CLUSTER)
+        limit_growth(image.node.file, 1)
         with pytest.raises(BlockError):
             image.pwrite(FREE, bytes([7]) * 3 * CLUSTER)
     tools.assert_qemu_check_clean(path)
@@ -110,8 +123,7 @@ def test_failed_compressed_write_is_given_back(tools, tmp_path):
     _fresh_image(path, base)
     packable = b"compressible " * (CLUSTER // 13) + bytes(CLUSTER % 13)
     with open_image(path, fmt="qcow2") as image:
-        protocol = image.node.file
-        limit = FileSizeLimit(protocol.driver, protocol.getlength())
+        limit = limit_growth(image.node.file, 0)
         driver = image.node.driver
         with pytest.raises(BlockError):
             driver.pwrite_compressed(FREE, memoryview(packable))
@@ -136,8 +148,7 @@ def test_failure_anywhere_in_a_growing_write(tools, tmp_path, refcount_bits):
         options = {"cluster_size": 512, "refcount_bits": refcount_bits}
         create_image(path, "qcow2", 8 << 20, options)
         with open_image(path, fmt="qcow2") as image:
-            protocol = image.node.file
-            limit = FileSizeLimit(protocol.driver, protocol.getlength() + room * 512)
+            limit = limit_growth(image.node.file, room, 512)
             try:
                 image.pwrite(offset, payload)
             except BlockError:
@@ -146,3 +157,23 @@ def test_failure_anywhere_in_a_growing_write(tools, tmp_path, refcount_bits):
         tools.assert_qemu_check_clean(path)
         assert tools.read_all(path) == expected
     assert limit.failures == 0  # the last rooms were enough: every step was failed once
+
+
+#: (preallocation, clusters the file may grow by): the new L1 table fails, or (with
+#: preallocation) the clusters after it.
+RESIZES = [("off", 0), ("metadata", 0), ("metadata", 1), ("full", 0), ("full", 1)]
+
+
+@pytest.mark.parametrize(("preallocation", "room"), RESIZES)
+def test_retried_resize_leaves_the_image_clean(tools, tmp_path, preallocation, room):
+    """Growing 1 MiB to 4 MiB needs a bigger L1 table; the first try fails."""
+    path = str(tmp_path / "disk.qcow2")
+    create_image(path, "qcow2", 1 << 20, {"cluster_size": CLUSTER})
+    with open_image(path, fmt="qcow2") as image:
+        limit = limit_growth(image.node.file, room)
+        with pytest.raises(BlockError, match="Could not"):
+            image.truncate(SIZE, preallocation)
+        limit.limit = None
+        image.truncate(SIZE, preallocation)
+    tools.assert_qemu_check_clean(path)
+    tools.assert_qemu_compare(path, bytes(SIZE))

@@ -153,10 +153,11 @@ class ClusterMap:
         offset = self.refcounts.alloc(clusters)
         table = array("Q", self.l1)
         table.extend([0] * (new_size - len(table)))
-        self.file.pwrite(offset, table_to_bytes(table))  # not padded, as QEMU
-        self.file.flush()
         old_offset, old_size = self.h.l1_table_offset, self.h.l1_size
-        self.file.pwrite(36, struct.pack(">IQ", new_size, offset))
+        with self.refcounts.released_on_error(offset, clusters):
+            self.file.pwrite(offset, table_to_bytes(table))  # not padded, as QEMU
+            self.file.flush()
+            self.file.pwrite(36, struct.pack(">IQ", new_size, offset))
         self.file.flush()
         self.h.l1_size, self.h.l1_table_offset = new_size, offset
         self.l1 = table
