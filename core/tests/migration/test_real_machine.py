@@ -16,7 +16,6 @@ import threading
 import pytest
 
 from arctern.cpu.base import CPU
-from arctern.hookspecs import hookimpl
 from arctern.machine.chardev import MemoryChardev
 from arctern.machine.machine import Machine, MachineType
 from arctern.machine.memory import PAGE_SHIFT
@@ -81,20 +80,10 @@ class PrinterBoard(MachineType):
         """The guest program is the CPU model itself."""
 
 
-class PrinterTarget:
-    @hookimpl
-    def arctern_cpu_models(self):
-        return [PrinterCPU]
-
-    @hookimpl
-    def arctern_machine_types(self):
-        return [PrinterBoard]
-
-
 @pytest.fixture
-def printer_registry() -> Registry:
+def printer_registry(add_target) -> Registry:
     registry = Registry().discover(["block", "migration", "device"])
-    registry.register_plugin(PrinterTarget(), kind="target", name="test-printer")
+    add_target(registry, PrinterCPU, PrinterBoard)
     return registry
 
 

@@ -16,7 +16,6 @@ from qemu.qmp import QMPClient
 
 from arctern.block.image import open_image
 from arctern.cpu.base import CPU
-from arctern.hookspecs import hookimpl
 from arctern.machine.machine import Machine, MachineType
 from arctern.monitor.monitor import Monitor
 from arctern.plugins import Registry
@@ -52,16 +51,6 @@ class WaitingBoard(MachineType):
         """No kernel: the board only has to exist."""
 
 
-class WaitingTarget:
-    @hookimpl
-    def arctern_cpu_models(self):
-        return [WaitingCPU]
-
-    @hookimpl
-    def arctern_machine_types(self):
-        return [WaitingBoard]
-
-
 class MainLoop(threading.Thread):
     def __init__(self, machine: Machine) -> None:
         super().__init__(daemon=True)
@@ -77,9 +66,9 @@ class MainLoop(threading.Thread):
 
 
 @pytest.fixture
-def registry() -> Registry:
+def registry(add_target) -> Registry:
     registry = Registry().discover(["block", "migration"])
-    registry.register_plugin(WaitingTarget(), kind="target", name="test-waiting")
+    add_target(registry, WaitingCPU, WaitingBoard)
     return registry
 
 
