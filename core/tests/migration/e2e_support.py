@@ -1,6 +1,7 @@
 """Helpers of the end-to-end migration tests: the guest, arctern-system processes, QMP.
 
-Imported by the test modules (their directory is put on sys.path); not a test module.
+Imported by the test modules (conftest.py puts their directory on sys.path); not a test
+module.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qemu.qmp import QMPClient
 from arctern.plugins import Registry
 
 ROUNDS = 300
+MIGRATE_AT = "round 100: disk and RAM ok"  # a line the guest prints early: migrate from here
 ARCTERN = str(Path(sys.executable).with_name("arctern-system"))
 GUEST_ARGS = ["-M", "microvm,acpi=off", "-m", "32", "-nodefaults", "-display", "none"]
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from e2e_support import (  # noqa: E402
+from e2e_support import (
+    MIGRATE_AT,
     Guest,
     Side,
     check,
@@ -30,8 +28,6 @@ from e2e_support import (  # noqa: E402
     machine_args,
     third_writer,
 )
-
-MIGRATE_AT = "round 100: disk and RAM ok"
 
 
 async def _migrate(

@@ -13,14 +13,12 @@ import os
 import resource
 import signal
 import socket
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from e2e_support import (  # noqa: E402
+from e2e_support import (
+    MIGRATE_AT,
     Guest,
     Side,
     check,
@@ -30,7 +28,6 @@ from e2e_support import (  # noqa: E402
     machine_args,
 )
 
-MIGRATE_AT = "round 100: disk and RAM ok"
 GUEST_ROUNDS = 600  # the guest runs for seconds after MIGRATE_AT, longer than the migration
 SLOW = 1 << 20  # bytes/s: the first pass (4 MiB of guest data) takes long enough to break it
 
