@@ -49,6 +49,13 @@ def new_machine(*, running=True):
     return machine
 
 
+def reset_device(machine, name, **props):
+    """Device ``name`` created on ``machine`` and reset, as at power-on."""
+    device = machine.create_device(name, **props)
+    device.reset()
+    return device
+
+
 def advance(machine, ns):
     """Let ``ns`` of virtual time pass, running each timer when its deadline comes."""
     end = machine.clock.ns() + ns

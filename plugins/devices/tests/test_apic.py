@@ -1,7 +1,7 @@
 """Local APIC: priorities, EOI, LINT0/ExtINT, IPIs, destinations, the timer, vmstate."""
 
 import pytest
-from device_harness import advance, save_load
+from device_harness import advance, reset_device, save_load
 
 from arctern.errors import StreamError
 
@@ -25,9 +25,7 @@ class FakePIC:
 
 @pytest.fixture
 def apic(machine):
-    lapic = machine.create_device("apic")
-    lapic.reset()
-    return lapic
+    return reset_device(machine, "apic")
 
 
 def rd(machine, reg):

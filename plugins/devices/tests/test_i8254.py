@@ -2,7 +2,7 @@
 
 import pytest
 from arctern_devices.i8254 import PIT_FREQ
-from device_harness import advance, save_load
+from device_harness import advance, reset_device, save_load
 
 TICK_NS = 1_000_000_000 / PIT_FREQ
 
@@ -13,9 +13,7 @@ def ns(ticks):
 
 @pytest.fixture
 def pit(machine):
-    dev = machine.create_device("i8254")
-    dev.reset()
-    return dev
+    return reset_device(machine, "i8254")
 
 
 def program(machine, channel, mode, count, access=3):

@@ -4,7 +4,7 @@ import calendar
 import time
 
 import pytest
-from device_harness import advance, save_load
+from device_harness import advance, reset_device, save_load
 
 from arctern.errors import StreamError
 
@@ -17,9 +17,7 @@ LATE = calendar.timegm((2099, 12, 31, 23, 59, 58))
 
 @pytest.fixture
 def rtc(machine):
-    device = machine.create_device("mc146818")
-    device.reset()
-    return device
+    return reset_device(machine, "mc146818")
 
 
 def get(machine, index):
