@@ -28,32 +28,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tool_runs import bench_seconds, run
+
 ARCTERN_IMG = str(Path(sys.executable).parent / "arctern-img")
-RUN_COMPLETED = re.compile(r"Run completed in ([0-9.]+) seconds\.")
 MiB = 1 << 20
-
-
-def run(argv: list[str]) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def bench_time(tool: str, args: list[str]) -> float:
-    out = run([tool, "bench", *args])
-    match = RUN_COMPLETED.search(out)
-    if match is None:
-        raise SystemExit(f"{tool} bench printed no run time: {out!r}")
-    return float(match.group(1))
 
 
 def wall_time(argv: list[str], cleanup: Path) -> float:
@@ -131,8 +115,8 @@ def main() -> None:
                     image = str(images[f"bench-{fmt}"])
                     q, a = best_of(
                         args.repeat,
-                        lambda p=params, i=image: bench_time("qemu-img", [*p, i]),
-                        lambda p=params, i=image: bench_time(ARCTERN_IMG, [*p, i]),
+                        lambda p=params, i=image: bench_seconds("qemu-img", [*p, i]),
+                        lambda p=params, i=image: bench_seconds(ARCTERN_IMG, [*p, i]),
                     )
                     label = f"bench {'write' if write else 'read '} {size // 1024:>2}K {fmt:5}"
                     rows.append((f"{label} (d=1, {count} reqs)", q, a))

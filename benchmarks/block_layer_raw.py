@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import mmap
-import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tool_runs import bench_seconds
 
 from arctern.block import create_image, open_image
 
@@ -46,11 +46,8 @@ def arctern_rate(path: str, write: bool, size: int, count: int, cache: str) -> f
 
 
 def qemu_rate(path: str, write: bool, size: int, count: int, cache: str) -> float:
-    args = ["qemu-img", "bench", "-f", "raw", "-t", cache, "-d", "1", "-c", str(count)]
-    args += ["-s", str(size)] + (["-w"] if write else []) + [path]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    seconds = float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
-    return count / seconds
+    args = ["-f", "raw", "-t", cache, "-d", "1", "-c", str(count), "-s", str(size)]
+    return count / bench_seconds("qemu-img", args + (["-w"] if write else []) + [path])
 
 
 def main() -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tool_runs import bench_seconds
 
 MiB = 1 << 20
 ARCTERN_IMG = str(Path(sys.executable).with_name("arctern-img"))
@@ -32,11 +33,8 @@ TOOLS = {"arctern": ARCTERN_IMG, "qemu": "qemu-img"}
 
 
 def bench_rate(tool: str, fmt: str, path: str, size: int, count: int, write: bool) -> float:
-    args = [TOOLS[tool], "bench", "-f", fmt, "-d", "1", "-c", str(count), "-s", str(size)]
-    out = subprocess.run(
-        args + (["-w"] if write else []) + [path], check=True, capture_output=True, text=True
-    ).stdout
-    return count / float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
+    args = ["-f", fmt, "-d", "1", "-c", str(count), "-s", str(size)]
+    return count / bench_seconds(TOOLS[tool], args + (["-w"] if write else []) + [path])
 
 
 def fresh_image(path: str, fmt: str, size_mib: int, *options: str) -> str:

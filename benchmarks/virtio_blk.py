@@ -14,13 +14,13 @@ the same image. Ratio > 1: Arctern faster.
 from __future__ import annotations
 
 import argparse
-import re
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tool_runs import bench_seconds
 
 from arctern.block import create_image, open_image
 from arctern.machine.machine import Machine, MachineType
@@ -77,11 +77,8 @@ def arctern_rate(path: str, fmt: str, write: bool, size: int, count: int) -> flo
 
 
 def qemu_rate(path: str, fmt: str, write: bool, size: int, count: int) -> float:
-    args = ["qemu-img", "bench", "-f", fmt, "-d", "1", "-c", str(count), "-s", str(size)]
-    args += (["-w"] if write else []) + [path]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    seconds = float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
-    return count / seconds
+    args = ["-f", fmt, "-d", "1", "-c", str(count), "-s", str(size)]
+    return count / bench_seconds("qemu-img", args + (["-w"] if write else []) + [path])
 
 
 def main() -> None:
