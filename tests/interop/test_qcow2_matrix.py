@@ -50,6 +50,12 @@ def script(seed: int, size: int = SIZE, discards: bool = True, zero_writes: bool
     return [arg for c in commands for arg in ("-c", c)]
 
 
+def qemu_overlay(tools, image, backing, backing_fmt, options, *size):
+    """qemu-img creates a qcow2 ``image`` over ``backing`` (its size unless ``size`` is given)."""
+    overlay = ["-o", options, "-b", backing, "-F", backing_fmt, image, *size]
+    tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", *overlay))
+
+
 def qemu_raw(tools, image, out):
     tools.ok(tools.qemu_img("convert", "-O", "raw", image, out))
     return (tools.cwd / out).read_bytes()
@@ -89,38 +95,9 @@ def test_compressed_images_read_identical(tools, compression):
 def test_qemu_made_backing_chain_reads_identical(tools):
     tools.ok(tools.qemu_img("create", "-q", "-f", "raw", "base.raw", str(SIZE)))
     tools.ok(tools.qemu_io("-f", "raw", *script(1, discards=False, zero_writes=False), "base.raw"))
-    tools.ok(
-        tools.qemu_img(
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            "cluster_size=4k",
-            "-b",
-            "base.raw",
-            "-F",
-            "raw",
-            "mid.qcow2",
-        )
-    )
+    qemu_overlay(tools, "mid.qcow2", "base.raw", "raw", "cluster_size=4k")
     tools.ok(tools.qemu_io(*script(2), "mid.qcow2"))
-    tools.ok(
-        tools.qemu_img(
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            "compat=0.10",
-            "-b",
-            "mid.qcow2",
-            "-F",
-            "qcow2",
-            "top.qcow2",
-            str(SIZE + (1 << 20)),
-        )
-    )
+    qemu_overlay(tools, "top.qcow2", "mid.qcow2", "qcow2", "compat=0.10", str(SIZE + (1 << 20)))
     tools.ok(tools.qemu_io(*script(3, size=SIZE + (1 << 20), discards=False), "top.qcow2"))
     assert tools.ok(tools.img("convert", "-O", "raw", "top.qcow2", "ours.raw")) == ""
     assert (tools.cwd / "ours.raw").read_bytes() == qemu_raw(tools, "top.qcow2", "theirs.raw")
