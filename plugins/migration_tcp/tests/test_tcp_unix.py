@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from contextlib import closing
 
 import pytest
 from arctern_migration_tcp.plugin import TcpTransport, UnixTransport
@@ -57,35 +58,26 @@ def _has_ipv6_loopback() -> bool:
 def test_tcp_ipv6_roundtrip_and_v6only():
     transport = TcpTransport()
     _roundtrip(transport, "tcp:[::1]:0", _tcp_uri)
-    listener = transport.listen("tcp:[::1]:0")
-    try:
+    with closing(transport.listen("tcp:[::1]:0")) as listener:
         port = listener.address()["port"]
         with pytest.raises(TransportError, match="refused"):
             transport.connect(f"tcp:127.0.0.1:{port}")
-    finally:
-        listener.close()
 
 
 def test_tcp_listens_only_on_the_address_given():
     transport = TcpTransport()
-    listener = transport.listen("tcp:127.0.0.1:0")
-    try:
+    with closing(transport.listen("tcp:127.0.0.1:0")) as listener:
         port = listener.address()["port"]
         with pytest.raises(TransportError, match="cannot connect to tcp:127.0.0.2:.*refused"):
             transport.connect(f"tcp:127.0.0.2:{port}")
-    finally:
-        listener.close()
 
 
 def test_tcp_port_in_use_is_one_clear_error():
     transport = TcpTransport()
-    listener = transport.listen("tcp:127.0.0.1:0")
-    try:
+    with closing(transport.listen("tcp:127.0.0.1:0")) as listener:
         port = listener.address()["port"]
         with pytest.raises(TransportError, match=f"cannot listen on tcp:127.0.0.1:{port}"):
             transport.listen(f"tcp:127.0.0.1:{port}")
-    finally:
-        listener.close()
 
 
 @pytest.mark.parametrize(
@@ -137,11 +129,8 @@ def test_unix_refuses_to_replace_a_regular_file(tmp_path):
 
 def test_unix_path_is_taken_verbatim_as_qemu_does(tmp_path):
     """A migration URI is no QEMU option string: ``,,`` stays two commas (QEMU 7.2 too)."""
-    listener = UnixTransport().listen(f"unix:{tmp_path}/c,,d.sock")
-    try:
+    with closing(UnixTransport().listen(f"unix:{tmp_path}/c,,d.sock")):
         assert [p.name for p in tmp_path.iterdir()] == ["c,,d.sock"]
-    finally:
-        listener.close()
 
 
 @pytest.mark.parametrize("side", ["listen", "connect"])
