@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from arctern.errors import UsageError
+from arctern.errors import BlockError, UsageError
 
 from .img_common import one_filename, open_image, parse_args
 from .img_units import parse_size
+
+WORKER_STACK_SIZE = 512 * 1024
 
 
 @dataclass
@@ -70,11 +72,19 @@ def run_bench(backend, p: BenchParams) -> float:
             if p.flush_interval:
                 backend.flush()
     else:
-        with ThreadPoolExecutor(p.depth, thread_name_prefix="arctern-bench") as pool:
-            for batch in batches:
-                _run_batch(pool, io, batch, p)
-                if p.flush_interval:
-                    backend.flush()  # every request of the batch has completed: drained
+        # The workers only call into the block layer: small stacks let qemu-img's default
+        # depth of 64 run under a tight address-space limit too.
+        previous_stack_size = threading.stack_size(WORKER_STACK_SIZE)
+        try:
+            with ThreadPoolExecutor(p.depth, thread_name_prefix="arctern-bench") as pool:
+                for batch in batches:
+                    _run_batch(pool, io, batch, p)
+                    if p.flush_interval:
+                        backend.flush()  # every request of the batch has completed: drained
+        except RuntimeError as exc:  # the system refused a thread
+            raise BlockError(f"cannot keep {p.depth} requests in flight: {exc}") from None
+        finally:
+            threading.stack_size(previous_stack_size)
     return time.perf_counter() - start
 
 
