@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qemu.qmp import QMPClient
+from qemu.qmp.protocol import StateError
 
 from arctern.plugins import Registry
 
@@ -128,7 +129,7 @@ class Side:
     async def wait_status(self, *statuses: str, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            info = await self.client.execute("query-migrate")
+            info = await self._execute("query-migrate")
             if info.get("status") in statuses:
                 return info
             assert time.monotonic() < deadline, f"{self.name}: migration stuck in {info}"
@@ -136,10 +137,22 @@ class Side:
 
     async def wait_runstate(self, *states: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
-        while (state := (await self.client.execute("query-status"))["status"]) not in states:
+        while (state := (await self._execute("query-status"))["status"]) not in states:
             assert time.monotonic() < deadline, f"{self.name} stuck in run state {state}"
             await asyncio.sleep(0.02)
         return state
+
+    async def _execute(self, command: str) -> dict:
+        """Run a QMP command; if the process died under it, say so with its stderr."""
+        try:
+            return await self.client.execute(command)
+        except (StateError, EOFError):
+            if self.process.poll() is None:
+                raise
+            raise AssertionError(
+                f"{self.name} exited with {self.process.returncode} during {command}: "
+                f"{self.process.stderr.read().decode()}"
+            ) from None
 
     async def exit_status(self, timeout: float = 120) -> int:
         deadline = time.monotonic() + timeout
