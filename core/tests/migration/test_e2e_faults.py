@@ -121,8 +121,8 @@ class CuttingProxy(threading.Thread):
 def test_connection_cut(guest, reference, tmp_path):
     async def scenario():
         port = free_port()
-        # Cut well inside the stream: the guest's RAM is mostly zero pages, so the whole
-        # stream is only about 70 KiB (a cut past its end would never come).
+        # Cut early in the first pass: at 1 MiB/s a cut after 1 MiB came about a second in,
+        # by when the source guest could already have finished its run.
         proxy = CuttingProxy(port, limit=16 << 10)
         proxy.start()
         # the cut may come before either side reports "active": wait for the failure only
