@@ -245,7 +245,6 @@ class Registry:
         for provision, cls in accepted:
             self.provided[provision.hook].setdefault(cls.name, cls)
             record.provides.append(cls.name)
-        record.status = ENABLED
 
     def _call_own_hook(self, plugin_id: str, hook_name: str) -> list[type]:
         caller = getattr(self.pm.hook, hook_name)
