@@ -23,7 +23,6 @@ Sources, later ones overriding earlier ones:
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +73,8 @@ class BuildConfig:
         return config
 
     def _apply_file(self, file: Path) -> None:
+        import tomllib  # only when there is a file: most starts have none
+
         try:
             data = tomllib.loads(file.read_text())
         except OSError as exc:

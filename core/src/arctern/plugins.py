@@ -3,8 +3,10 @@
 Two layers, each with one job:
 
 * stevedore finds the entry points of each plugin kind (one namespace per
-  kind, see :data:`KINDS`), applies the build configuration *before* importing
-  anything (a disabled plugin is never imported) and isolates import failures;
+  kind, see :data:`KINDS`); what it found is remembered between runs by
+  :mod:`arctern.plugin_index` until anything installed changes. The build
+  configuration applies *before* anything is imported (a disabled plugin is
+  never imported) and a plugin that fails to import is isolated;
 * pluggy holds the contract (:mod:`arctern.hookspecs`): every loaded plugin is
   registered with a PluginManager that validates its hookimpls.
 
@@ -16,17 +18,14 @@ and skipped, the others load; in strict mode any broken plugin is an error.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
-from stevedore import NamedExtensionManager
-from stevedore.extension import ExtensionManager
 
-from arctern import hookspecs
+from arctern import hookspecs, plugin_index
 from arctern.config import BuildConfig
 from arctern.contract import missing_hooks
 from arctern.errors import NotFoundError, PluginError, PluginRefused
@@ -141,8 +140,10 @@ class Registry:
 
     def discover(self, kinds: Iterable[str] | None = None) -> Registry:
         """Find, load and register the enabled plugins of the given kinds (default: all)."""
+        found = plugin_index.entry_points([kind.namespace for kind in KINDS.values()])
         for kind_name in kinds or KINDS:
-            self._discover_kind(KINDS[kind_name])
+            kind = KINDS[kind_name]
+            self._discover_kind(kind, found[kind.namespace])
         if self.strict:
             broken = [r for r in self.records if r.status in (FAILED, REFUSED)]
             if broken:
@@ -150,41 +151,29 @@ class Registry:
                 raise error("; ".join(r.reason for r in broken))
         return self
 
-    def _discover_kind(self, kind: Kind) -> None:
-        # Listing must not import anything: a disabled plugin is never imported.
-        lister = ExtensionManager.make_test_instance([], namespace=kind.namespace)
-        entry_points = lister.list_entry_points()
-        dists = _distributions(kind.namespace)
-        records = {}
+    def _discover_kind(self, kind: Kind, entry_points: list[plugin_index.EntryPointInfo]) -> None:
+        # The configuration applies before any import: a disabled plugin is never imported.
+        enabled = []
         for ep in entry_points:
-            dist_name, version = dists.get((ep.name, ep.value), ("(unknown)", ""))
-            record = PluginRecord(kind.name, ep.name, dist_name, version)
+            record = PluginRecord(kind.name, ep.name, ep.distribution, ep.version)
             if not self.config.is_enabled(kind.name, ep.name):
                 record.status = DISABLED
                 record.reason = self.config.why_disabled(kind.name, ep.name)
-            records[ep.name] = record
+            else:
+                enabled.append((ep, record))
             self.records.append(record)
-
-        def on_failure(_manager, ep, exc):
-            record = records[ep.name]
-            record.status = FAILED
-            record.reason = (
-                f"arctern: {kind.name} plugin '{ep.name}' ({record.label}) failed to load: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            log.warning("%s", record.reason)
-
-        enabled = [name for name, r in records.items() if r.status == ENABLED]
-        if not enabled:
-            return
-        manager = NamedExtensionManager(
-            kind.namespace,
-            names=enabled,
-            on_load_failure_callback=on_failure,
-            on_missing_entrypoints_callback=None,
-        )
-        for ext in manager:
-            self._register(kind, records[ext.name], ext.plugin)
+        for ep, record in enabled:
+            try:
+                plugin = plugin_index.load(ep.value)
+            except Exception as exc:  # a broken plugin is reported; the others still load
+                record.status = FAILED
+                record.reason = (
+                    f"arctern: {kind.name} plugin '{ep.name}' ({record.label}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("%s", record.reason)
+                continue
+            self._register(kind, record, plugin)
 
     # --- registration ----------------------------------------------------
 
@@ -304,16 +293,6 @@ class Registry:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception:
                 log.exception("plugin %s failed in %s", impl.plugin_name, event)
-
-
-def _distributions(namespace: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """Map (entry point name, value) to the (distribution, version) that declares it."""
-    found = {}
-    for ep in importlib.metadata.entry_points(group=namespace):
-        dist = ep.dist
-        if dist is not None:
-            found[(ep.name, ep.value)] = (dist.metadata["Name"], dist.version)
-    return found
 
 
 def _class_name(cls: Any) -> str:
