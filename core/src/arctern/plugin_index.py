@@ -112,13 +112,13 @@ def _fingerprint() -> list[list]:
     into a working directory on the path would change.
     """
     fingerprint: list[list] = [[sys.executable], [sys.prefix]]
-    for entry in sys.path:
-        entry = os.path.abspath(entry or ".")
+    for entry in sys.path:  # recorded as written: "" stays "" in whatever directory
+        where = os.path.abspath(entry or ".")
         try:
-            with os.scandir(entry) as listing:
+            with os.scandir(where) as listing:
                 names = sorted(item.name for item in listing if item.name.endswith(METADATA_DIRS))
         except NotADirectoryError:
-            fingerprint.append([entry, *_stamp(entry)])
+            fingerprint.append([entry, *_stamp(where)])
             continue
         except OSError:
             fingerprint.append([entry])
@@ -126,8 +126,9 @@ def _fingerprint() -> list[list]:
         fingerprint.append([entry, *names])
         for name in names:
             inner = "EGG-INFO" if name.endswith(".egg") else ""
-            file = os.path.join(entry, name, inner, "entry_points.txt")
-            fingerprint.append([file, *_stamp(file)])
+            fingerprint.append(
+                [name, *_stamp(os.path.join(where, name, inner, "entry_points.txt"))]
+            )
     return fingerprint
 
 
