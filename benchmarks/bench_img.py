@@ -10,7 +10,10 @@ Rows:
   the raw image converted to qcow2, plainly and with copy offload (``-C``,
   copy_file_range, both tools); the figure is the wall time of the whole
   command (startup included), with the page cache flushed (``sync``) before
-  each run.
+  each run;
+* ``start-up``: ``info`` of the small raw image, the wall time of the whole
+  command, which is almost only the tool's start-up. It is part of every
+  ``convert`` figure above and shows how much of each gap it explains.
 
 Every measurement is repeated (``--repeat``, the two tools alternating) and the
 best time of each tool is kept. The ratio is qemu-img's time divided by
@@ -134,6 +137,13 @@ def main() -> None:
                 lambda v=argv: wall_time([ARCTERN_IMG, *v], out),
             )
             rows.append((f"{label} ({convert_size // MiB} MiB)", q, a))
+        info = ["info", str(images["bench-raw"])]
+        q, a = best_of(
+            args.repeat,
+            lambda: wall_time(["qemu-img", *info], out),
+            lambda: wall_time([ARCTERN_IMG, *info], out),
+        )
+        rows.append(("start-up (info of a raw image)", q, a))
         print(f"{'operation':<42}{'qemu-img':>11}{'arctern-img':>13}{'ratio':>8}")
         for label, q, a in rows:
             print(f"{label:<42}{q:>9.3f} s{a:>11.3f} s{q / a:>7.2f}x")
