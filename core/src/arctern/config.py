@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from arctern.errors import ConfigError
 
@@ -72,13 +71,16 @@ class BuildConfig:
             config.source = " and ".join(sources)
         return config
 
-    def _apply_file(self, file: Path) -> None:
+    def _apply_file(self, file: str) -> None:
         import tomllib  # only when there is a file: most starts have none
 
         try:
-            data = tomllib.loads(file.read_text())
+            with open(file, encoding="utf-8") as stream:
+                data = tomllib.loads(stream.read())
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration {file} is not valid TOML: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration {file} is not valid TOML: {exc}") from None
         plugins = data.get("plugins", {})
@@ -133,10 +135,10 @@ class BuildConfig:
         return used
 
 
-def _config_path(path: str | os.PathLike | None, env: Mapping[str, str]) -> Path | None:
+def _config_path(path: str | os.PathLike | None, env: Mapping[str, str]) -> str | None:
     if path is not None:
-        return Path(path)
+        return os.fspath(path)
     if env.get("ARCTERN_CONFIG"):
-        return Path(env["ARCTERN_CONFIG"])
-    local = Path.cwd() / CONFIG_FILENAME
-    return local if local.is_file() else None
+        return env["ARCTERN_CONFIG"]
+    local = os.path.join(os.getcwd(), CONFIG_FILENAME)
+    return local if os.path.isfile(local) else None

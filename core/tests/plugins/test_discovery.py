@@ -183,3 +183,13 @@ def test_bad_configuration_is_one_clear_line(site):
     proc = site.run("list", ARCTERN_PLUGINS_DISABLE="qcow2")
     assert proc.returncode == 1
     assert "ARCTERN_PLUGINS_DISABLE: 'qcow2' is not KIND:NAME" in proc.stderr
+
+
+def test_unreadable_configurations_are_one_clear_line(site):
+    (site.root / "latin1.toml").write_bytes(b'[plugins.block]\ndisable = ["caf\xe9"]\n')
+    (site.root / "folder.toml").mkdir()
+    for name, why in (("latin1.toml", "is not valid TOML: not UTF-8 text"), ("folder.toml", "")):
+        proc = site.run("--config", name, "list")
+        assert proc.returncode == 1
+        [line] = proc.stderr.splitlines()
+        assert line.startswith("arctern-plugins: ") and name in line and why in line
