@@ -289,6 +289,26 @@ class VMState:
         return data
 
 
+def copy_states(
+    owner: str, targets: Sequence[Any], loaded: Sequence[Any], vmstate: VMState
+) -> None:
+    """Copy every field of ``vmstate`` from ``loaded[i]`` to ``targets[i]``.
+
+    ``struct_list`` fields load into fresh objects made by their factory; a device
+    whose list elements are wired to the machine (a virtqueue knows guest memory,
+    a timer channel its index) exposes the list through a property whose setter
+    copies the loaded values into the existing objects with this function.
+    """
+    if len(loaded) != len(targets):
+        raise StreamError(
+            f"{owner}: state has {len(loaded)} {vmstate.name} entries, "
+            f"this device has {len(targets)}"
+        )
+    for target, state in zip(targets, loaded, strict=True):
+        for f in vmstate.fields:
+            setattr(target, f.attr, getattr(state, f.attr))
+
+
 def _check_value(owner: str, f: Field, value: Any) -> None:
     def bad(why: str) -> StreamError:
         return StreamError(f"{owner}: field {f.attr}: {why}")

@@ -17,8 +17,16 @@ from typing import Any, ClassVar
 
 from arctern.errors import StreamError
 from arctern.machine.device import Device, prop_int
-from arctern.machine.vmstate import VMState, boolean, i64, struct_list, u8, u16, u32
-from arctern_devices.state_lists import copy_states
+from arctern.machine.vmstate import (
+    VMState,
+    boolean,
+    copy_states,
+    i64,
+    struct_list,
+    u8,
+    u16,
+    u32,
+)
 
 PIT_FREQ = 1193182
 NS_PER_SEC = 1_000_000_000
