@@ -3,10 +3,10 @@
 import struct
 
 import pytest
-from arctern_devices.virtqueue import RingError, SplitVirtqueue, ram_runs, sg_read, sg_write
 from ring_driver import DESC, F_INDIRECT, F_NEXT, F_WRITE, Ring
 
 from arctern.machine.memory import RAM, AddressSpace
+from arctern.virtio import RingError, SplitVirtqueue, ram_runs, sg_read, sg_write
 
 RAM_SIZE = 1 << 20
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arctern.hookspecs import hookimpl
+from arctern.virtio import VirtioDevice
 from arctern_devices.apic import LocalAPIC
 from arctern_devices.debug_exit import ISADebugExit
 from arctern_devices.i8254 import I8254
@@ -12,7 +13,6 @@ from arctern_devices.i8259 import I8259, PICPair
 from arctern_devices.ioapic import IOAPIC
 from arctern_devices.mc146818 import MC146818
 from arctern_devices.serial import Serial16550
-from arctern_devices.virtio import VirtioDevice
 from arctern_devices.virtio_blk import VirtioBlk
 from arctern_devices.virtio_mmio import VirtioMMIO
 

@@ -19,22 +19,20 @@ from typing import Any, ClassVar
 from arctern.errors import ArcternError, MachineError, StreamError
 from arctern.machine.device import prop_bool, prop_choice, prop_int, prop_str
 from arctern.machine.vmstate import VMState, struct_list, u8, u16
-from arctern_devices.disk_geometry import guess_geometry
-from arctern_devices.virtio import (
-    STATUS_DRIVER_OK,
+from arctern.virtio import (
     VIRTIO_FIELDS,
-    VirtioDevice,
-    bit,
-)
-from arctern_devices.virtqueue import (
     RingError,
     SplitVirtqueue,
+    VirtioDevice,
     VirtqElement,
+    bit,
     ram_runs,
     sg_read,
     sg_slice,
     sg_write,
 )
+from arctern.virtio.spec import DEVICE_ID_BLOCK, STATUS_DRIVER_OK
+from arctern_devices.disk_geometry import guess_geometry
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,7 @@ class VirtioBlk(VirtioDevice):
 
     name: ClassVar[str] = "virtio-blk-device"
     description: ClassVar[str] = "virtio block device"
-    device_id: ClassVar[int] = 2
+    device_id: ClassVar[int] = DEVICE_ID_BLOCK
     properties = {
         "drive": prop_str(""),
         "serial": prop_str(""),

@@ -1,5 +1,9 @@
 """virtio-mmio transport (virtio 1.x section 4.2), legacy and modern, as QEMU 7.2 has it.
 
+It drives any :class:`arctern.virtio.VirtioDevice`, this plugin's or a third party's,
+through the device contract of :mod:`arctern.virtio` (see
+docs/plugin-authors/virtio-devices.md).
+
 QEMU 7.2 defaults to the legacy register layout (Version 1: GuestPageSize,
 QueuePFN, QueueAlign); ``-global virtio-mmio.force-legacy=false`` selects the
 modern one (Version 2: 64-bit feature words, separate ring addresses,
@@ -15,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from arctern.errors import MachineError, StreamError
-from arctern.machine.device import Bus, Device, prop_bool, prop_int
+from arctern.machine.device import Device, prop_bool, prop_int
 from arctern.machine.vmstate import VMState, array, boolean, struct_list, u8, u32, u64
-from arctern_devices.virtio import LEGACY_ONLY_FEATURES, STATUS_FEATURES_OK, VirtioDevice
-from arctern_devices.virtqueue import VIRTQUEUE_MAX_SIZE
+from arctern.virtio import VIRTQUEUE_MAX_SIZE, VirtioBus, VirtioDevice
+from arctern.virtio.spec import LEGACY_ONLY_FEATURES, STATUS_FEATURES_OK
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +98,6 @@ MODERN_QUEUE_VMSTATE = VMState(
     1,
     [u32("num"), boolean("ready"), u64("desc"), u64("avail"), u64("used")],
 )
-
-
-class VirtioBus(Bus):
-    """The one-slot "virtio-bus" a transport offers; plugging tells the transport."""
-
-    def __init__(self, transport: VirtioMMIO, name: str) -> None:
-        super().__init__("virtio-bus", name, owner=transport)
-        self.transport = transport
-
-    def plug(self, device: Device) -> None:
-        super().plug(device)
-        self.transport.device_plugged(device)
-
-    def unplug(self) -> None:
-        self.transport.device_unplugged()
-        super().unplug()
 
 
 class VirtioMMIO(Device):

@@ -1,11 +1,24 @@
 """The transport-independent half of a virtio device (QEMU's VirtIODevice).
 
 A :class:`VirtioDevice` plugs onto a bus of type "virtio-bus" offered by a
-transport (virtio-mmio here; a PCI transport later would offer the same bus).
-It owns what the virtio spec puts in the device: status, negotiated features,
-the interrupt status (ISR), the config generation and the virtqueues. The
-transport owns its register file and calls the methods below; the device calls
-``transport.update_irq()`` when the ISR changes.
+transport (:mod:`arctern.virtio.transport`). It owns what the virtio spec puts
+in the device: status, negotiated features, the interrupt status (ISR), the
+config generation and the virtqueues. The transport owns its register file and
+calls the driver-side methods below; the device calls ``update_irq()`` (through
+:meth:`VirtioDevice.notify` and :meth:`VirtioDevice.notify_config`) when the ISR changes.
+
+What a concrete device implements (docs/plugin-authors/virtio-devices.md):
+
+* class attributes ``name``, ``description``, ``device_id`` (virtio 1.x 5),
+  ``properties`` and ``vmstate`` (a VMState whose fields start with
+  :data:`VIRTIO_FIELDS`);
+* :meth:`~VirtioDevice.queue_config`: the default size of each virtqueue;
+* :meth:`~VirtioDevice.device_features`: its own feature bits;
+* :meth:`~VirtioDevice.get_config` / :meth:`~VirtioDevice.set_config`: the config space;
+* :meth:`~VirtioDevice.handle_queue`: the driver notified a queue;
+* ``realize`` (the Device contract), and ``reset`` / ``post_load`` / the hooks
+  ``status_changed`` and ``vm_state_changed`` when it has state of its own
+  (calling the base class's ``reset`` and ``post_load``).
 
 A driver that breaks the ring protocol gets the device marked broken (and
 DEVICE_NEEDS_RESET once VERSION_1 is negotiated), as QEMU's ``virtio_error``.
@@ -16,54 +29,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from arctern.errors import StreamError
 from arctern.machine.device import Device
-from arctern.machine.vmstate import VMState, boolean, struct_list, u8, u16, u32, u64
-from arctern_devices.state_lists import copy_states
-from arctern_devices.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtqueue
+from arctern.machine.vmstate import VMState, boolean, copy_states, struct_list, u8, u16, u32, u64
+from arctern.virtio.spec import (
+    F_ANY_LAYOUT,
+    F_NOTIFY_ON_EMPTY,
+    F_RING_EVENT_IDX,
+    F_RING_INDIRECT_DESC,
+    F_RING_RESET,
+    F_VERSION_1,
+    ISR_CONFIG,
+    ISR_QUEUE,
+    STATUS_DRIVER_OK,
+    STATUS_FEATURES_OK,
+    STATUS_NEEDS_RESET,
+    bit,
+)
+from arctern.virtio.transport import VirtioTransport
+from arctern.virtio.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtqueue
 
 log = logging.getLogger(__name__)
 
-# Device status bits the device acts on (virtio 1.x 2.1).
-STATUS_DRIVER_OK = 4
-STATUS_FEATURES_OK = 8
-STATUS_NEEDS_RESET = 0x40
-
-# Interrupt status bits.
-ISR_QUEUE = 1
-ISR_CONFIG = 2
-
-# Transport feature bits every device offers (QEMU's common virtio properties).
-F_NOTIFY_ON_EMPTY = 24
-F_ANY_LAYOUT = 27
-F_RING_INDIRECT_DESC = 28
-F_RING_EVENT_IDX = 29
-F_VERSION_1 = 32
-F_RING_RESET = 40
-
-#: Features only a legacy driver can see (QEMU's VIRTIO_LEGACY_FEATURES).
-LEGACY_ONLY_FEATURES = (1 << F_NOTIFY_ON_EMPTY) | (1 << F_ANY_LAYOUT) | (1 << 30)
+#: The transport features every device offers (QEMU's common virtio properties' defaults).
 COMMON_FEATURES = (
-    (1 << F_NOTIFY_ON_EMPTY)
-    | (1 << F_RING_INDIRECT_DESC)
-    | (1 << F_RING_EVENT_IDX)
-    | (1 << F_RING_RESET)
+    bit(F_NOTIFY_ON_EMPTY) | bit(F_RING_INDIRECT_DESC) | bit(F_RING_EVENT_IDX) | bit(F_RING_RESET)
 )
-
-
-def bit(n: int) -> int:
-    return 1 << n
-
-
-class Transport(Protocol):
-    """What a virtio device needs from the transport it is plugged into."""
-
-    legacy: bool
-
-    def update_irq(self) -> None: ...
-
 
 QUEUE_VMSTATE = VMState(
     "virtqueue",
@@ -94,16 +87,20 @@ VIRTIO_FIELDS = [
 
 class VirtioDevice(Device):
     """Base class of virtio devices: subclass, set ``device_id``, implement
-    :meth:`queue_config`, :meth:`device_features`, :meth:`get_config` and :meth:`handle_queue`."""
+    :meth:`queue_config`, :meth:`device_features`, :meth:`get_config` and :meth:`handle_queue`.
+
+    Attributes a transport reads: ``status``, ``isr``, ``config_generation``,
+    ``queue_sel``, :attr:`host_features` and ``queues``.
+    """
 
     bus_type: ClassVar[str | None] = "virtio-bus"
-    #: The virtio device ID (2 = block).
+    #: The virtio device ID (2 = block, 4 = entropy source); 0 reads as "no device".
     device_id: ClassVar[int] = 0
 
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
         super().__init__(machine, id=id, **props)
         self.check_properties()
-        self.transport: Transport | None = None
+        self.transport: VirtioTransport | None = None
         self.queues = [
             SplitVirtqueue(i, size, machine.ram) for i, size in enumerate(self.queue_config())
         ]
@@ -140,7 +137,7 @@ class VirtioDevice(Device):
 
     # --- plugging ------------------------------------------------------------
 
-    def plugged(self, transport: Transport) -> None:
+    def plugged(self, transport: VirtioTransport) -> None:
         """Called by the transport when the device is plugged into its bus."""
         self.transport = transport
 

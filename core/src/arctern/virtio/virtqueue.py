@@ -13,9 +13,10 @@ against QEMU see the same notification behaviour.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+from arctern.virtio.scatter import Segment
 
 if TYPE_CHECKING:
     from arctern.machine.memory import RAM
@@ -41,17 +42,6 @@ class RingError(Exception):
     """The driver broke the virtqueue protocol; the device must stop using the queue."""
 
 
-class GuestMemory(Protocol):
-    """What a virtqueue needs from the machine: an AddressSpace does it."""
-
-    def read_bytes(self, addr: int, length: int) -> bytes: ...
-
-    def write_bytes(self, addr: int, data: bytes | bytearray | memoryview) -> None: ...
-
-
-Segment = tuple[int, int]  # (guest-physical address, length)
-
-
 @dataclass
 class VirtqElement:
     """One request: the head descriptor and its device-readable/-writable buffers."""
@@ -69,60 +59,6 @@ class VirtqElement:
         return sum(length for _addr, length in self.in_sg)
 
 
-def sg_slice(sg: Iterable[Segment], offset: int, length: int) -> list[Segment]:
-    """The part ``[offset, offset + length)`` of a scatter-gather list, as segments."""
-    out: list[Segment] = []
-    for addr, seg_len in sg:
-        if length <= 0:
-            break
-        if offset >= seg_len:
-            offset -= seg_len
-            continue
-        take = min(seg_len - offset, length)
-        out.append((addr + offset, take))
-        length -= take
-        offset = 0
-    return out
-
-
-def sg_read(mem: GuestMemory, sg: Iterable[Segment]) -> bytes:
-    """Gather the bytes of ``sg`` (one bulk read per segment)."""
-    return b"".join(mem.read_bytes(addr, length) for addr, length in sg)
-
-
-def sg_write(mem: GuestMemory, sg: Iterable[Segment], data: bytes | memoryview) -> int:
-    """Scatter ``data`` over ``sg``; return how many bytes fitted."""
-    view = memoryview(data)
-    done = 0
-    for addr, length in sg:
-        if done >= len(view):
-            break
-        chunk = view[done : done + length]
-        mem.write_bytes(addr, chunk)
-        done += len(chunk)
-    return done
-
-
-def ram_runs(ram: RAM, sg: Iterable[Segment]) -> Iterator[tuple[int, memoryview]]:
-    """Zero-copy DMA: the guest RAM of ``sg`` as (RAM offset, view), contiguous segments merged.
-
-    The segments must lie in RAM (a popped element's do). A device that fills a view
-    must then call ``ram.mark_written(offset, offset + len(view))`` so that the dirty
-    and code-page maps see the write.
-    """
-    start = end = None
-    for addr, length in sg:
-        offset = addr - ram.base
-        if offset == end:
-            end += length
-            continue
-        if start is not None:
-            yield start, ram.view[start:end]
-        start, end = offset, offset + length
-    if start is not None:
-        yield start, ram.view[start:end]
-
-
 def _align_up(value: int, align: int) -> int:
     return (value + align - 1) & ~(align - 1)
 
@@ -136,7 +72,7 @@ class SplitVirtqueue:
     """One split virtqueue: ring addresses, indexes and the device's view of them.
 
     The attributes below are the queue's migratable state (see
-    :data:`arctern_devices.virtio.QUEUE_VMSTATE`); ``event_idx`` and
+    :data:`arctern.virtio.device.QUEUE_VMSTATE`); ``event_idx`` and
     ``notify_on_empty`` are derived from the negotiated features by the device.
     """
 
