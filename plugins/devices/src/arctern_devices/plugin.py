@@ -15,6 +15,7 @@ from arctern_devices.mc146818 import MC146818
 from arctern_devices.serial import Serial16550
 from arctern_devices.virtio_blk import VirtioBlk
 from arctern_devices.virtio_mmio import VirtioMMIO
+from arctern_devices.virtio_rng import VirtioRNG
 
 
 @hookimpl
@@ -30,6 +31,7 @@ def arctern_devices() -> list[type]:
         ISADebugExit,
         VirtioMMIO,
         VirtioBlk,
+        VirtioRNG,
     ]
 
 
