@@ -20,6 +20,23 @@ MAX_PENDING_FREES = 4096
 COW_MERGE_LIMIT = 1 << 20
 
 
+def _unallocated_run(table: array, first: int, stop: int) -> int:
+    """How many entries from ``first`` (before ``stop``) are 0, counted in C: 0 if the first is not.
+
+    A run of unallocated clusters (a new image being filled) is written as one
+    allocation without looking at each entry from Python.
+    """
+    if table[first]:
+        return 0
+    run = table[first:stop]
+    if run.count(0) == len(run):
+        return len(run)
+    n = 1
+    while n < len(run) and not run[n]:
+        n += 1
+    return n
+
+
 class WritePath:
     """pwrite, pwrite_zeroes and pdiscard."""
 
@@ -49,13 +66,17 @@ class WritePath:
         c, last = start >> cb, (end - 1) >> cb
         while c <= last:
             table = self.map.cache.get(l2_offset)
-            mode, host = self._write_mode(table[c - base])
-            n = 1
-            while c + n <= last:
-                m2, h2 = self._write_mode(table[c + n - base])
-                if m2 != mode or (host is not None and h2 != host + (n << cb)):
-                    break
-                n += 1
+            n = _unallocated_run(table, c - base, last - base + 1)
+            if n:
+                mode, host = "new", None
+            else:
+                mode, host = self._write_mode(table[c - base])
+                n = 1
+                while c + n <= last:
+                    m2, h2 = self._write_mode(table[c + n - base])
+                    if m2 != mode or (host is not None and h2 != host + (n << cb)):
+                        break
+                    n += 1
             rs, re = max(start, c << cb), min(end, (c + n) << cb)
             chunk = data[rs - start : re - start]
             if host is not None and host >= self.node.file.getlength():
@@ -72,11 +93,13 @@ class WritePath:
                     for delta, piece in self._with_cow(c, n, rs, re, chunk):
                         self._write_data(target + delta, piece)
                 table = self.map.cache.get(l2_offset)
-                for k in range(n):
-                    old = table[c + k - base]
-                    table[c + k - base] = (target + k * cs) | L.OFLAG_COPIED
-                    if mode == "new":
-                        self._free_entry(old)
+                first = c - base
+                if mode == "new":
+                    for old in table[first : first + n]:
+                        if old:
+                            self._free_entry(old)
+                entry = target | L.OFLAG_COPIED
+                table[first : first + n] = array("Q", range(entry, entry + n * cs, cs))
                 self.map.cache.mark_dirty(l2_offset, table)
             c += n
 
