@@ -55,7 +55,11 @@ log = logging.getLogger(__name__)
 
 #: The transport features every device offers (QEMU's common virtio properties' defaults).
 COMMON_FEATURES = (
-    bit(F_NOTIFY_ON_EMPTY) | bit(F_RING_INDIRECT_DESC) | bit(F_RING_EVENT_IDX) | bit(F_RING_RESET)
+    bit(F_NOTIFY_ON_EMPTY)
+    | bit(F_ANY_LAYOUT)
+    | bit(F_RING_INDIRECT_DESC)
+    | bit(F_RING_EVENT_IDX)
+    | bit(F_RING_RESET)
 )
 
 QUEUE_VMSTATE = VMState(
@@ -147,7 +151,7 @@ class VirtioDevice(Device):
         features = self.device_features() | COMMON_FEATURES
         if self.transport is None or self.transport.legacy:
             return features
-        return features | bit(F_VERSION_1) | bit(F_ANY_LAYOUT)
+        return features | bit(F_VERSION_1)
 
     def unplugged(self) -> None:
         self.transport = None

@@ -31,7 +31,7 @@ from arctern.virtio import (
     sg_slice,
     sg_write,
 )
-from arctern.virtio.spec import DEVICE_ID_BLOCK, STATUS_DRIVER_OK
+from arctern.virtio.spec import DEVICE_ID_BLOCK, F_ANY_LAYOUT, STATUS_DRIVER_OK
 from arctern_devices.disk_geometry import guess_geometry
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,13 @@ class VirtioBlk(VirtioDevice):
             features |= bit(F_RO)
         if p["num-queues"] > 1:
             features |= bit(F_MQ)
+        return features
+
+    @property
+    def host_features(self) -> int:
+        features = super().host_features
+        if self.transport is None or self.transport.legacy:
+            features &= ~bit(F_ANY_LAYOUT)  # QEMU: a legacy virtio-blk offers SCSI instead
         return features
 
     def _config_size(self) -> int:
