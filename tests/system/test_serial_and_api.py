@@ -121,7 +121,7 @@ def test_ctrl_a_x_quits_a_mon_stdio_terminal(echo):
         proc.stdin.flush()
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        assert out == b"Arctern: Terminated\r\n"  # the guest never saw a whole line
+        assert out == b"Arctern: Terminated\n\r"  # the guest never saw a whole line
     finally:
         proc.kill()
         proc.communicate()

@@ -135,20 +135,6 @@ def test_unix_client_connects_to_a_listening_peer(tmp_path):
         chardev.close()
 
 
-def test_ctrl_a_escapes_of_mon_stdio():
-    from arctern.machine.chardev import EscapeFilter
-
-    echoed, quits = [], []
-    escapes = EscapeFilter(echoed.append)
-    escapes.on_quit = lambda: quits.append(True)
-    assert escapes.feed(b"ab\x01\x01c") == b"ab\x01c"  # C-a C-a sends one C-a
-    assert escapes.feed(b"d\x01") == b"d"  # an escape split across reads
-    assert escapes.feed(b"hef") == b"ef" and b"C-a x    exit emulator" in echoed[-1]
-    assert escapes.feed(b"\x01c") == b"" and not quits  # unknown escapes are swallowed
-    assert escapes.feed(b"g\x01xh") == b"gh" and quits == [True]
-    assert echoed[-1] == b"Arctern: Terminated\r\n"
-
-
 def test_tcp_server_on_loopback_talks_both_ways():
     chardev = open_chardev("tcp:127.0.0.1:0,server=on,wait=off")  # port 0: any free port
     received = []

@@ -26,7 +26,7 @@ from arctern.plugins import Registry, default_registry
 from .common import run_cli
 from .debug_log import setup_debug_log
 from .system_help import help_text
-from .system_options import PROG, build_parser, config_from_args, guest_name
+from .system_options import PROG, build_parser, config_from_args, guest_name, monitors
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def _start(args: argparse.Namespace, config: MachineConfig, registry: Registry) 
         monitor = attach_monitor(
             machine,
             qmp=args.qmp,
-            monitor=args.monitor,
+            monitor=monitors(args),
+            mon=args.mon,
             incoming=args.incoming,
             autostart=not args.stopped,
             name=guest_name(args),

@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("-chardev", dest="chardevs", action="append", default=[], metavar="BACKEND,id=ID[,...]")
     add("-serial", dest="serials", action="append", default=[], metavar="DEV")
     add("-display", metavar="TYPE", help="only 'none'")
-    add("-nographic", action="store_true", help="no display; default serial port on mon:stdio")
+    add(
+        "-nographic",
+        action="store_true",
+        help="no display; the default serial port and monitor share the terminal (mon:stdio)",
+    )
     add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
     add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
     add("-no-shutdown", dest="no_shutdown", action="store_true", help="pause at power-off")
@@ -166,12 +170,17 @@ def _drive(text: str) -> DriveConfig:
 
 
 def _chardev(text: str) -> ChardevConfig:
-    """``-chardev null|stdio|file,path=P|socket,...,id=ID`` as a ``-serial`` spelling.
+    """``-chardev null|stdio|file,path=P|socket,...,id=ID[,mux=on]`` as a ``-serial`` spelling.
 
-    Sockets: ``path=P`` (unix) or ``host=H,port=N`` (tcp), ``server=on``, ``wait=off``.
+    ``mux=on`` lets a serial port and ``-mon chardev=ID`` share it. Sockets:
+    ``path=P`` (unix) or ``host=H,port=N`` (tcp), ``server=on``, ``wait=off``.
     """
     opts = parse_opts(text, "backend")
     backend, id = opts.pop("backend"), opts.pop("id", None)
+    try:
+        mux = parse_bool(opts.pop("mux", "off"))
+    except ValueError:
+        raise UsageError(f"-chardev {text}: Parameter 'mux' expects 'on' or 'off'") from None
     if backend not in CHARDEV_BACKENDS:
         raise UsageError(f"-chardev {text}: '{backend}' is not a valid char driver name")
     if not id:
@@ -191,7 +200,7 @@ def _chardev(text: str) -> ChardevConfig:
         spec = f"{where},server={opts.get('server', 'off')},wait={opts.get('wait', 'on')}"
     else:
         spec = backend
-    return ChardevConfig(id, spec, origin=f"-chardev {text}")
+    return ChardevConfig(id, spec, origin=f"-chardev {text}", mux=mux)
 
 
 def _device(text: str) -> DeviceConfig:
@@ -202,12 +211,27 @@ def _device(text: str) -> DeviceConfig:
     )
 
 
+def _default_monitor(args: argparse.Namespace) -> bool:
+    """QEMU adds a monitor unless -nodefaults, -monitor, -mon or -qmp is given."""
+    return not (args.nodefaults or args.monitor or args.mon or args.qmp)
+
+
 def _serials(args: argparse.Namespace) -> list[str]:
     if args.serials:
         return [s for s in args.serials if s != "none"]
     if args.nodefaults:
         return []
-    return ["mon:stdio"] if args.nographic else ["null"]  # QEMU's defaults
+    if not args.nographic:
+        return ["null"]
+    # -nographic: the serial port and the default monitor share the terminal
+    return ["mon:stdio"] if _default_monitor(args) else ["stdio"]
+
+
+def monitors(args: argparse.Namespace) -> list[str]:
+    """The -monitor options, with QEMU's default: -nographic with a -serial puts it on stdio."""
+    if args.nographic and args.serials and _default_monitor(args):
+        return [*args.monitor, "stdio"]
+    return args.monitor
 
 
 def guest_name(args: argparse.Namespace) -> str | None:
@@ -252,5 +276,5 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         icount_shift=icount_shift,
         icount_sleep=icount_sleep,
         incoming=bool(args.incoming),
-        stdio_users=args.monitor.count("stdio"),
+        stdio_users=monitors(args).count("stdio"),
     )

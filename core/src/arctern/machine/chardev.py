@@ -1,7 +1,8 @@
 """Character backends for serial ports (``-serial``, ``-chardev``) and the monitor.
 
 :func:`open_chardev` understands QEMU's ``-serial`` spellings: ``stdio``,
-``mon:stdio`` (with QEMU's Ctrl-A escapes: C-a x quits), ``file:PATH``,
+``mon:SPEC`` (SPEC shared with the HMP monitor through :mod:`arctern.machine.mux`,
+with QEMU's Ctrl-A escapes: C-a c switches, C-a x quits), ``file:PATH``,
 ``unix:PATH`` and ``tcp:HOST:PORT`` (connect to a listening peer),
 ``unix:PATH,server[=on][,wait=off]`` and ``tcp:HOST:PORT,server...`` (listen),
 ``null`` and ``none`` (no backend at all: it returns None and the machine
@@ -53,12 +54,17 @@ class Chardev:
         """``callback(data)`` receives input for the guest."""
         self._receiver = callback
 
+    @property
+    def in_use(self) -> bool:
+        """A frontend (a device, a monitor) takes this backend's input: no second one may."""
+        return self._receiver is not None
+
     def wait_fds(self) -> list[int]:
         """File descriptors whose readability means :meth:`poll` has work."""
         return []
 
     def set_quit_handler(self, callback: Callable[[], None]) -> None:
-        """What a user's quit request on this backend does (C-a x on ``mon:stdio``)."""
+        """What a user's quit request on this backend does (C-a x on a multiplexer)."""
 
     def poll(self) -> None:
         """Take pending input (non-blocking) and hand it to the receiver."""
@@ -120,62 +126,13 @@ class FileChardev(Chardev):
             self._fd = None
 
 
-class EscapeFilter:
-    """QEMU's Ctrl-A escapes on a terminal: C-a x quits, C-a h helps, C-a C-a sends C-a.
-
-    :meth:`feed` returns the input meant for the guest; the quit handler
-    (``on_quit``, set by the machine) ends the run. Other escapes are swallowed.
-    """
-
-    ESCAPE = 0x01
-    HELP = b"\r\nC-a h    print this help\r\nC-a x    exit emulator\r\nC-a C-a  sends C-a\r\n"
-
-    def __init__(self, echo: Callable[[bytes], None]) -> None:
-        self.echo = echo
-        self.on_quit: Callable[[], None] | None = None
-        self._pending = False  # the previous chunk ended with C-a
-
-    def feed(self, data: bytes) -> bytes:
-        out = bytearray()
-        start = 0
-        if self._pending and data:
-            self._pending = False
-            self._command(data[0], out)
-            start = 1
-        while True:
-            at = data.find(self.ESCAPE, start)
-            if at < 0:
-                out += data[start:]
-                return bytes(out)
-            out += data[start:at]
-            if at + 1 == len(data):
-                self._pending = True
-                return bytes(out)
-            self._command(data[at + 1], out)
-            start = at + 2
-
-    def _command(self, key: int, out: bytearray) -> None:
-        """Act on the key that followed C-a."""
-        if key == self.ESCAPE:
-            out.append(self.ESCAPE)
-        elif key in b"xX":
-            self.echo(b"Arctern: Terminated\r\n")
-            if self.on_quit is not None:
-                self.on_quit()
-        elif key in b"hH?":
-            self.echo(self.HELP)
-        return 1
-
-
 class StdioChardev(Chardev):
     """``stdio``: output to stdout, input from stdin (a terminal is put in raw, no-echo mode)."""
 
     name = "stdio"
 
-    def __init__(self, *, escapes: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        #: ``mon:stdio`` (and -nographic): Ctrl-A escapes as in QEMU's terminal multiplexer.
-        self._escapes = EscapeFilter(self.write) if escapes else None
         self._in = _fileno(sys.stdin)
         self._out = _fileno(sys.stdout)
         self._saved_tty: list | None = None
@@ -195,10 +152,6 @@ class StdioChardev(Chardev):
         with contextlib.suppress(BrokenPipeError):
             _write_all(self._out, data)
 
-    def set_quit_handler(self, callback: Callable[[], None]) -> None:
-        if self._escapes is not None:
-            self._escapes.on_quit = callback
-
     def wait_fds(self) -> list[int]:
         return [] if self._eof or self._in < 0 or self._receiver is None else [self._in]
 
@@ -212,7 +165,7 @@ class StdioChardev(Chardev):
         if not data:
             self._eof = True  # stdin closed: stop polling it, keep writing output
             return
-        self._deliver(self._escapes.feed(data) if self._escapes is not None else data)
+        self._deliver(data)
 
     def close(self) -> None:
         if self._saved_tty is not None:
@@ -396,8 +349,12 @@ class SocketServerChardev(SocketChardev):
                     os.unlink(self.address.path)
 
 
-def open_chardev(spec: str) -> Chardev | None:
-    """Open a backend from QEMU's ``-serial`` spelling; None for ``none``."""
+def open_chardev(spec: str, label: str = "") -> Chardev | None:
+    """Open a backend from QEMU's ``-serial`` spelling; None for ``none``.
+
+    ``mon:SPEC`` is SPEC behind a multiplexer that also carries an HMP monitor
+    (``label`` names it in errors).
+    """
     kind, sep, rest = spec.partition(":")
     if spec == "none":
         return None
@@ -405,8 +362,11 @@ def open_chardev(spec: str) -> Chardev | None:
         return Chardev()
     if spec == "stdio":
         return StdioChardev()
-    if spec == "mon:stdio":
-        return StdioChardev(escapes=True)
+    if kind == "mon" and sep and rest not in ("", "none") and not rest.startswith("mon:"):
+        from arctern.machine.mux import MuxChardev  # mux.py builds on this module
+
+        backend = open_chardev(rest, label)
+        return MuxChardev(backend, label=label, monitor=True) if backend is not None else None
     if kind == "file" and sep and rest:
         return FileChardev(rest)
     if kind in ("unix", "tcp") and sep and rest:

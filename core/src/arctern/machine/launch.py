@@ -32,6 +32,7 @@ from arctern.errors import ArcternError, MachineError
 from arctern.machine.chardev import Chardev, open_chardev
 from arctern.machine.clock import InstructionClock
 from arctern.machine.machine import Machine
+from arctern.machine.mux import MuxChardev
 
 if TYPE_CHECKING:
     from arctern.plugins import Registry
@@ -47,6 +48,8 @@ class ChardevConfig:
     id: str
     backend: str | Chardev  # a -serial spelling ("file:PATH", "unix:PATH,server") or a Chardev
     origin: str = ""
+    #: ``mux=on``: a serial port and a monitor (``-mon chardev=ID``) may share it.
+    mux: bool = False
 
 
 @dataclass
@@ -161,16 +164,18 @@ def _add_backends(machine: Machine, config: MachineConfig) -> None:
     stdio = _StdioClaims(config.stdio_users)
     for chardev in config.chardevs:
         with option_context(chardev.origin):
-            backend = stdio.open(chardev.backend)
+            backend = stdio.open(chardev.backend, chardev.id)
             if backend is None:
                 raise MachineError(f"'{chardev.backend}' is not a valid char driver name")
+            if chardev.mux:
+                backend = MuxChardev(backend, label=chardev.id)
             machine.add_chardev(chardev.id, backend)
     for serial in config.serials:
         with option_context(f"-serial {serial}" if isinstance(serial, str) else ""):
             if isinstance(serial, str) and serial.startswith("chardev:"):
                 machine.add_serial(serial.removeprefix("chardev:"))
                 continue
-            chardev = stdio.open(serial)
+            chardev = stdio.open(serial, f"serial{len(machine.serial_hds)}")
         if chardev is not None:
             machine.add_serial(chardev)
 
@@ -195,14 +200,14 @@ class _StdioClaims:
     def __init__(self, users: int) -> None:
         self.users = users
 
-    def open(self, backend: str | Chardev) -> Chardev | None:
+    def open(self, backend: str | Chardev, label: str) -> Chardev | None:
         if not isinstance(backend, str):
             return backend
-        if backend in ("stdio", "mon:stdio"):
+        if backend.removeprefix("mon:") == "stdio":
             self.users += 1
             if self.users > 1:
                 raise MachineError("cannot use stdio by multiple character devices")
-        return open_chardev(backend)
+        return open_chardev(backend, label)
 
 
 def _check_user_creatable(machine: Machine, driver: str) -> None:

@@ -406,6 +406,25 @@ def _printc(value: int) -> str:
 # --- the console ---------------------------------------------------------------------
 
 
+def run_console_line(monitor: Monitor, line: str) -> str | None:
+    """Run a line typed at an interactive console; None while ``migrate`` holds the prompt."""
+    try:
+        return run_hmp(monitor, line, console=True)
+    except WaitForMigration:
+        return None
+    except Exception as exc:  # a bug in one command must not take the guest down
+        log.error("HMP command %r failed", line, exc_info=True)
+        return f"Error: {type(exc).__name__}: {exc}\n"
+
+
+def migration_wait_result(monitor: Monitor) -> str | None:
+    """None while the migration a console waits for runs; then what to print ("" or its error)."""
+    outgoing = monitor.migration.outgoing
+    if outgoing is not None and not outgoing.finished:
+        return None
+    return f"Error: {outgoing.error}\n" if outgoing is not None and outgoing.error else ""
+
+
 class HMPConsole:
     """An interactive HMP session on a pair of files (stdin/stdout for ``-monitor stdio``)."""
 
@@ -429,13 +448,11 @@ class HMPConsole:
 
     def poll(self) -> None:
         if self.waiting_for_migration:
-            outgoing = self.monitor.migration.outgoing
-            if outgoing is not None and not outgoing.finished:
+            result = migration_wait_result(self.monitor)
+            if result is None:
                 return
             self.waiting_for_migration = False
-            if outgoing is not None and outgoing.error:
-                self._write(f"Error: {outgoing.error}\n")
-            self._write(PROMPT)
+            self._write(result + PROMPT)
         if self.eof:
             return
         if select.select([self.fd], [], [], 0)[0]:
@@ -449,14 +466,10 @@ class HMPConsole:
             self._run(raw.decode(errors="replace"))
 
     def _run(self, line: str) -> None:
-        try:
-            output = run_hmp(self.monitor, line, console=True)
-        except WaitForMigration:
+        output = run_console_line(self.monitor, line)
+        if output is None:
             self.waiting_for_migration = True
             return
-        except Exception as exc:  # a bug in one command must not take the guest down
-            log.error("HMP command %r failed", line, exc_info=True)
-            output = f"Error: {type(exc).__name__}: {exc}\n"
         self._write(output + PROMPT)
 
     def close(self) -> None:

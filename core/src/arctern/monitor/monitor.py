@@ -2,7 +2,7 @@
 
 ``arctern-system`` creates one :class:`Monitor` per machine, adds a QMP
 server per ``-qmp`` option and an HMP console per ``-monitor`` (stdio or a
-socket); the
+socket) and per monitor on a chardev (``mon:stdio``, ``-mon chardev=ID``); the
 monitor polls them from the machine's main loop, so every command runs on
 the main thread between CPU slices, like QEMU's under its big lock.
 
@@ -25,6 +25,7 @@ from arctern.migration.manager import MigrationManager
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
 from arctern.monitor.hmp import DumpFormat, HMPConsole, run_hmp
 from arctern.monitor.hmp_server import HMPServer
+from arctern.monitor.hmp_terminal import HMPTerminal
 from arctern.monitor.server import QMPServer
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,15 @@ class Monitor:
         console = HMPConsole(self, reader, writer)
         self.front_ends.append(console)
         return console
+
+    def add_hmp_chardev(self, chardev: Any, label: str = "") -> HMPTerminal:
+        """HMP with QEMU's line editor on a chardev (``mon:stdio``, ``-mon chardev=ID``).
+
+        On a multiplexer it shares the terminal with the serial port (C-a c).
+        """
+        terminal = HMPTerminal(self, chardev, label)
+        self.front_ends.append(terminal)
+        return terminal
 
     def add_hmp_server(self, spec: str) -> Any:
         """HMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""

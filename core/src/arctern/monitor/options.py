@@ -7,8 +7,13 @@
 
     -qmp unix:PATH,server=on,wait=off    (repeatable; also tcp:HOST:PORT,...)
     -monitor stdio                       (HMP on the terminal; "none" for nothing;
-                                          or a socket as -qmp takes it)
+                                          chardev:ID; or a socket as -qmp takes it)
+    -mon [chardev=]ID[,mode=readline]    (HMP with QEMU's line editor on -chardev ID;
+                                          with mux=on it shares the terminal: C-a c)
     -incoming URI | defer                (wait for a migration instead of booting)
+
+``-serial mon:SPEC`` (and ``-nographic``'s default ``mon:stdio``) gets its HMP
+monitor here too.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 
 from arctern.errors import ArcternError, UsageError
 from arctern.machine.chardev import StdioChardev
+from arctern.machine.mux import MuxChardev
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.monitor import Monitor
+from arctern.qemu_opts import parse_opts
 
 
 def add_monitor_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +39,15 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="DEV",
-        help="HMP monitor: stdio, none, unix:PATH,server=on,wait=off or tcp:HOST:PORT,...",
+        help="HMP monitor: stdio, none, chardev:ID, unix:PATH,server=on,wait=off or "
+        "tcp:HOST:PORT,...",
+    )
+    parser.add_argument(
+        "-mon",
+        action="append",
+        default=[],
+        metavar="[chardev=]ID[,mode=readline]",
+        help="HMP monitor on the character device ID (repeatable)",
     )
     parser.add_argument(
         "-incoming", metavar="URI", help="wait for an incoming migration on URI (or 'defer')"
@@ -47,6 +62,7 @@ def attach_monitor(
     incoming: str | None,
     autostart: bool,
     name: str | None = None,
+    mon: list[str] | None = None,
 ) -> Monitor:
     """Create the machine's migration manager and monitor, its QMP servers and HMP console.
 
@@ -55,20 +71,28 @@ def attach_monitor(
     it (unless ``autostart`` is False, i.e. ``-S``). A failed incoming
     migration makes the process exit with status 1, as QEMU does.
     """
+    mon_options = mon or []
     migration = MigrationManager(machine, exit_on_incoming_failure=True)
     mon = Monitor(machine, migration, name=name, autostart=autostart)
     try:
         for spec in qmp:
             mon.add_qmp(spec)
+        for id, chardev in machine.chardevs.items():
+            if isinstance(chardev, MuxChardev) and chardev.wants_monitor:
+                mon.add_hmp_chardev(chardev, id)
         for spec in monitor:
             if spec == "stdio":
-                if any(isinstance(c, StdioChardev) for c in machine.chardevs.values()):
+                if any(_uses_stdio(c) for c in machine.chardevs.values()):
                     raise UsageError(
                         "-monitor stdio: cannot use stdio by multiple character devices"
                     )
                 mon.add_hmp(sys.stdin, sys.stdout)
+            elif spec.startswith("chardev:"):
+                _monitor_on_chardev(mon, machine, spec.removeprefix("chardev:"), f"-monitor {spec}")
             elif spec != "none":
                 mon.add_hmp_server(spec)
+        for text in mon_options:
+            _monitor_on_chardev(mon, machine, _mon_chardev(text), f"-mon {text}")
         if incoming == "defer":
             migration.defer_incoming()
         elif incoming:
@@ -80,3 +104,35 @@ def attach_monitor(
         mon.close()
         raise
     return mon
+
+
+def _uses_stdio(chardev: Any) -> bool:
+    return isinstance(chardev, StdioChardev) or (
+        isinstance(chardev, MuxChardev) and isinstance(chardev.backend, StdioChardev)
+    )
+
+
+def _mon_chardev(text: str) -> str:
+    """The chardev id of ``-mon [chardev=]ID[,mode=readline][,pretty=on|off]``."""
+    options = parse_opts(text, "chardev")
+    for key in options:
+        if key not in ("chardev", "mode", "pretty"):
+            raise UsageError(f"-mon {text}: Invalid parameter '{key}'")
+    mode = options.get("mode", "readline")
+    if mode == "control":
+        raise UsageError(f"-mon {text}: QMP on a chardev is not supported; use -qmp unix:PATH,...")
+    if mode != "readline":
+        raise UsageError(f"-mon {text}: Parameter 'mode' does not accept value '{mode}'")
+    if options.get("pretty", "off") not in ("on", "off"):
+        raise UsageError(f"-mon {text}: Parameter 'pretty' expects 'on' or 'off'")
+    return options.get("chardev", "")
+
+
+def _monitor_on_chardev(mon: Monitor, machine: Any, id: str, origin: str) -> None:
+    chardev = machine.chardevs.get(id)
+    if chardev is None:
+        raise UsageError(f'{origin}: chardev "{id}" not found')
+    try:
+        mon.add_hmp_chardev(chardev, id)
+    except ArcternError as exc:
+        raise UsageError(f"{origin}: {exc}") from None

@@ -1,0 +1,237 @@
+"""QEMU's character multiplexer: one backend shared by a serial port and the HMP monitor.
+
+``-serial mon:stdio`` (and ``-nographic``), ``-chardev BACKEND,mux=on,id=ID``
+with ``-serial chardev:ID`` and ``-mon chardev=ID``: up to four frontends
+share one backend. Every frontend's output reaches the backend (guest output
+keeps appearing while the monitor has the terminal, as in QEMU); input goes
+to the frontend that has the focus. Ctrl-A escapes, as QEMU 7.2's:
+
+    C-a h   print the help        C-a x    exit (status 0)
+    C-a c   next frontend         C-a b    send a break to the focused frontend
+    C-a t   toggle timestamps     C-a s    commit -snapshot disks (none in Arctern: no-op)
+    C-a C-a send a C-a            anything else after C-a is swallowed
+
+Frontends follow :class:`MuxFrontend`; a device attaches through the plain
+:class:`Chardev` API (:meth:`MuxChardev.set_receiver`), a monitor with
+:meth:`MuxChardev.attach`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from arctern.errors import MachineError
+from arctern.machine.chardev import Chardev, Receiver
+
+log = logging.getLogger(__name__)
+
+ESCAPE = 0x01
+MAX_FRONTENDS = 4
+#: What QEMU 7.2 writes for C-a h (its "\n\r" line ends: the terminal adds a CR to each LF).
+HELP = (
+    b"\n\r"
+    b"C-a h    print this help\n\r"
+    b"C-a x    exit emulator\n\r"
+    b"C-a s    save disk data back to file (if -snapshot)\n\r"
+    b"C-a t    toggle console timestamps\n\r"
+    b"C-a b    send break (magic sysrq)\n\r"
+    b"C-a c    switch between console and monitor\n\r"
+    b"C-a C-a  sends C-a\n\r"
+)
+TERMINATED = b"Arctern: Terminated\n\r"
+
+
+class MuxFrontend(Protocol):
+    """What the multiplexer tells a frontend (QEMU's chr_read and MUX_IN/MUX_OUT/BREAK)."""
+
+    def receive(self, data: bytes) -> None:
+        """Input typed while this frontend has the focus."""
+
+    def focus_in(self) -> None:
+        """This frontend now has the terminal."""
+
+    def focus_out(self) -> None:
+        """Another frontend takes the terminal."""
+
+    def send_break(self) -> None:
+        """C-a b while this frontend has the focus."""
+
+
+class _DeviceFrontend:
+    """A device (a UART) attached with :meth:`Chardev.set_receiver`: input only."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receive = receiver
+
+    def focus_in(self) -> None:
+        """A device does not notice."""
+
+    def focus_out(self) -> None:
+        """A device does not notice."""
+
+    def send_break(self) -> None:
+        """Arctern's UARTs take no break condition yet: dropped."""
+
+
+class _Timestamps:
+    """C-a t: ``[HH:MM:SS.mmm] `` (host time since the first stamp) at each output line start."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.line_start = False  # as QEMU: the first stamp waits for the next line
+
+    def apply(self, data: bytes) -> bytes:
+        out = bytearray()
+        pos = 0
+        while pos < len(data):
+            if self.line_start:
+                out += self._stamp()
+                self.line_start = False
+            newline = data.find(b"\n", pos)
+            end = len(data) if newline < 0 else newline + 1
+            out += data[pos:end]
+            self.line_start = newline >= 0
+            pos = end
+        return bytes(out)
+
+    def _stamp(self) -> bytes:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        ms = int((now - self.start) * 1000)
+        secs = ms // 1000
+        return b"[%02d:%02d:%02d.%03d] " % (secs // 3600, secs // 60 % 60, secs % 60, ms % 1000)
+
+
+class MuxChardev(Chardev):
+    """A backend shared by up to four frontends, one of which has the focus."""
+
+    name = "mux"
+
+    def __init__(self, backend: Chardev, *, label: str = "", monitor: bool = False) -> None:
+        super().__init__()
+        self.backend = backend
+        self.label = label
+        #: Spelled ``mon:...``: arctern-system attaches an HMP monitor to it.
+        self.wants_monitor = monitor
+        self.frontends: list[MuxFrontend] = []
+        self.focus = -1
+        self._escape_pending = False  # the last input ended with C-a
+        self._timestamps: _Timestamps | None = None
+        self._on_quit: Callable[[], None] | None = None
+        backend.set_receiver(self._input)
+
+    # --- frontends ---------------------------------------------------------------
+
+    def attach(self, frontend: MuxFrontend, *, early: bool = False) -> None:
+        """Add a frontend; the newest takes the focus, as in QEMU.
+
+        An ``early`` frontend is one QEMU creates before the devices (a
+        monitor): it goes first in the C-a c cycle and takes the focus only
+        when it is alone, so the serial port has the terminal at start.
+        """
+        if len(self.frontends) >= MAX_FRONTENDS:
+            raise MachineError(
+                f"too many uses of multiplexed chardev '{self.label}' (maximum is {MAX_FRONTENDS})"
+            )
+        if early and self.frontends:
+            self.frontends.insert(0, frontend)
+            self.focus += 1
+            return
+        self.frontends.append(frontend)
+        self._set_focus(len(self.frontends) - 1)
+
+    def detach(self, frontend: MuxFrontend) -> None:
+        """Remove a frontend; the first remaining one gets the focus if it had it."""
+        if frontend not in self.frontends:
+            return
+        index = self.frontends.index(frontend)
+        self.frontends.pop(index)
+        if index < self.focus:
+            self.focus -= 1
+        elif index == self.focus:
+            self.focus = -1
+            if self.frontends:
+                self._set_focus(0)
+
+    def set_receiver(self, callback: Receiver | None) -> None:
+        """A device attaches (``callback``) or leaves (None) through the plain Chardev API."""
+        if callback is not None:
+            self.attach(_DeviceFrontend(callback))
+            return
+        for frontend in [f for f in self.frontends if isinstance(f, _DeviceFrontend)]:
+            self.detach(frontend)
+
+    def _set_focus(self, index: int) -> None:
+        if self.focus >= 0:
+            self.frontends[self.focus].focus_out()
+        self.focus = index
+        self.frontends[index].focus_in()
+
+    # --- output -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Output of any frontend, focused or not, goes to the backend."""
+        if self._timestamps is not None:
+            data = self._timestamps.apply(data)
+        self.backend.write(data)
+
+    # --- input and escapes ------------------------------------------------------------
+
+    def _input(self, data: bytes) -> None:
+        start = 0
+        if self._escape_pending and data:
+            self._escape_pending = False
+            self._command(data[0])
+            start = 1
+        while True:
+            at = data.find(ESCAPE, start)
+            if at < 0:
+                self._deliver(data[start:])
+                return
+            self._deliver(data[start:at])
+            if at + 1 == len(data):
+                self._escape_pending = True
+                return
+            self._command(data[at + 1])
+            start = at + 2
+
+    def _deliver(self, data: bytes) -> None:
+        if data and self.focus >= 0:
+            self.frontends[self.focus].receive(data)
+
+    def _command(self, key: int) -> None:
+        """Act on the key after C-a (QEMU's keys are lower case only)."""
+        if key == ESCAPE:
+            self._deliver(bytes([ESCAPE]))
+        elif key in b"h?":
+            self.write(HELP)
+        elif key == ord("x"):
+            self.write(TERMINATED)
+            if self._on_quit is not None:
+                self._on_quit()
+        elif key == ord("c") and self.frontends:
+            self._set_focus((self.focus + 1) % len(self.frontends))
+        elif key == ord("b") and self.focus >= 0:
+            self.frontends[self.focus].send_break()
+        elif key == ord("t"):
+            self._timestamps = None if self._timestamps is not None else _Timestamps()
+        elif key == ord("s"):
+            log.debug("C-a s: no -snapshot disks to commit")
+
+    # --- the backend -------------------------------------------------------------------
+
+    def set_quit_handler(self, callback: Callable[[], None]) -> None:
+        self._on_quit = callback
+
+    def wait_fds(self) -> list[int]:
+        return self.backend.wait_fds()
+
+    def poll(self) -> None:
+        self.backend.poll()
+
+    def close(self) -> None:
+        self.backend.close()
