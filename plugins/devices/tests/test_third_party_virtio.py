@@ -1,19 +1,21 @@
 """A virtio device written outside this plugin, on the core API alone, driven end to end by
 this plugin's virtio-mmio transport: registration, features, config space, requests,
-interrupts, reset and migration."""
+interrupts, reset and migration. The guest side is the testing kit's driver, as a
+third-party author's tests would use it."""
 
 import struct
 
 import pytest
 from device_harness import BareBoard, migrate_state
-from ring_driver import DRIVER_OK, MMIODriver
 
 from arctern.hookspecs import hookimpl
 from arctern.machine.device import prop_int
 from arctern.machine.machine import Machine
 from arctern.machine.vmstate import VMState, u32
 from arctern.plugins import Registry
+from arctern.testing.virtio import MMIODriver
 from arctern.virtio import VIRTIO_FIELDS, SplitVirtqueue, VirtioDevice, bit, sg_read, sg_write
+from arctern.virtio.spec import STATUS_DRIVER_OK
 
 BASE = 0xFEB00000
 RING = 0x100000
@@ -112,7 +114,7 @@ def test_transport_drives_a_device_it_does_not_know(registry, version):
     assert drv.device_features() & bit(F_UPPER)
     features = bit(F_UPPER) | (0 if version == "legacy" else F_VERSION_1)
     ring = drv.init(features, 16, RING)
-    assert device.has_feature(F_UPPER) and drv.read(0x070) & DRIVER_OK
+    assert device.has_feature(F_UPPER) and drv.read(0x070) & STATUS_DRIVER_OK
 
     assert request(drv, ring, b"hello, virtio", 64) == b"HELLO, VIRTIO"
     assert request(drv, ring, b"truncated", 5) == b"TRUNC"

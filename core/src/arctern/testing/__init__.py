@@ -2,6 +2,8 @@
 
 * :mod:`arctern.testing.block`: :class:`~arctern.testing.block.BlockDriverConformance`,
   the block-driver suite;
+* :mod:`arctern.testing.virtio`: a scripted guest-side virtio driver (split rings in
+  guest RAM, virtio-mmio registers) for testing virtio devices without a guest CPU;
 * :mod:`arctern.testing.pytest_plugin`: the pytest plugin (loaded automatically
   through the ``pytest11`` entry point) with ``--arctern-block-driver NAME``.
 
