@@ -39,11 +39,13 @@ a one-line message naming the file. Never let an OSError escape unexplained.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from arctern.contract import required
+from arctern.errors import BlockError
 
 if TYPE_CHECKING:
     from arctern.block.node import BlockNode
@@ -94,6 +96,18 @@ class ImageInfo:
     backing_filename: str | None = None
     backing_format: str | None = None
     snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SnapshotError(BlockError):
+    """An internal snapshot operation failed; ``errno`` says why, as QEMU's drivers return it.
+
+    (qemu-img reports some of these failures by errno alone, e.g. ``-95 (Operation
+    not supported)``; the message is for everyone else.)
+    """
+
+    def __init__(self, errno: int, message: str | None = None) -> None:
+        super().__init__(message or os.strerror(errno))
+        self.errno = errno
 
 
 class BlockDriver:
@@ -276,6 +290,39 @@ class BlockDriver:
         from arctern.errors import BlockError
 
         raise BlockError(f"Format driver '{self.name}' does not support option amendment")
+
+    # Internal snapshots (``qemu-img snapshot``). They are listed by ``info().snapshots``.
+    # A format that holds them overrides all three; each requires an active, writable node.
+
+    def snapshot_create(
+        self,
+        name: str,
+        *,
+        date_sec: int,
+        date_nsec: int,
+        vm_clock_nsec: int = 0,
+        icount: int | None = None,
+    ) -> dict[str, Any]:
+        """Take a disk-only snapshot named ``name`` (names need not be unique); return its
+        ``info().snapshots`` entry, with the ID the format chose (QEMU: the next number)."""
+        raise self._no_snapshots()
+
+    def snapshot_goto(self, id_or_name: str) -> None:
+        """Make the snapshot whose ID, else whose name, is ``id_or_name`` the active image
+        (its data and its virtual size). Not found: :class:`SnapshotError` with ENOENT."""
+        raise self._no_snapshots()
+
+    def snapshot_delete(self, snapshot_id: str | None, name: str | None) -> None:
+        """Delete the first snapshot with this ID and this name (None: any). Not found:
+        :class:`SnapshotError` with ENOENT."""
+        raise self._no_snapshots()
+
+    def _no_snapshots(self) -> SnapshotError:
+        import errno
+
+        return SnapshotError(
+            errno.ENOTSUP, f"format '{self.name}' does not support internal snapshots"
+        )
 
     def check(self, fix: str = "") -> CheckResult | None:
         """Check metadata consistency (qemu-img check); None if the format has no check."""
