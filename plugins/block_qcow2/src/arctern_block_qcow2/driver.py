@@ -46,6 +46,7 @@ from arctern_block_qcow2.reader import ReadPath
 from arctern_block_qcow2.refcount import Refcounts
 from arctern_block_qcow2.resize import Resize
 from arctern_block_qcow2.serial import serialized
+from arctern_block_qcow2.snapshot_ops import InternalSnapshots
 from arctern_block_qcow2.writer import WritePath
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ DEFAULT_L2_CACHE_MAX = 32 << 20  # QEMU's DEFAULT_L2_CACHE_MAX_SIZE on Linux
 DEFAULT_REFCOUNT_CACHE_CLUSTERS = 4  # QEMU's MIN_REFCOUNT_CACHE_SIZE
 
 
-class Qcow2Driver(ReadPath, WritePath, CompressedWrite, CopyRange, Resize, BlockDriver):
+class Qcow2Driver(
+    ReadPath, WritePath, CompressedWrite, CopyRange, Resize, InternalSnapshots, BlockDriver
+):
     """qcow2 format driver: QEMU's on-disk format, read and write."""
 
     name = "qcow2"

@@ -1,0 +1,214 @@
+"""Replace the image's metadata roots in one header write (the snapshot operations' commit).
+
+Creating, applying or deleting an internal snapshot changes, together, the
+active L1 table, COPIED flags in L2 tables, the snapshot table and the
+refcounts of every cluster the snapshot reaches. No order of in-place writes
+keeps such a change consistent at every instant: between a refcount going from
+1 to 2 and the COPIED flag of the entry that uses it being cleared, ``qemu-img
+check`` rightly sees a corruption. So nothing in use is written in place:
+
+* every new structure (L1 table, copied L2 tables, snapshot table) and a copy
+  of every refcount block that changes, then a new refcount table, are written
+  to a fresh area past everything in use (free in the old refcounts, so a crash
+  before the switch leaves no trace but a longer file);
+* they reach the disk, then one write of header bytes 24..72 (virtual size,
+  L1 table, refcount table, snapshot count and table: one sector) makes them
+  the image;
+* the old structures are then unreferenced and already free in the new
+  refcounts (clusters freed are discarded last).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import struct
+from array import array
+from typing import TYPE_CHECKING
+
+from arctern.block.driver import SnapshotError
+from arctern.errors import ImageFormatError
+from arctern_block_qcow2 import layout as L
+from arctern_block_qcow2.refscan import pack, unpack
+from arctern_block_qcow2.tables import table_to_bytes
+
+if TYPE_CHECKING:
+    from arctern_block_qcow2.driver import Qcow2Driver
+
+log = logging.getLogger(__name__)
+
+#: Header bytes 24..72: size, crypt_method, l1_size, l1_table_offset,
+#: refcount_table_offset, refcount_table_clusters, nb_snapshots, snapshots_offset.
+_ROOTS = struct.Struct(">QIIQQIIQ")
+
+
+class RefDeltas:
+    """Signed refcount changes per cluster, kept per refcount block."""
+
+    def __init__(self, entries_per_block: int) -> None:
+        self.epb = entries_per_block
+        self.blocks: dict[int, array] = {}
+
+    def add(self, first: int, count: int, delta: int) -> None:
+        epb = self.epb
+        cluster, end = first, first + count
+        while cluster < end:
+            index = cluster // epb
+            block = self.blocks.get(index)
+            if block is None:
+                block = self.blocks[index] = array("q", bytes(8 * epb))
+            stop = min(end, (index + 1) * epb)
+            for i in range(cluster - index * epb, stop - index * epb):
+                block[i] += delta
+            cluster = stop
+
+    def get(self, cluster: int) -> int:
+        block = self.blocks.get(cluster // self.epb)
+        return block[cluster % self.epb] if block is not None else 0
+
+
+class MetadataSwitch:
+    """New metadata for ``drv``'s image, built in memory and made the image at ``commit``.
+
+    The driver's tables must be written back (no dirty cache, no queued frees)
+    before one is made; the driver is reloaded from the file after the commit.
+    """
+
+    def __init__(self, drv: Qcow2Driver) -> None:
+        self.drv = drv
+        self.h = drv.h
+        self.cs = drv.h.cluster_size
+        self.rc = drv.refcounts
+        self.deltas = RefDeltas(self.rc.fmt.entries)
+        file_clusters = -(-drv.node.file.getlength() // self.cs)
+        self.area = max(file_clusters, self.rc.last_used_cluster() + 1)
+        self._next = self.area
+        self._payload: list[tuple[int, bytes]] = []
+
+    def reference(self, first: int, count: int, delta: int) -> None:
+        """Record that clusters [first, first+count) gain (or lose) ``delta`` references."""
+        self.deltas.add(first, count, delta)
+
+    def refcount_after(self, cluster: int) -> int:
+        """The refcount ``cluster`` will have (the clusters this switch places excepted)."""
+        return self.rc.get(cluster) + self.deltas.get(cluster)
+
+    def place(self, data: bytes) -> int:
+        """Put ``data`` in the fresh area (refcount 1 once committed); return its offset."""
+        if not data:
+            return 0
+        offset = self._next * self.cs
+        self._next += -(-len(data) // self.cs)
+        self._payload.append((offset, data))
+        return offset
+
+    # --- the commit ----------------------------------------------------------------
+
+    def commit(
+        self, *, size: int, l1_size: int, l1_offset: int, snapshots: int, table: int
+    ) -> None:
+        """Write everything, then the header naming it; reload the driver from the file."""
+        payload_end = self._next
+        self.reference(self.area, payload_end - self.area, 1)
+        blocks, table_clusters = self._changed_blocks(payload_end)
+        old_rt = self.h.refcount_table_offset // self.cs
+        for index in blocks:
+            old = self.rc.block_offset(index)
+            if old:
+                self.reference(old // self.cs, 1, -1)
+        self.reference(old_rt, self.h.refcount_table_clusters, -1)
+        new_end = payload_end + len(blocks) + table_clusters
+        self.reference(payload_end, new_end - payload_end, 1)
+        contents, freed = self._new_blocks(blocks)
+        reftable = array("Q", self.rc.reftable)
+        reftable.extend([0] * (table_clusters * self.cs // 8 - len(reftable)))
+        for k, index in enumerate(blocks):
+            reftable[index] = (payload_end + k) * self.cs
+        file = self.drv.node.file
+        for offset, data in self._payload:
+            file.pwrite(offset, data)
+        file.pwrite(payload_end * self.cs, b"".join(contents))
+        table_offset = (payload_end + len(blocks)) * self.cs
+        file.pwrite(table_offset, table_to_bytes(reftable))
+        file.flush()
+        roots = _ROOTS.pack(
+            size,
+            self.h.crypt_method,
+            l1_size,
+            l1_offset,
+            table_offset,
+            table_clusters,
+            snapshots,
+            table,
+        )
+        file.pwrite(24, roots)
+        file.flush()
+        log.debug(
+            "%s: metadata switched (%d refcount blocks, %d new clusters)",
+            self.drv._name,
+            len(blocks),
+            new_end - self.area,
+        )
+        self.drv.reload_metadata()
+        for cluster in freed:
+            file.pdiscard(cluster * self.cs, self.cs)
+
+    def _changed_blocks(self, payload_end: int) -> tuple[list[int], int]:
+        """The refcount blocks to rewrite, and the new refcount table's clusters.
+
+        Rewriting a block frees its old cluster, whose own block then changes; the new
+        blocks and table may need blocks of their own: grow the set until it is stable.
+        """
+        epb, cs = self.rc.fmt.entries, self.cs
+        old_rt = self.h.refcount_table_offset // cs
+        last_rt = old_rt + self.h.refcount_table_clusters - 1
+        changed = set(self.deltas.blocks) | set(range(old_rt // epb, last_rt // epb + 1))
+        while True:
+            entries = max(len(self.rc.reftable), max(changed) + 1)
+            table_clusters = -(-entries * 8 // cs)
+            end = payload_end + len(changed) + table_clusters
+            wanted = changed | set(range(payload_end // epb, (end - 1) // epb + 1))
+            for index in changed:
+                old = self.rc.block_offset(index)
+                if old:
+                    wanted.add(old // cs // epb)
+            if wanted == changed and -(-max(len(self.rc.reftable), max(wanted) + 1) * 8 // cs) == (
+                table_clusters
+            ):
+                break
+            changed = wanted
+        if table_clusters * cs > L.MAX_REFTABLE_BYTES:
+            raise ImageFormatError(
+                f"qcow2 image '{self.drv._name}': refcount table would exceed its size limit"
+            )
+        return sorted(changed), table_clusters
+
+    def _new_blocks(self, blocks: list[int]) -> tuple[list[bytes], list[int]]:
+        """The new contents of ``blocks``; and the clusters whose refcount drops to zero."""
+        fmt, epb = self.rc.fmt, self.rc.fmt.entries
+        contents: list[bytes] = []
+        freed: list[int] = []
+        for index in blocks:
+            old = self.rc.block_offset(index)
+            values = unpack(fmt, self.rc.cache.get(old)) if old else [0] * epb
+            deltas = self.deltas.blocks.get(index)
+            if deltas is None:  # (every block rewritten has changes; keep it whole if not)
+                contents.append(bytes(self.rc.cache.get(old)) if old else bytes(self.cs))
+                continue
+            new = [v + d for v, d in zip(values, deltas, strict=True)]
+            if min(new) < 0:
+                bad = index * epb + next(i for i, v in enumerate(new) if v < 0)
+                raise ImageFormatError(
+                    f"qcow2 image '{self.drv._name}' is corrupt: "
+                    f"refcount of cluster {bad} would drop below zero"
+                )
+            packed = pack(fmt, array("Q", new))
+            if packed is None:
+                raise SnapshotError(
+                    errno.EINVAL,
+                    f"'{self.drv._name}': a refcount would exceed the image's "
+                    f"{fmt.bits}-bit refcount width",
+                )
+            contents.append(packed)
+            freed += [index * epb + i for i, d in enumerate(deltas) if d < 0 and not new[i]]
+        return contents, freed
