@@ -1,0 +1,149 @@
+"""The HMP monitor inside mon:stdio (-nographic's terminal), driven through a pseudo-terminal.
+
+The echo guest prints ``ready``, reads a line from COM1 and answers it
+upper-cased, then exits with the line's length. The serial port and the
+monitor share the terminal: C-a c switches, as under qemu-system-i386, whose
+transcript of the same keystrokes must be ours byte for byte (but for the
+product name and version in the banner).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from guests.build import emulator_command
+from pty_terminal import PtyTerminal
+
+HERE = Path(__file__).parent
+PROMPT = b"(qemu) "
+DEBUG_EXIT = ("-device", "isa-debug-exit,iobase=0xf4,iosize=1")
+C_A = b"\x01"
+
+
+@pytest.fixture(scope="module")
+def echo(guest_elf) -> Path:
+    return guest_elf(HERE / "echo_guest.c")
+
+
+@pytest.fixture
+def start(echo):
+    """``start(emulator, *options)``: the echo guest on a terminal, after its "ready"."""
+    terminals = []
+
+    def run(emulator: str, *options: str) -> PtyTerminal:
+        argv = [*emulator_command(emulator), *options, *DEBUG_EXIT, "-kernel", str(echo)]
+        terminal = PtyTerminal(argv)
+        terminals.append(terminal)
+        terminal.expect(b"ready\r\n")
+        return terminal
+
+    yield run
+    for terminal in terminals:
+        terminal.close()
+
+
+def command(terminal: PtyTerminal, line: bytes) -> bytes:
+    """Type a monitor command and Enter; what it printed after the echoed line."""
+    terminal.type(line + b"\r")
+    shown = terminal.expect(PROMPT)
+    return shown.split(b"\x1b[K\r\r\n")[-1].removesuffix(PROMPT)
+
+
+def test_c_a_c_opens_the_monitor_and_stop_cont_hold_the_guest(start):
+    terminal = start("arctern", "-nographic")
+    terminal.type(C_A + b"c")
+    banner = terminal.expect(PROMPT)
+    assert re.fullmatch(
+        rb"Arctern \S+ monitor - type 'help' for more information\r\r\n\(qemu\) ", banner
+    )
+    assert command(terminal, b"info status") == b"VM status: running\r\r\n"
+    assert command(terminal, b"stop") == b""
+    terminal.type(C_A + b"c")  # back to the guest
+    assert terminal.expect(b"\r\r\n") == b"\r\r\n"
+    terminal.type(b"hello\r")  # the UART takes it; the stopped guest cannot answer
+    terminal.type(C_A + b"c")
+    assert terminal.expect(PROMPT) == PROMPT  # no answer came meanwhile
+    assert command(terminal, b"info status") == b"VM status: paused\r\r\n"
+    terminal.type(b"cont\r")  # the guest answers at once and exits with the length
+    terminal.expect(b"got 'HELLO'\r\n")
+    assert terminal.wait() == (5 << 1) | 1
+
+
+def test_quit_from_the_monitor_ends_the_run(start):
+    terminal = start("arctern", "-nodefaults", "-nographic", "-serial", "mon:stdio")
+    terminal.type(C_A + b"c")
+    terminal.expect(PROMPT)
+    terminal.type(b"quit\r")
+    assert terminal.wait() == 0
+    assert terminal.rest().endswith(b"quit\x1b[K\r\r\n")
+
+
+def test_c_a_x_quits_from_either_side(start):
+    for keys in (C_A + b"x", C_A + b"c" + C_A + b"x"):
+        terminal = start("arctern", "-nographic")
+        terminal.type(keys)
+        terminal.expect(b"Arctern: Terminated\r\n\r")
+        assert terminal.wait() == 0
+
+
+def test_chardev_mux_with_mon_is_the_same_terminal(start):
+    terminal = start(
+        "arctern",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-chardev",
+        "stdio,mux=on,id=c0",
+        "-serial",
+        "chardev:c0",
+        "-mon",
+        "chardev=c0",
+    )
+    terminal.type(C_A + b"c")
+    terminal.expect(PROMPT)
+    assert command(terminal, b"info status") == b"VM status: running\r\r\n"
+    terminal.type(C_A + b"cok\r")
+    terminal.expect(b"got 'OK'\r\n")
+    assert terminal.wait() == (2 << 1) | 1
+
+
+#: Keystrokes and what to wait for after each: help, monitor, line editing, history, errors.
+SESSION = [
+    (C_A + b"h", b"C-a C-a  sends C-a\r\n\r"),
+    (C_A + b"c", PROMPT),
+    (b"info status\r", PROMPT),
+    # editing: backspace, left arrow, insert, C-a C-a (the mux sends one C-a: home),
+    # delete, C-e (end), C-w (erase a word): the line run is "info  status"
+    (b"info  versoin\x7f\x7f\x7fon\x1b[D\x1b[Di" + C_A + C_A + b"\x1b[3~i\x05\x17status\r", PROMPT),
+    (b"stop\r", PROMPT),
+    (b"\x1b[A\x1b[A\x1b[B\r", PROMPT),  # history: up twice, down once
+    (b"nosuch\r", PROMPT),
+    (b"\r", PROMPT),
+    (C_A + b"c", b"\r\n"),
+    (C_A + b"c", PROMPT),
+    (b"sto", b"sto\x1b[K"),
+    (C_A + b"c", b"\r\n"),  # a half-typed line is forgotten
+    (C_A + b"c", PROMPT),
+    (b"c\r", PROMPT),
+    (b"quit\r", None),
+]
+
+
+def transcript(start, emulator: str) -> bytes:
+    terminal = start(emulator, "-nographic")
+    for keys, wait_for in SESSION:
+        terminal.type(keys)
+        if wait_for is not None:
+            terminal.expect(wait_for)
+    assert terminal.wait() == 0
+    return bytes(terminal.transcript)
+
+
+def test_the_terminal_shows_what_qemu_shows(start):
+    ours, qemus = transcript(start, "arctern"), transcript(start, "qemu")
+    banner = rb"(Arctern|QEMU) \S+ monitor"
+    ours, qemus = (re.sub(banner, b"<banner>", text, count=1) for text in (ours, qemus))
+    assert ours == qemus
+    assert ours.count(b"VM status: running\r\r\n") == 2 and b"unknown command: 'nosuch'" in ours
