@@ -134,14 +134,61 @@ def test_a_bad_run_state_in_the_stream_fails_the_migration(
     assert source.drives["disk0"].active
 
 
-def test_minus_s_keeps_images_inactive_until_cont(registry, make_machine, run_until, image):
+def test_minus_s_activates_images_at_completion(registry, make_machine, run_until, image):
+    """As QEMU without late-block-activate: the destination owns the images once completed."""
     source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image, autostart=False)
     src_mig.migrate(uri)
     run_until(_done(src_mig, dst_mig), source, dest)
     assert dest.runstate == "paused"
-    assert not dest.drives["disk0"].active and not source.drives["disk0"].active
+    assert dest.drives["disk0"].active and not source.drives["disk0"].active
     dst_mig.prepare_cont()
     assert dest.drives["disk0"].active
+
+
+@pytest.mark.parametrize("source_runs", [True, False], ids=["running", "paused-source"])
+@pytest.mark.parametrize("autostart", [True, False], ids=["autostart", "minus-S"])
+def test_late_block_activate_leaves_activation_to_cont(
+    registry, make_machine, run_until, image, autostart, source_runs
+):
+    """With late-block-activate, only a guest that starts at once activates at completion."""
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image, autostart=autostart)
+    dst_mig.capabilities["late-block-activate"] = True
+    if not source_runs:
+        source.pause("paused")
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert dst_mig.query()["status"] == "completed"
+    starts = autostart and source_runs
+    assert dest.drives["disk0"].active is starts
+    assert dest.runstate == ("running" if starts else "paused")
+    dst_mig.prepare_cont()
+    assert dest.drives["disk0"].active
+
+
+def test_activation_failure_at_the_destination_completes_paused(
+    registry, make_machine, run_until, image, caplog
+):
+    """As QEMU: the error is reported, the guest does not start, and cont tries again."""
+    from arctern.errors import ImageLockError
+
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    drive = dest.drives["disk0"]
+    real_activate = drive.activate
+
+    def failing_activate():
+        raise ImageLockError(f'Failed to get "write" lock on {image}')
+
+    drive.activate = failing_activate
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    assert dst_mig.query()["status"] == "completed"
+    assert dest.runstate == "paused" and not drive.active
+    assert 'Failed to get "write" lock' in caplog.text
+    with pytest.raises(MigrationError, match="cannot activate drive 'disk0'.*lock"):
+        dst_mig.prepare_cont()
+    drive.activate = real_activate
+    dst_mig.prepare_cont()
+    assert drive.active
 
 
 def test_cont_after_postmigrate_reactivates(registry, make_machine, run_until, image):

@@ -7,8 +7,9 @@ guest's RAM; the other sections are kept until END. The main loop then
 (:meth:`IncomingMigration.poll`) loads CPU, device and clock state,
 compares digests when the source sent one (``verify``), tells the source the
 verdict when the stream has a return path and waits for its GO, and only
-then activates the images (each driver's ``invalidate_cache``) and resumes
-the guest, unless started with ``-S``.
+then activates the images (each driver's ``invalidate_cache``; with
+``late-block-activate`` a guest that does not start here leaves that to
+``cont``) and resumes the guest, unless started with ``-S``.
 """
 
 from __future__ import annotations
@@ -117,12 +118,14 @@ class IncomingMigration:
         transport: MigrationTransport,
         uri: str,
         autostart: bool,
+        capabilities: dict[str, bool],
         set_status: Callable[[str], None],
         wakeup: Wakeup,
     ) -> None:
         self.machine = machine
         self.uri = uri
         self.autostart = autostart
+        self.capabilities = capabilities  # the manager's, read at take-over as QEMU does
         self._set_status = set_status
         self.listener = transport.listen(uri)
         self.socket_address = self.listener.address()
@@ -194,17 +197,21 @@ class IncomingMigration:
     def _take_over(self) -> None:
         machine = self.machine
         running = self.source_runstate == "running"
-        if self.autostart:
+        start = self.autostart and running
+        # As QEMU: the images are activated now, unless late-block-activate leaves that to
+        # cont for a guest that does not start here. If activation fails the migration
+        # still completes, the guest does not start, and cont tries again.
+        if start or not self.capabilities.get("late-block-activate"):
             try:
                 activate_images(machine)
                 self.images_inactive = False
             except ArcternError as exc:
-                self._fail(str(exc))
-                return
+                log.error("%s", exc)
+                start = False
         self.end_time = time.monotonic()
         self.status = "completed"
         self._set_status("completed")
-        if self.autostart and running:
+        if start:
             machine.resume()
         else:
             # As QEMU: a running source with -S waits in "paused"; any other state (an

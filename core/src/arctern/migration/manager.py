@@ -162,7 +162,13 @@ class MigrationManager:
         transport, uri = self._transport(uri)
         self._await_incoming()
         self.incoming = IncomingMigration(
-            self.machine, transport, uri, autostart, self._status_changed, self.wakeup
+            self.machine,
+            transport,
+            uri,
+            autostart,
+            self.capabilities,
+            self._status_changed,
+            self.wakeup,
         )
         self.deferred_incoming = False
 
