@@ -1,5 +1,6 @@
 """arctern-img: qemu-img for Arctern images (create, info, check, commit, convert, map,
-compare, amend, measure, rebase, resize, bench), with qemu-img's syntax, output and exit codes.
+compare, amend, measure, rebase, resize, snapshot, bench), with qemu-img's syntax, output
+and exit codes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMANDS = (
     "measure",
     "rebase",
     "resize",
+    "snapshot",
 )
 
 USAGE = """usage: arctern-img [standard options] command [command options]
@@ -52,6 +54,8 @@ Command syntax:
   rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] -b backing_file
         [-F backing_fmt] filename
   resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size
+  snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot |
+        -d snapshot] filename
 
 Sizes take the suffixes k, M, G, T, P, E (powers of 1024).
 """
