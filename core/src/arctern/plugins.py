@@ -166,12 +166,7 @@ class Registry:
             try:
                 plugin = plugin_index.load(ep.value)
             except Exception as exc:  # a broken plugin is reported; the others still load
-                record.status = FAILED
-                record.reason = (
-                    f"arctern: {kind.name} plugin '{ep.name}' ({record.label}) failed to load: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                log.warning("%s", record.reason)
+                self._fail(record, f"failed to load: {type(exc).__name__}: {exc}")
                 continue
             self._register(kind, record, plugin)
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from arctern.errors import MigrationError, TransportError, UsageError
+from arctern.errors import ImageLockError, MigrationError, TransportError, UsageError
 from arctern.machine.memory import PAGE_SIZE
 from arctern.migration.manager import MigrationManager
 from arctern.migration.outgoing import BURST
@@ -27,6 +27,17 @@ def _pair(registry, make_machine, image, uri="tcp:127.0.0.1:0", *, autostart=Tru
     if address.get("type") == "inet":
         uri = f"tcp:{address['host']}:{address['port']}"
     return source, dest, src_mig, dst_mig, uri
+
+
+def _refuse_activation(drive, image):
+    """Make ``drive.activate`` fail as if another process held the image; returns the real one."""
+    real_activate = drive.activate
+
+    def failing_activate():
+        raise ImageLockError(f'Failed to get "write" lock on {image}')
+
+    drive.activate = failing_activate
+    return real_activate
 
 
 def _events(manager) -> list:
@@ -169,16 +180,9 @@ def test_activation_failure_at_the_destination_completes_paused(
     registry, make_machine, run_until, image, caplog
 ):
     """As QEMU: the error is reported, the guest does not start, and cont tries again."""
-    from arctern.errors import ImageLockError
-
     source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
     drive = dest.drives["disk0"]
-    real_activate = drive.activate
-
-    def failing_activate():
-        raise ImageLockError(f'Failed to get "write" lock on {image}')
-
-    drive.activate = failing_activate
+    real_activate = _refuse_activation(drive, image)
     src_mig.migrate(uri)
     run_until(_done(src_mig, dst_mig), source, dest)
     assert dst_mig.query()["status"] == "completed"
@@ -478,7 +482,6 @@ def test_inactivation_failure_keeps_the_guest_here(registry, make_machine, run_u
 def test_reactivation_failure_stays_stopped_and_says_why(
     registry, make_machine, run_until, image, monkeypatch
 ):
-    from arctern.errors import ImageLockError
     from arctern.migration import incoming
 
     source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
@@ -491,12 +494,7 @@ def test_reactivation_failure_stays_stopped_and_says_why(
 
     monkeypatch.setattr(incoming.StateCollector, "apply", corrupt_then_apply)
     drive = source.drives["disk0"]
-    real_activate = drive.activate
-
-    def failing_activate():
-        raise ImageLockError(f'Failed to get "write" lock on {image}')
-
-    drive.activate = failing_activate
+    real_activate = _refuse_activation(drive, image)
     src_mig.migrate(uri)
     run_until(_done(src_mig, dst_mig), source, dest)
     info = src_mig.query()
