@@ -10,6 +10,7 @@ product name and version in the banner).
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_c_a_c_opens_the_monitor_and_stop_cont_hold_the_guest(start):
 
 
 def test_quit_from_the_monitor_ends_the_run(start):
-    terminal = start("arctern", "-nodefaults", "-nographic", "-serial", "mon:stdio")
+    terminal = start("arctern", "-nographic", "-serial", "mon:stdio")  # no default monitor
     terminal.type(C_A + b"c")
     terminal.expect(PROMPT)
     terminal.type(b"quit\r")
@@ -147,3 +148,51 @@ def test_the_terminal_shows_what_qemu_shows(start):
     ours, qemus = (re.sub(banner, b"<banner>", text, count=1) for text in (ours, qemus))
     assert ours == qemus
     assert ours.count(b"VM status: running\r\r\n") == 2 and b"unknown command: 'nosuch'" in ours
+
+
+#: Impossible combinations: QEMU's first error line must be ours (options before -kernel ECHO).
+BAD_COMBINATIONS = [
+    "-nodefaults -chardev stdio,mux=on,id=c0 -chardev stdio,id=c1",
+    "-nodefaults -chardev stdio,mux=maybe,id=c0",
+    "-nodefaults -chardev stdio,mux=on,id=c0 -serial stdio",
+    "-nodefaults -serial mon:stdio -monitor stdio",
+    "-nodefaults -serial mon:none",
+    "-nodefaults -serial mon:",
+    "-nodefaults -mon chardev=nosuch",
+    "-nodefaults -mon c0",
+    "-nodefaults -mon mode=readline",
+    "-nodefaults -monitor chardev:nosuch",
+    "-nodefaults -chardev null,id=c0 -mon chardev=c0,zz=1",
+    "-nodefaults -chardev null,id=c0 -mon chardev=c0,pretty=maybe",
+    "-nodefaults -chardev null,id=c0,mux=on -mon chardev=c0,mode=bogus",
+    "-nodefaults -chardev null,id=c0 -mon chardev=c0 -mon chardev=c0",
+    "-nodefaults -chardev null,id=c0,mux=on -mon c0 -mon c0 -mon c0 -mon c0 -mon c0",
+    # -nographic's default monitor goes to stdio unless -monitor, -mon or -qmp is given
+    "-nographic -serial stdio",
+    "-nographic -monitor stdio",
+]
+
+
+def _first_error(stderr: bytes) -> str:
+    line = stderr.decode().splitlines()[0] if stderr.strip() else ""
+    return (
+        line.split(": ", 1)[1]
+        if line.startswith(("qemu-system-i386: ", "arctern-system: "))
+        else line
+    )
+
+
+@pytest.mark.parametrize("options", BAD_COMBINATIONS)
+def test_impossible_combinations_get_qemus_error(echo, options):
+    runs = {}
+    for emulator in ("qemu", "arctern"):
+        argv = [*emulator_command(emulator), "-display", "none", *options.split()]
+        result = subprocess.run(
+            [*argv, *DEBUG_EXIT, "-kernel", str(echo)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        )
+        runs[emulator] = (result.returncode, _first_error(result.stderr))
+    assert runs["arctern"] == runs["qemu"]
+    assert runs["arctern"][0] == 1

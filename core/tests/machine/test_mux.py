@@ -126,7 +126,7 @@ def test_at_most_four_frontends():
     mux = MuxChardev(MemoryChardev(), label="c0")
     for _ in range(4):
         mux.attach(Recorder())
-    with pytest.raises(MachineError, match=r"too many uses of multiplexed chardev 'c0' \(max"):
+    with pytest.raises(MachineError, match="Device 'c0' is in use"):
         mux.attach(Recorder())
 
 
@@ -136,6 +136,6 @@ def test_mon_spelling_opens_a_mux_that_wants_a_monitor(tmp_path):
     mux.write(b"logged")
     mux.close()
     assert (tmp_path / "log").read_bytes() == b"logged"
-    for spec in ("mon:", "mon:none", "mon:mon:stdio"):
-        with pytest.raises(MachineError, match="is not a valid char driver"):
+    for spec, message in (("mon:", "''"), ("mon:none", "'none'"), ("mon:zz", "'zz'")):
+        with pytest.raises(MachineError, match=f"^{message} is not a valid char driver$"):
             open_chardev(spec)

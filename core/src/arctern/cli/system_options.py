@@ -212,8 +212,9 @@ def _device(text: str) -> DeviceConfig:
 
 
 def _default_monitor(args: argparse.Namespace) -> bool:
-    """QEMU adds a monitor unless -nodefaults, -monitor, -mon or -qmp is given."""
-    return not (args.nodefaults or args.monitor or args.mon or args.qmp)
+    """QEMU adds a monitor unless -nodefaults, -monitor, -mon, -qmp or -serial mon:... is given."""
+    given = args.monitor or args.mon or args.qmp
+    return not (args.nodefaults or given or any(s.startswith("mon:") for s in args.serials))
 
 
 def _serials(args: argparse.Namespace) -> list[str]:
@@ -258,6 +259,10 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
     _check_smp(args.smp)
     _check_accel(args)
     icount_shift, icount_sleep = _icount(args.icount)
+    serials = _serials(args)
+    if not args.serials and "stdio" in serials and "stdio" in monitors(args):
+        # the default serial port (no option of the user's to name, as QEMU)
+        raise UsageError("cannot use stdio by multiple character devices")
     return MachineConfig(
         machine_opts.pop("type"),
         machine_options=machine_opts,
@@ -270,7 +275,7 @@ def config_from_args(args: argparse.Namespace) -> MachineConfig:
         devices=[_device(text) for text in args.devices],
         chardevs=[_chardev(text) for text in args.chardevs],
         globals=[_global(text) for text in args.globals],
-        serials=_serials(args),
+        serials=serials,
         no_reboot=args.no_reboot,
         no_shutdown=args.no_shutdown,
         icount_shift=icount_shift,

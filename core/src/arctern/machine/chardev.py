@@ -362,11 +362,13 @@ def open_chardev(spec: str, label: str = "") -> Chardev | None:
         return Chardev()
     if spec == "stdio":
         return StdioChardev()
-    if kind == "mon" and sep and rest not in ("", "none") and not rest.startswith("mon:"):
+    if kind == "mon" and sep and not rest.startswith("mon:"):
         from arctern.machine.mux import MuxChardev  # mux.py builds on this module
 
-        backend = open_chardev(rest, label)
-        return MuxChardev(backend, label=label, monitor=True) if backend is not None else None
+        backend = open_chardev(rest, label) if rest else None
+        if backend is None:
+            raise MachineError(f"'{rest}' is not a valid char driver")
+        return MuxChardev(backend, label=label, monitor=True)
     if kind == "file" and sep and rest:
         return FileChardev(rest)
     if kind in ("unix", "tcp") and sep and rest:

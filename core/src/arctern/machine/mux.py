@@ -133,10 +133,8 @@ class MuxChardev(Chardev):
         monitor): it goes first in the C-a c cycle and takes the focus only
         when it is alone, so the serial port has the terminal at start.
         """
-        if len(self.frontends) >= MAX_FRONTENDS:
-            raise MachineError(
-                f"too many uses of multiplexed chardev '{self.label}' (maximum is {MAX_FRONTENDS})"
-            )
+        if len(self.frontends) >= MAX_FRONTENDS:  # QEMU 7.2 says no more than this
+            raise MachineError(f"Device '{self.label}' is in use")
         if early and self.frontends:
             self.frontends.insert(0, frontend)
             self.focus += 1

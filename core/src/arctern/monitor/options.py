@@ -118,6 +118,8 @@ def _mon_chardev(text: str) -> str:
     for key in options:
         if key not in ("chardev", "mode", "pretty"):
             raise UsageError(f"-mon {text}: Invalid parameter '{key}'")
+    if not options.get("chardev"):
+        raise UsageError(f"-mon {text}: Parameter 'chardev' is missing")
     mode = options.get("mode", "readline")
     if mode == "control":
         raise UsageError(f"-mon {text}: QMP on a chardev is not supported; use -qmp unix:PATH,...")
@@ -125,7 +127,7 @@ def _mon_chardev(text: str) -> str:
         raise UsageError(f"-mon {text}: Parameter 'mode' does not accept value '{mode}'")
     if options.get("pretty", "off") not in ("on", "off"):
         raise UsageError(f"-mon {text}: Parameter 'pretty' expects 'on' or 'off'")
-    return options.get("chardev", "")
+    return options["chardev"]
 
 
 def _monitor_on_chardev(mon: Monitor, machine: Any, id: str, origin: str) -> None:
