@@ -196,3 +196,12 @@ def test_impossible_combinations_get_qemus_error(echo, options):
         runs[emulator] = (result.returncode, _first_error(result.stderr))
     assert runs["arctern"] == runs["qemu"]
     assert runs["arctern"][0] == 1
+
+
+def test_c_a_b_sends_a_break_as_under_qemu(start):
+    """The break overwrites the UART's received byte with a NUL: the guest reads "\\0X"."""
+    for emulator in ("qemu", "arctern"):
+        terminal = start(emulator, "-nographic")
+        terminal.type(b"a" + C_A + b"bx\r")
+        terminal.expect(b"got ''\r\n")
+        assert terminal.wait() == (2 << 1) | 1, emulator

@@ -139,3 +139,13 @@ def test_mon_spelling_opens_a_mux_that_wants_a_monitor(tmp_path):
     for spec, message in (("mon:", "''"), ("mon:none", "'none'"), ("mon:zz", "'zz'")):
         with pytest.raises(MachineError, match=f"^{message} is not a valid char driver$"):
             open_chardev(spec)
+
+
+def test_c_a_b_reaches_the_device_break_handler(setup):
+    terminal, mux, device, monitor = setup
+    breaks = []
+    mux.set_break_handler(lambda: breaks.append(True))
+    typed(terminal, mux, b"\x01b")
+    assert breaks == [True] and device == []
+    typed(terminal, mux, b"\x01c\x01b")  # the monitor has the focus: it gets this one
+    assert breaks == [True] and monitor.events == ["in", "break"]

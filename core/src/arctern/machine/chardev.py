@@ -63,6 +63,9 @@ class Chardev:
         """File descriptors whose readability means :meth:`poll` has work."""
         return []
 
+    def set_break_handler(self, callback: Callable[[], None] | None) -> None:
+        """``callback()`` takes a break condition; only a multiplexer sends one (C-a b)."""
+
     def set_quit_handler(self, callback: Callable[[], None]) -> None:
         """What a user's quit request on this backend does (C-a x on a multiplexer)."""
 

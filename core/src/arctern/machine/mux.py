@@ -61,10 +61,11 @@ class MuxFrontend(Protocol):
 
 
 class _DeviceFrontend:
-    """A device (a UART) attached with :meth:`Chardev.set_receiver`: input only."""
+    """A device (a UART) attached with :meth:`Chardev.set_receiver` (and set_break_handler)."""
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, mux: MuxChardev) -> None:
         self.receive = receiver
+        self.mux = mux
 
     def focus_in(self) -> None:
         """A device does not notice."""
@@ -73,7 +74,8 @@ class _DeviceFrontend:
         """A device does not notice."""
 
     def send_break(self) -> None:
-        """Arctern's UARTs take no break condition yet: dropped."""
+        if self.mux.break_handler is not None:
+            self.mux.break_handler()
 
 
 class _Timestamps:
@@ -122,6 +124,8 @@ class MuxChardev(Chardev):
         self._escape_pending = False  # the last input ended with C-a
         self._timestamps: _Timestamps | None = None
         self._on_quit: Callable[[], None] | None = None
+        #: The device's break input (C-a b while it has the focus).
+        self.break_handler: Callable[[], None] | None = None
         backend.set_receiver(self._input)
 
     # --- frontends ---------------------------------------------------------------
@@ -158,10 +162,13 @@ class MuxChardev(Chardev):
     def set_receiver(self, callback: Receiver | None) -> None:
         """A device attaches (``callback``) or leaves (None) through the plain Chardev API."""
         if callback is not None:
-            self.attach(_DeviceFrontend(callback))
+            self.attach(_DeviceFrontend(callback, self))
             return
         for frontend in [f for f in self.frontends if isinstance(f, _DeviceFrontend)]:
             self.detach(frontend)
+
+    def set_break_handler(self, callback: Callable[[], None] | None) -> None:
+        self.break_handler = callback
 
     def _set_focus(self, index: int) -> None:
         if self.focus >= 0:
