@@ -102,6 +102,7 @@ class Serial16550(Device):
                     f"Property '{self.name}.chardev' can't find value '{chardev_id}'"
                 )
             self.chardev.set_receiver(self.receive)
+            self.chardev.set_break_handler(self.receive_break)
         self._flush_hook = self.flush_output  # one bound method, so that it can be removed
         machine.add_poll_hook(self._flush_hook)
 
@@ -110,6 +111,7 @@ class Serial16550(Device):
         self.flush_output()
         if self.chardev is not None:
             self.chardev.set_receiver(None)
+            self.chardev.set_break_handler(None)
         self.machine.remove_poll_hook(self._flush_hook)
 
     def _reset_registers(self) -> None:
@@ -226,6 +228,19 @@ class Serial16550(Device):
             self._input_dropped = False
         self._input += data
         self._accept_input()
+
+    def receive_break(self) -> None:
+        """A break on the line (C-a b on mon:stdio): as QEMU, RBR 0 and a NUL in the RX FIFO.
+
+        It overtakes input still queued for the UART, as QEMU's break event does.
+        """
+        self.rbr = 0
+        if len(self.recv_fifo) < FIFO_LENGTH:
+            self.recv_fifo.append(0)
+        else:
+            self.lsr |= LSR_OE
+        self.lsr |= LSR_BI | LSR_DR
+        self._update_irq()
 
     def _can_receive(self) -> int:
         if self.fcr & FCR_FE:
