@@ -41,3 +41,33 @@ def test_commit_keeps_the_image_with_d_and_refuses_without_backing(tools):
     mine, qemu = tools.img("commit", base), tools.qemu_img("commit", base)
     assert mine.rc == qemu.rc == 1
     assert mine.err.replace("arctern-img:", "qemu-img:") == qemu.err
+
+
+def test_commit_rate_limit_holds_the_copy_back(tools):
+    """-r caps the average rate of what is copied: 3 MiB at 8 MiB/s take at least 0.375 s."""
+    import time
+
+    tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "4M"))
+    tools.ok(
+        tools.qemu_img(
+            "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "top.qcow2"
+        )
+    )
+    tools.ok(tools.qemu_io("-c", "write -P 5 0 3M", "top.qcow2"))
+    start = time.monotonic()
+    mine = tools.img("commit", "-r", "8M", "top.qcow2")
+    elapsed = time.monotonic() - start
+    assert (mine.rc, mine.out) == (0, "Image committed.\n")
+    assert elapsed >= 0.375  # a lower bound: load only makes it slower
+    tools.ok(tools.qemu_io("-c", "read -P 5 0 3M", "base.qcow2"))
+
+
+def test_commit_refuses_a_rate_that_is_not_a_size(tools):
+    _, top = chain(tools, "ours")
+    for rate in ("fast", "-5"):
+        mine, qemu = tools.img("commit", "-r", rate, top), tools.qemu_img("commit", "-r", rate, top)
+        assert mine.rc == qemu.rc == 1
+        # qemu-img prints its sentence over two lines; Arctern's errors are one line.
+        assert mine.err.replace("arctern-img: ", "").strip() == " ".join(
+            line.removeprefix("qemu-img: ") for line in qemu.err.splitlines()
+        )

@@ -8,6 +8,7 @@ backing file, grown first if the image is larger; then the image is emptied
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from arctern.errors import BlockError, UsageError
 
 from .img_common import one_filename, open_image, parse_args
 from .img_progress import Progress
+from .img_units import size_argument
 
 CHUNK = 2 << 20
 
@@ -24,6 +26,7 @@ CHUNK = 2 << 20
 def cmd_commit(args: Sequence[str]) -> int:
     opts, rest = parse_args(args, "hf:t:b:dpqr:", ["help"])
     fmt, cache, base, keep, progress, quiet = None, "writeback", None, False, False, False
+    rate = 0
     for opt, value in opts:
         if opt == "-f":
             fmt = value
@@ -38,7 +41,7 @@ def cmd_commit(args: Sequence[str]) -> int:
         elif opt == "-q":
             quiet = True
         elif opt == "-r":
-            pass  # a rate limit: the copy runs at full speed
+            rate = size_argument(value, "rate limit")
         elif opt in ("-h", "--help"):
             print(
                 "usage: arctern-img commit [-q] [-f fmt] [-t cache] [-b base] [-d] [-p] "
@@ -59,7 +62,8 @@ def cmd_commit(args: Sequence[str]) -> int:
             )
         target = open_image(base_name, fmt=driver.backing_format, cache=cache, discard="unmap")
         try:
-            _copy_own_data(top, target, Progress(progress and not quiet, top.length))
+            limit = RateLimit(rate)
+            _copy_own_data(top, target, Progress(progress and not quiet, top.length), limit)
             target.flush()
         finally:
             target.close()
@@ -73,7 +77,27 @@ def cmd_commit(args: Sequence[str]) -> int:
     return 0
 
 
-def _copy_own_data(top: Any, target: Any, progress: Progress) -> None:
+class RateLimit:
+    """Hold a copy to ``rate`` bytes per second on average (0: unlimited), as QEMU's block jobs.
+
+    Only what is copied counts (data and zeroes the image holds), not the
+    ranges it leaves to its backing file.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.copied = 0
+
+    def account(self, count: int) -> None:
+        if self.rate:
+            self.copied += count
+            ahead = self.copied / self.rate - (time.monotonic() - self.start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def _copy_own_data(top: Any, target: Any, progress: Progress, limit: RateLimit) -> None:
     """Write what ``top`` holds itself into ``target`` (grown to ``top``'s size first)."""
     if target.length < top.length:
         target.truncate(top.length)
@@ -84,9 +108,11 @@ def _copy_own_data(top: Any, target: Any, progress: Progress) -> None:
         count = min(status.length, CHUNK, top.length - offset)
         if status.flags & STATUS_ZERO:
             target.pwrite_zeroes(offset, count, may_unmap=True)  # frees clusters, as QEMU
+            limit.account(count)
         elif status.flags & STATUS_DATA:
             top.preadinto(offset, buf[:count])
             target.pwrite(offset, buf[:count])
+            limit.account(count)
         offset += count
         progress.advance(count)
     progress.finish()

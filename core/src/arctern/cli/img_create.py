@@ -16,12 +16,7 @@ from .img_common import (
     parse_option_string,
     wants_help,
 )
-from .img_units import parse_size
-
-SIZE_HINT = (
-    "Invalid image size specified. You may use k, M, G, T, P or E suffixes for "
-    "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
-)
+from .img_units import parse_size, size_argument
 
 #: Value types of the create options qemu-img knows, for ``-o help`` and for parsing.
 OPTION_TYPES = {
@@ -212,10 +207,4 @@ def cmd_create(args: Sequence[str]) -> int:
 
 
 def _requested_size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        size = parse_size(text)
-    except UsageError:
-        raise UsageError(SIZE_HINT) from None
-    return size
+    return None if text is None else size_argument(text)

@@ -11,7 +11,7 @@ from .img_common import open_image, output_format, parse_args
 from .img_create import target_options, typed_options
 from .img_json import dumps
 from .img_status import walk
-from .img_units import parse_size
+from .img_units import size_argument
 
 LABELS = (("required", "required size"), ("fully-allocated", "fully allocated size"))
 
@@ -30,7 +30,7 @@ def cmd_measure(args: Sequence[str]) -> int:
         elif opt == "--output":
             output = output_format(value)
         elif opt == "--size":
-            size = _size(value)
+            size = size_argument(value)
         elif opt in ("-U", "--force-share"):
             force_share = True
         elif opt in ("-h", "--help"):
@@ -82,13 +82,3 @@ def _persistent_bitmaps(specific: dict[str, Any] | None) -> list[tuple[str, int]
     if not specific or specific.get("type") != "qcow2" or specific["data"].get("compat") != "1.1":
         return None
     return [(b["name"], b["granularity"]) for b in specific["data"].get("bitmaps", [])]
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except UsageError:
-        raise UsageError(
-            "Invalid image size specified. You may use k, M, G, T, P or E suffixes for "
-            "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
-        ) from None

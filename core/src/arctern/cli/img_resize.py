@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from arctern.errors import UsageError
 
 from .img_common import one_filename, open_image, parse_args
-from .img_create import SIZE_HINT
-from .img_units import SIZE_MAX, parse_size
+from .img_units import SIZE_MAX, size_argument
 
 PREALLOCATION = ("off", "metadata", "falloc", "full")
 
@@ -17,10 +16,7 @@ PREALLOCATION = ("off", "metadata", "falloc", "full")
 def new_size(current: int, text: str) -> int:
     """The size ``text`` asks for: absolute, or relative to ``current`` with ``+``/``-``."""
     sign = text[:1] if text[:1] in "+-" else ""
-    try:
-        amount = parse_size(text[1:] if sign else text)
-    except UsageError:
-        raise UsageError(SIZE_HINT) from None
+    amount = size_argument(text[1:] if sign else text)
     size = current + amount if sign == "+" else current - amount if sign == "-" else amount
     if not 0 <= size <= SIZE_MAX:
         raise UsageError(f"New image size must be between 0 and {SIZE_MAX} bytes")

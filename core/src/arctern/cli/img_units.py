@@ -43,6 +43,17 @@ def parse_size(text: str, default_suffix: str = "b") -> int:
     return value
 
 
+def size_argument(text: str, what: str = "image size") -> int:
+    """:func:`parse_size` of an option, refused with qemu-img's words naming ``what``."""
+    try:
+        return parse_size(text)
+    except UsageError:
+        raise UsageError(
+            f"Invalid {what} specified. You may use k, M, G, T, P or E suffixes for "
+            "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."
+        ) from None
+
+
 def human_size(value: int) -> str:
     """QEMU's ``size_to_str``: three significant digits and a binary unit."""
     suffixes = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
