@@ -3,9 +3,9 @@
 import struct
 
 import pytest
-from ring_driver import DESC, F_INDIRECT, F_NEXT, F_WRITE, Ring
 
 from arctern.machine.memory import RAM, AddressSpace
+from arctern.testing.virtio import DESC, F_INDIRECT, F_NEXT, F_WRITE, Ring
 from arctern.virtio import RingError, SplitVirtqueue, ram_runs, sg_read, sg_write
 
 RAM_SIZE = 1 << 20
