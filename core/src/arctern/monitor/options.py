@@ -6,7 +6,8 @@
 ``-incoming``) is set up here::
 
     -qmp unix:PATH,server=on,wait=off    (repeatable; also tcp:HOST:PORT,...)
-    -monitor stdio                       (HMP on the terminal; "none" for nothing;
+    -monitor stdio                       (HMP with QEMU's line editor on the terminal;
+                                          "none" for nothing;
                                           chardev:ID; or a socket as -qmp takes it)
     -mon [chardev=]ID[,mode=readline]    (HMP with QEMU's line editor on -chardev ID;
                                           with mux=on it shares the terminal: C-a c)
@@ -19,7 +20,6 @@ monitor here too.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from arctern.errors import ArcternError, UsageError
@@ -86,7 +86,9 @@ def attach_monitor(
                     raise UsageError(
                         "-monitor stdio: cannot use stdio by multiple character devices"
                     )
-                mon.add_hmp(sys.stdin, sys.stdout)
+                terminal = StdioChardev()  # as QEMU: a chardev of its own, read by the machine
+                machine.add_chardev("compat_monitor0", terminal)
+                mon.add_hmp_chardev(terminal, "compat_monitor0")
             elif spec.startswith("chardev:"):
                 _monitor_on_chardev(mon, machine, spec.removeprefix("chardev:"), f"-monitor {spec}")
             elif spec != "none":
