@@ -1,31 +1,45 @@
-"""The interactive HMP console (-monitor stdio) over a pipe, as a user's terminal feeds it."""
+"""An interactive HMP console fed as a user's terminal feeds it (-monitor stdio, a socket)."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
 
+from arctern.machine.chardev import MemoryChardev
 from arctern.monitor.hmp import BANNER, PROMPT
 from arctern.monitor.monitor import Monitor
 
 
-class Terminal(io.StringIO):
-    """What the user sees; HMP writes QEMU's CRLF line ends, getvalue() shows them as LF."""
+class Terminal(MemoryChardev):
+    """What the user sees: a screen that applies the line editor's cursor moves."""
 
     def getvalue(self) -> str:
-        raw = super().getvalue()
-        assert "\n" not in raw.replace("\r\n", "")
-        return raw.replace("\r\n", "\n")
+        lines, line, col = [], [], 0
+        text = self.output.decode()
+        assert "\n" not in text.replace("\r\n", "")  # QEMU's CRLF line ends
+        i = 0
+        while i < len(text):
+            if text.startswith("\x1b[D", i):
+                col, i = col - 1, i + 3
+            elif text.startswith("\x1b[K", i):
+                del line[col:]
+                i += 3
+            elif text.startswith("\r\n", i):
+                lines.append("".join(line))
+                line, col, i = [], 0, i + 2
+            else:
+                line[col : col + 1] = [text[i]]
+                col, i = col + 1, i + 1
+        return "\n".join([*lines, "".join(line)])
 
 
 def _console(registry, machine):
+    """A monitor alone on a terminal, as -monitor stdio: (monitor, terminal)."""
     monitor = Monitor(machine, registry=registry)
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb", buffering=0)
-    output = Terminal()
-    monitor.add_hmp(reader, output)
-    return monitor, write_fd, output, reader
+    terminal = Terminal()
+    machine.add_chardev("compat_monitor0", terminal)
+    monitor.add_hmp_chardev(terminal, "compat_monitor0")
+    return monitor, terminal
 
 
 def _poll_until(machine, condition, timeout: float = 60) -> None:
@@ -38,36 +52,37 @@ def _poll_until(machine, condition, timeout: float = 60) -> None:
 
 def test_console_session(registry, image, tmp_path, make_machine):
     machine = make_machine(image)
-    monitor, write_fd, output, reader = _console(registry, machine)
+    monitor, output = _console(registry, machine)
     assert output.getvalue() == f"{BANNER}\n{PROMPT}"
 
     def prompts(count: int):
         return lambda: output.getvalue().count(PROMPT) >= count
 
-    os.write(write_fd, b"info status\nstop\ninfo status\nbogus\n")
+    output.feed(b"info status\nstop\ninfo status\nbogus\n")
     _poll_until(machine, prompts(5))
     assert output.getvalue().endswith(
-        "VM status: running\n(qemu) (qemu) VM status: paused\n(qemu) unknown command: 'bogus'\n"
-        "(qemu) "
+        "(qemu) info status\nVM status: running\n(qemu) stop\n(qemu) info status\n"
+        "VM status: paused\n(qemu) bogus\nunknown command: 'bogus'\n(qemu) "
     )
     # migrate without -d holds the prompt until the migration ends: 1 MiB of random RAM
     # at 2 MiB/s takes 0.45 s or more (the throttle counts wall-clock time, so a loaded
-    # machine only makes it longer); the prompt must still be held once RAM flows.
+    # machine only makes it longer); the prompt must still be held once RAM flows, and
+    # the line typed meanwhile waits for it.
     machine.ram.data[:] = os.urandom(machine.ram.size)
-    os.write(write_fd, b"migrate_set_parameter max-bandwidth 2\n")
+    output.feed(b"migrate_set_parameter max-bandwidth 2\n")
     _poll_until(machine, prompts(6))
     state = tmp_path / "state"
-    before = output.getvalue()
-    os.write(write_fd, f"migrate exec:cat>{state}\ninfo status\n".encode())
+    output.feed(f"migrate exec:cat>{state}\ninfo status\n".encode())
     _poll_until(machine, lambda: monitor.migration.query().get("status") not in (None, "setup"))
     assert monitor.migration.query()["status"] == "active"
-    assert output.getvalue() == before
+    assert output.getvalue().endswith(f"(qemu) migrate exec:cat>{state}\n")
     _poll_until(machine, prompts(8))
-    assert output.getvalue().endswith("(qemu) VM status: paused (postmigrate)\n(qemu) ")
+    assert output.getvalue().endswith(
+        f"(qemu) migrate exec:cat>{state}\n(qemu) info status\n"
+        "VM status: paused (postmigrate)\n(qemu) "
+    )
     assert state.stat().st_size > machine.ram.size
-    os.write(write_fd, b"q\n")
+    output.feed(b"q\n")
     _poll_until(machine, lambda: machine.exit_status is not None)
     assert machine.exit_status == 0
-    os.close(write_fd)
-    reader.close()
     monitor.close()

@@ -1,17 +1,17 @@
-"""HMP, QEMU's human monitor: ``-monitor stdio`` and QMP's human-monitor-command.
+"""HMP, QEMU's human monitor: its commands, for QMP's human-monitor-command and the consoles.
 
-Commands map onto the QMP ones (:mod:`arctern.monitor.commands`) and print
-what QEMU 7.2 prints, so scripts written against ``(qemu)`` prompts keep
-working. ``migrate`` without ``-d`` holds the prompt until the migration
-ends, as QEMU does; the guest and the QMP clients carry on meanwhile.
+The interactive consoles (``-monitor stdio``, ``mon:stdio``, sockets) are
+:class:`arctern.monitor.hmp_terminal.HMPTerminal`. Commands map onto the QMP
+ones (:mod:`arctern.monitor.commands`) and print what QEMU 7.2 prints, so
+scripts written against ``(qemu)`` prompts keep working. ``migrate`` without
+``-d`` holds the prompt until the migration ends, as QEMU does; the guest and
+the QMP clients carry on meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import select
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -403,7 +403,7 @@ def _printc(value: int) -> str:
     return f"'\\x{value:02x}'"
 
 
-# --- the console ---------------------------------------------------------------------
+# --- for the interactive consoles ------------------------------------------------------
 
 
 def run_console_line(monitor: Monitor, line: str) -> str | None:
@@ -423,54 +423,3 @@ def migration_wait_result(monitor: Monitor) -> str | None:
     if outgoing is not None and not outgoing.finished:
         return None
     return f"Error: {outgoing.error}\n" if outgoing is not None and outgoing.error else ""
-
-
-class HMPConsole:
-    """An interactive HMP session on a pair of files (stdin/stdout for ``-monitor stdio``)."""
-
-    def __init__(self, monitor: Monitor, reader: Any, writer: Any) -> None:
-        self.monitor = monitor
-        self.fd = reader.fileno()
-        self.writer = writer
-        self.pending = b""
-        self.waiting_for_migration = False
-        self.eof = False
-        # The descriptor stays blocking (a terminal's flags are shared with the
-        # shell): poll() reads only what select() says is there.
-        self._write(f"{BANNER}\n{PROMPT}")
-
-    def fds(self) -> list[int]:
-        return [] if self.eof or self.waiting_for_migration else [self.fd]
-
-    def _write(self, text: str) -> None:
-        self.writer.write(text.replace("\n", "\r\n"))
-        self.writer.flush()
-
-    def poll(self) -> None:
-        if self.waiting_for_migration:
-            result = migration_wait_result(self.monitor)
-            if result is None:
-                return
-            self.waiting_for_migration = False
-            self._write(result + PROMPT)
-        if self.eof:
-            return
-        if select.select([self.fd], [], [], 0)[0]:
-            data = os.read(self.fd, 4096)
-            if data:
-                self.pending += data
-            else:
-                self.eof = True
-        while b"\n" in self.pending and not self.waiting_for_migration:
-            raw, self.pending = self.pending.split(b"\n", 1)
-            self._run(raw.decode(errors="replace"))
-
-    def _run(self, line: str) -> None:
-        output = run_console_line(self.monitor, line)
-        if output is None:
-            self.waiting_for_migration = True
-            return
-        self._write(output + PROMPT)
-
-    def close(self) -> None:
-        """Nothing to release: the files belong to the caller."""

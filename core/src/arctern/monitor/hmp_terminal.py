@@ -25,10 +25,14 @@ if TYPE_CHECKING:
 class HMPTerminal:
     """One HMP monitor on a chardev; a :class:`~arctern.machine.mux.MuxFrontend` on a mux."""
 
-    def __init__(self, monitor: Monitor, chardev: Chardev, label: str = "") -> None:
+    def __init__(
+        self, monitor: Monitor, chardev: Chardev, label: str = "", history: list[str] | None = None
+    ) -> None:
         self.monitor = monitor
         self.chardev = chardev
         self.readline = ReadLine(self._echo, self._run)
+        if history is not None:  # shared with earlier terminals of the same monitor
+            self.readline.history = history
         self.focused = False  # QEMU's !mux_out
         self.opened = False  # QEMU's reset_seen: the banner went out
         self.waiting_for_migration = False  # ``migrate`` without -d holds the prompt

@@ -23,7 +23,7 @@ from arctern.errors import ArcternError
 from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
-from arctern.monitor.hmp import DumpFormat, HMPConsole, run_hmp
+from arctern.monitor.hmp import DumpFormat, run_hmp
 from arctern.monitor.hmp_server import HMPServer
 from arctern.monitor.hmp_terminal import HMPTerminal
 from arctern.monitor.server import QMPServer
@@ -167,12 +167,6 @@ class Monitor:
         server = QMPServer(self, spec)
         self.front_ends.append(server)
         return server
-
-    def add_hmp(self, reader: Any, writer: Any) -> Any:
-        """An HMP console reading lines from ``reader`` (a file with fileno) to ``writer``."""
-        console = HMPConsole(self, reader, writer)
-        self.front_ends.append(console)
-        return console
 
     def add_hmp_chardev(self, chardev: Any, label: str = "") -> HMPTerminal:
         """HMP with QEMU's line editor on a chardev (``mon:stdio``, ``-mon chardev=ID``).
