@@ -68,7 +68,9 @@ def test_c_a_c_opens_the_monitor_and_stop_cont_hold_the_guest(start):
     assert terminal.expect(PROMPT) == PROMPT  # no answer came meanwhile
     assert command(terminal, b"info status") == b"VM status: paused\r\r\n"
     terminal.type(b"cont\r")  # the guest answers at once and exits with the length
-    terminal.expect(b"got 'HELLO'\r\n")
+    shown = terminal.expect(b"got 'HELLO'\r\n")
+    # the monitor keeps the terminal, and the guest's output shows there
+    assert shown.endswith(b"cont\x1b[K\r\r\n" + PROMPT + b"got 'HELLO'\r\n")
     assert terminal.wait() == (5 << 1) | 1
 
 

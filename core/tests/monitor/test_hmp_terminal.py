@@ -105,3 +105,17 @@ def test_a_plain_chardev_takes_one_monitor(registry, image, make_machine):
             monitor.add_hmp_chardev(terminal, "c0")
     finally:
         monitor.close()
+
+
+def test_what_the_monitor_says_while_away_waits_for_its_return(session):
+    machine, monitor, terminal, guest = session
+    typed(machine, terminal, b"\x01c")
+    typed(machine, terminal, b"migrate exec:false\r")  # fails once the command exits
+    assert typed(machine, terminal, b"\x01c") == b""  # busy: no newline on the way out
+    deadline = time.monotonic() + 60
+    while monitor.migration.query().get("status") not in ("failed", "completed"):
+        assert time.monotonic() < deadline
+        machine.run_for(0.01)
+    assert typed(machine, terminal, b"") == b""  # the error waits for the monitor's return
+    shown = typed(machine, terminal, b"\x01c")
+    assert shown.startswith(b"Error: ") and shown.endswith(b"\r\n" + PROMPT)
