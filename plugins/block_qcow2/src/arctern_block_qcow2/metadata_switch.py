@@ -150,8 +150,8 @@ class MetadataSwitch:
             new_end - self.area,
         )
         self.drv.reload_metadata()
-        for cluster in freed:
-            file.pdiscard(cluster * self.cs, self.cs)
+        for first, count in _runs(freed):
+            file.pdiscard(first * self.cs, count * self.cs)
 
     def _changed_blocks(self, payload_end: int) -> tuple[list[int], int]:
         """The refcount blocks to rewrite, and the new refcount table's clusters.
@@ -172,9 +172,7 @@ class MetadataSwitch:
                 old = self.rc.block_offset(index)
                 if old:
                     wanted.add(old // cs // epb)
-            if wanted == changed and -(-max(len(self.rc.reftable), max(wanted) + 1) * 8 // cs) == (
-                table_clusters
-            ):
+            if wanted == changed:  # (then the table's size, computed from it, is right too)
                 break
             changed = wanted
         if table_clusters * cs > L.MAX_REFTABLE_BYTES:
@@ -191,10 +189,7 @@ class MetadataSwitch:
         for index in blocks:
             old = self.rc.block_offset(index)
             values = unpack(fmt, self.rc.cache.get(old)) if old else [0] * epb
-            deltas = self.deltas.blocks.get(index)
-            if deltas is None:  # (every block rewritten has changes; keep it whole if not)
-                contents.append(bytes(self.rc.cache.get(old)) if old else bytes(self.cs))
-                continue
+            deltas = self.deltas.blocks[index]  # every block rewritten has changes
             new = [v + d for v, d in zip(values, deltas, strict=True)]
             if min(new) < 0:
                 bad = index * epb + next(i for i, v in enumerate(new) if v < 0)
@@ -212,3 +207,14 @@ class MetadataSwitch:
             contents.append(packed)
             freed += [index * epb + i for i, d in enumerate(deltas) if d < 0 and not new[i]]
         return contents, freed
+
+
+def _runs(clusters: list[int]) -> list[tuple[int, int]]:
+    """Sorted clusters as (first, count) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for cluster in sorted(clusters):
+        if runs and runs[-1][0] + runs[-1][1] == cluster:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((cluster, 1))
+    return runs

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # imported when a snapshot operation runs: few images have sn
     from arctern_block_qcow2.snapshots import Snapshot
 
 _OWNED_KINDS = (Kind.NORMAL, Kind.ZERO_ALLOC)
+#: QEMU's snapshot name buffer (QEMUSnapshotInfo.name) holds this many bytes.
+MAX_NAME_BYTES = 255
 
 
 class InternalSnapshots:
@@ -54,6 +56,10 @@ class InternalSnapshots:
         h = self.h
         if len(self.snapshots) >= L.MAX_SNAPSHOTS:
             raise SnapshotError(errno.EFBIG, f"'{self._name}' has too many snapshots")
+        if len(name.encode(errors="surrogateescape")) > MAX_NAME_BYTES:
+            raise SnapshotError(
+                errno.EINVAL, f"snapshot names are at most {MAX_NAME_BYTES} bytes long"
+            )
         self._reference_paths(switch, self.map.l1, 1)
         active_l1 = self._active_view(switch, self.map.l1)
         snap = Snapshot(
@@ -160,11 +166,16 @@ class InternalSnapshots:
         """Place the new snapshot table (offset 0 if empty); the old one loses its reference."""
         from arctern_block_qcow2.snapshots import pack_table
 
+        for snap in snapshots:  # an entry without a disk size had the image's (QEMU's reading)
+            snap.disk_size = self.h.size if snap.disk_size is None else snap.disk_size
+        table = pack_table(snapshots)
+        if len(table) > L.MAX_SNAPSHOT_TABLE_BYTES:
+            raise SnapshotError(errno.EFBIG, f"'{self._name}': the snapshot table would be too big")
         if self.snapshots:
             cb = self.h.cluster_bits
             clusters = -(-self.snapshot_table_bytes // self.h.cluster_size)
             switch.reference(self.h.snapshots_offset >> cb, clusters, -1)
-        return switch.place(pack_table(snapshots))
+        return switch.place(table)
 
     def _l2_offsets(self, l1: array) -> list[int]:
         """The distinct L2 tables an L1 table names (as check counts them), validated."""
