@@ -43,28 +43,52 @@ _ROOTS = struct.Struct(">QIIQQIIQ")
 
 
 class RefDeltas:
-    """Signed refcount changes per cluster, kept per refcount block."""
+    """Signed refcount changes per cluster, in chunks of CHUNK clusters (allocated when used).
+
+    Chunks rather than whole refcount blocks: a block of 2 MiB clusters with 1-bit
+    refcounts covers 16 Mi clusters, a change of one of which must not cost that much.
+    """
+
+    CHUNK = 4096
 
     def __init__(self, entries_per_block: int) -> None:
-        self.epb = entries_per_block
-        self.blocks: dict[int, array] = {}
+        self.chunk = min(self.CHUNK, entries_per_block)  # both powers of two
+        self.per_block = entries_per_block // self.chunk
+        self.chunks: dict[int, array] = {}
 
     def add(self, first: int, count: int, delta: int) -> None:
-        epb = self.epb
+        size = self.chunk
         cluster, end = first, first + count
         while cluster < end:
-            index = cluster // epb
-            block = self.blocks.get(index)
-            if block is None:
-                block = self.blocks[index] = array("q", bytes(8 * epb))
-            stop = min(end, (index + 1) * epb)
-            for i in range(cluster - index * epb, stop - index * epb):
-                block[i] += delta
+            index = cluster // size
+            chunk = self.chunks.get(index)
+            if chunk is None:
+                chunk = self.chunks[index] = array("q", bytes(8 * size))
+            stop = min(end, (index + 1) * size)
+            for i in range(cluster - index * size, stop - index * size):
+                chunk[i] += delta
             cluster = stop
 
+    def add_each(self, clusters: list[int], delta: int) -> None:
+        """``add(cluster, 1, delta)`` for every cluster listed (the data of an L2 table)."""
+        size, chunks = self.chunk, self.chunks
+        for cluster in clusters:
+            index = cluster // size
+            chunk = chunks.get(index)
+            if chunk is None:
+                chunk = chunks[index] = array("q", bytes(8 * size))
+            chunk[cluster - index * size] += delta
+
     def get(self, cluster: int) -> int:
-        block = self.blocks.get(cluster // self.epb)
-        return block[cluster % self.epb] if block is not None else 0
+        chunk = self.chunks.get(cluster // self.chunk)
+        return chunk[cluster % self.chunk] if chunk is not None else 0
+
+    def by_block(self) -> dict[int, list[int]]:
+        """Refcount block index -> the indexes of its changed chunks, in order."""
+        blocks: dict[int, list[int]] = {}
+        for index in sorted(self.chunks):
+            blocks.setdefault(index // self.per_block, []).append(index)
+        return blocks
 
 
 class MetadataSwitch:
@@ -84,6 +108,7 @@ class MetadataSwitch:
         self.area = max(file_clusters, self.rc.last_used_cluster() + 1)
         self._next = self.area
         self._payload: list[tuple[int, bytes]] = []
+        self._stored: dict[int, list[int]] = {}  # chunk index -> stored refcounts, decoded
 
     def reference(self, first: int, count: int, delta: int) -> None:
         """Record that clusters [first, first+count) gain (or lose) ``delta`` references."""
@@ -91,7 +116,22 @@ class MetadataSwitch:
 
     def refcount_after(self, cluster: int) -> int:
         """The refcount ``cluster`` will have (the clusters this switch places excepted)."""
-        return self.rc.get(cluster) + self.deltas.get(cluster)
+        size = self.deltas.chunk
+        index, i = divmod(cluster, size)
+        stored = self._stored.get(index)
+        if stored is None:
+            stored = self._stored[index] = self._decode_stored(index)
+        deltas = self.deltas.chunks.get(index)
+        return stored[i] + (deltas[i] if deltas is not None else 0)
+
+    def _decode_stored(self, chunk: int) -> list[int]:
+        """The stored refcounts of one chunk of clusters (zeroes where no block exists)."""
+        fmt, size = self.rc.fmt, self.deltas.chunk
+        offset = self.rc.block_offset(chunk // self.deltas.per_block)
+        if not offset:
+            return [0] * size
+        lo = chunk % self.deltas.per_block * size * fmt.bits // 8
+        return unpack(fmt, self.rc.cache.get(offset)[lo : lo + size * fmt.bits // 8])
 
     def place(self, data: bytes) -> int:
         """Put ``data`` in the fresh area (refcount 1 once committed); return its offset."""
@@ -162,7 +202,7 @@ class MetadataSwitch:
         epb, cs = self.rc.fmt.entries, self.cs
         old_rt = self.h.refcount_table_offset // cs
         last_rt = old_rt + self.h.refcount_table_clusters - 1
-        changed = set(self.deltas.blocks) | set(range(old_rt // epb, last_rt // epb + 1))
+        changed = set(self.deltas.by_block()) | set(range(old_rt // epb, last_rt // epb + 1))
         while True:
             entries = max(len(self.rc.reftable), max(changed) + 1)
             table_clusters = -(-entries * 8 // cs)
@@ -183,29 +223,35 @@ class MetadataSwitch:
 
     def _new_blocks(self, blocks: list[int]) -> tuple[list[bytes], list[int]]:
         """The new contents of ``blocks``; and the clusters whose refcount drops to zero."""
-        fmt, epb = self.rc.fmt, self.rc.fmt.entries
+        fmt, epb, size = self.rc.fmt, self.rc.fmt.entries, self.deltas.chunk
+        changes = self.deltas.by_block()
         contents: list[bytes] = []
         freed: list[int] = []
-        for index in blocks:
+        for index in blocks:  # every block rewritten has changes
             old = self.rc.block_offset(index)
-            values = unpack(fmt, self.rc.cache.get(old)) if old else [0] * epb
-            deltas = self.deltas.blocks[index]  # every block rewritten has changes
-            new = [v + d for v, d in zip(values, deltas, strict=True)]
-            if min(new) < 0:
-                bad = index * epb + next(i for i, v in enumerate(new) if v < 0)
-                raise ImageFormatError(
-                    f"qcow2 image '{self.drv._name}' is corrupt: "
-                    f"refcount of cluster {bad} would drop below zero"
-                )
-            packed = pack(fmt, array("Q", new))
-            if packed is None:
-                raise SnapshotError(
-                    errno.EINVAL,
-                    f"'{self.drv._name}': a refcount would exceed the image's "
-                    f"{fmt.bits}-bit refcount width",
-                )
-            contents.append(packed)
-            freed += [index * epb + i for i, d in enumerate(deltas) if d < 0 and not new[i]]
+            block = bytearray(self.rc.cache.get(old)) if old else bytearray(self.cs)
+            for chunk in changes[index]:
+                first = chunk * size
+                lo = (first - index * epb) * fmt.bits // 8
+                hi = lo + size * fmt.bits // 8
+                deltas = self.deltas.chunks[chunk]
+                new = [v + d for v, d in zip(unpack(fmt, block[lo:hi]), deltas, strict=True)]
+                if min(new) < 0:
+                    bad = first + next(i for i, v in enumerate(new) if v < 0)
+                    raise ImageFormatError(
+                        f"qcow2 image '{self.drv._name}' is corrupt: "
+                        f"refcount of cluster {bad} would drop below zero"
+                    )
+                packed = pack(fmt, array("Q", new))
+                if packed is None:
+                    raise SnapshotError(
+                        errno.EINVAL,
+                        f"'{self.drv._name}': a refcount would exceed the image's "
+                        f"{fmt.bits}-bit refcount width",
+                    )
+                block[lo:hi] = packed
+                freed += [first + i for i, d in enumerate(deltas) if d < 0 and not new[i]]
+            contents.append(bytes(block))
         return contents, freed
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from arctern.block.driver import SnapshotError
 from arctern_block_qcow2 import layout as L
-from arctern_block_qcow2.mapping import Kind, entry_kind, host_clusters
+from arctern_block_qcow2.mapping import host_clusters
 from arctern_block_qcow2.serial import serialized
 from arctern_block_qcow2.tables import table_to_bytes
 
@@ -32,9 +32,9 @@ if TYPE_CHECKING:  # imported when a snapshot operation runs: few images have sn
     from arctern_block_qcow2.metadata_switch import MetadataSwitch
     from arctern_block_qcow2.snapshots import Snapshot
 
-_OWNED_KINDS = (Kind.NORMAL, Kind.ZERO_ALLOC)
 #: QEMU's snapshot name buffer (QEMUSnapshotInfo.name) holds this many bytes.
 MAX_NAME_BYTES = 255
+_OFFSET, _COMPRESSED = L.L2E_OFFSET_MASK, L.OFLAG_COMPRESSED
 
 
 class InternalSnapshots:
@@ -189,13 +189,18 @@ class InternalSnapshots:
     def _reference_paths(self, switch: MetadataSwitch, l1: array, delta: int) -> None:
         """Every L2 table of ``l1`` and every cluster they hold gain ``delta`` references."""
         cb = self.h.cluster_bits
+        file_clusters = -(-self.node.file.getlength() >> cb)
         for offset in self._l2_offsets(l1):
             switch.reference(offset >> cb, 1, delta)
-            for entry in self.map.cache.get(offset):
-                if entry:
-                    held = host_clusters(entry, cb)
-                    if held:
-                        switch.reference(*held, delta)
+            table = self.map.cache.get(offset)
+            # Data and preallocated zero clusters in bulk; compressed ones are rare.
+            compressed = [host_clusters(e, cb) for e in table if e & L.OFLAG_COMPRESSED]
+            held = [(e & _OFFSET) >> cb for e in table if e & _OFFSET and not e & _COMPRESSED]
+            for first, count in compressed:
+                held += range(first, first + count)
+            if held and max(held) >= file_clusters:
+                raise self.corruption(f"L2 table 0x{offset:x} points past the end of the file")
+            switch.deltas.add_each(held, delta)
 
     def _active_view(self, switch: MetadataSwitch, l1: array) -> array:
         """The active L1 table for L2 tables ``l1`` names, with the COPIED flags of the result.
@@ -211,7 +216,7 @@ class InternalSnapshots:
             if not offset:
                 continue
             table = self.map.cache.get(offset)
-            wanted = array("Q", [self._owned_entry(switch, e) if e else 0 for e in table])
+            wanted = self._owned_entries(switch, table)
             if wanted == table:
                 owned = switch.refcount_after(offset >> cb) == 1
                 view[i] = offset | (L.OFLAG_COPIED if owned else 0)
@@ -220,10 +225,16 @@ class InternalSnapshots:
                 view[i] = switch.place(table_to_bytes(wanted)) | L.OFLAG_COPIED
         return view
 
-    def _owned_entry(self, switch: MetadataSwitch, entry: int) -> int:
-        """An L2 entry with COPIED set exactly when the active image owns its cluster."""
-        if entry_kind(entry) in _OWNED_KINDS:
-            cluster = (entry & L.L2E_OFFSET_MASK) >> self.h.cluster_bits
-            if switch.refcount_after(cluster) == 1:
-                return entry | L.OFLAG_COPIED
-        return entry & ~L.OFLAG_COPIED
+    def _owned_entries(self, switch: MetadataSwitch, table: array) -> array:
+        """``table`` with COPIED set exactly on the entries whose cluster the image owns."""
+        cb, after = self.h.cluster_bits, switch.refcount_after
+        wanted = array("Q", table)
+        for i, entry in enumerate(table):
+            if not entry:
+                continue
+            host = entry & _OFFSET
+            if host and not entry & _COMPRESSED and after(host >> cb) == 1:
+                wanted[i] = entry | L.OFLAG_COPIED
+            else:  # shared, compressed (never owned alone), or no cluster at all
+                wanted[i] = entry & ~L.OFLAG_COPIED
+        return wanted
