@@ -24,6 +24,7 @@ import errno
 import logging
 import struct
 from array import array
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from arctern.block.driver import SnapshotError
@@ -57,20 +58,10 @@ class RefDeltas:
         self.chunks: dict[int, array] = {}
 
     def add(self, first: int, count: int, delta: int) -> None:
-        size = self.chunk
-        cluster, end = first, first + count
-        while cluster < end:
-            index = cluster // size
-            chunk = self.chunks.get(index)
-            if chunk is None:
-                chunk = self.chunks[index] = array("q", bytes(8 * size))
-            stop = min(end, (index + 1) * size)
-            for i in range(cluster - index * size, stop - index * size):
-                chunk[i] += delta
-            cluster = stop
+        self.add_each(range(first, first + count), delta)
 
-    def add_each(self, clusters: list[int], delta: int) -> None:
-        """``add(cluster, 1, delta)`` for every cluster listed (the data of an L2 table)."""
+    def add_each(self, clusters: Iterable[int], delta: int) -> None:
+        """Add ``delta`` to the change of every cluster listed (the data of an L2 table)."""
         size, chunks = self.chunk, self.chunks
         for cluster in clusters:
             index = cluster // size
@@ -78,10 +69,6 @@ class RefDeltas:
             if chunk is None:
                 chunk = chunks[index] = array("q", bytes(8 * size))
             chunk[cluster - index * size] += delta
-
-    def get(self, cluster: int) -> int:
-        chunk = self.chunks.get(cluster // self.chunk)
-        return chunk[cluster % self.chunk] if chunk is not None else 0
 
     def by_block(self) -> dict[int, list[int]]:
         """Refcount block index -> the indexes of its changed chunks, in order."""
