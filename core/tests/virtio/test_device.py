@@ -233,4 +233,3 @@ def test_copy_states_refuses_a_count_mismatch():
     assert [t.a for t in targets] == [1, 2]
     with pytest.raises(StreamError, match="dev: state has 1 pair entries"):
         copy_states("dev", targets, [SimpleNamespace(a=1)], state)
-
