@@ -129,6 +129,8 @@ class VirtioRNG(VirtioDevice):
         except RingError as exc:
             self.virtio_error(str(exc))
         self.quota_remaining -= served
+        if not self.quota_remaining:
+            log.debug("%s: max-bytes reached; requests wait for the next period", self.name)
         if pushed:
             self.notify(vq)
 
