@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import errno
 import json
+import random
 import time
 
 import pytest
 
 from arctern.block import open_image
 from arctern.block.driver import SnapshotError
-from arctern.errors import InactiveError, ReadOnlyError
+from arctern.errors import ArcternError, InactiveError, ReadOnlyError
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -198,3 +199,27 @@ def test_unknown_extra_data_is_kept(tools):
         )
     assert [s.unknown_extra for s in snaps] == [b"future!!", b""]
     assert [s["name"] for s in qemu_snapshots(tools, path)] == ["old", "new"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_damaged_metadata_fails_in_one_line(tools, tmp_path, seed):
+    """Snapshot operations on randomly damaged images: an ArcternError line or success."""
+    path = tools.path("base.qcow2")
+    tools.qemu_create(path, "2M", "cluster_size=4096")
+    tools.qemu_io(path, "write -P 1 0 300k", "write -c 1M 64k")
+    tools.qemu_img("snapshot", "-c", "s1", path)
+    tools.qemu_io(path, "write -P 2 100k 100k")
+    base = open(path, "rb").read()
+    rng = random.Random(seed)
+    for attempt in range(40):
+        damaged = bytearray(base)
+        for _ in range(rng.randrange(1, 4)):
+            pos = rng.randrange(min(0x20000, len(damaged))) // 8 * 8
+            damaged[pos : pos + 8] = rng.randbytes(8)
+        victim = tmp_path / f"damaged{attempt}.qcow2"
+        for operation, args in ((create, ("new",)), (goto, ("s1",)), (delete, ("1", "s1"))):
+            victim.write_bytes(damaged)
+            try:
+                operation(str(victim), *args)
+            except ArcternError as exc:
+                assert "\n" not in str(exc)
