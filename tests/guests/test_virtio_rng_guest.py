@@ -61,3 +61,16 @@ def test_rate_limit_holds_a_request_until_the_next_period(rng_kernel, run_guest_
         "done",
     ]
     assert runs["arctern"] == runs["qemu"]
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_common_feature_properties_change_the_offer_as_in_qemu(rng_kernel, run_guest_both, legacy):
+    args = ["-device", "virtio-rng-device,event_idx=off,any_layout=off,notify_on_empty=off"]
+    if not legacy:
+        args += ["-global", "virtio-mmio.force-legacy=false"]
+    runs = run_guest_both(rng_kernel, *args, timeout=60)
+    output, status = runs["arctern"]
+    assert status == 1, output
+    # only INDIRECT_DESC (bit 28) is left of the low 32 feature bits
+    assert output.splitlines()[0].endswith(" features 10000000 queue max 1024")
+    assert runs["arctern"] == runs["qemu"]

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from arctern.errors import StreamError
+from arctern.machine.device import prop_int
 from arctern.machine.memory import RAM, AddressSpace
 from arctern.machine.vmstate import VMState, copy_states, u16
 from arctern.testing.virtio import Ring
@@ -19,6 +20,7 @@ from arctern.virtio.spec import (
     F_ANY_LAYOUT,
     F_NOTIFY_ON_EMPTY,
     F_RING_EVENT_IDX,
+    F_RING_INDIRECT_DESC,
     F_VERSION_1,
     ISR_CONFIG,
     ISR_QUEUE,
@@ -233,3 +235,20 @@ def test_copy_states_refuses_a_count_mismatch():
     assert [t.a for t in targets] == [1, 2]
     with pytest.raises(StreamError, match="dev: state has 1 pair entries"):
         copy_states("dev", targets, [SimpleNamespace(a=1)], state)
+
+
+def test_common_feature_properties_withdraw_features():
+    ram = RAM(1 << 20)
+    machine = SimpleNamespace(ram=ram, address_space=AddressSpace(ram))
+    device = Zeroes(machine, event_idx=False, indirect_desc="off")
+    assert not device.host_features & (bit(F_RING_EVENT_IDX) | bit(F_RING_INDIRECT_DESC))
+    assert device.host_features & bit(F_DEVICE)
+
+
+def test_a_subclass_s_properties_add_to_its_parents():
+    class Tunable(Zeroes):
+        name = "test-tunable"
+        properties = {"depth": prop_int(3)}
+
+    assert {"event_idx", "queue_reset", "depth"} <= set(Tunable.properties)
+    assert "depth" not in Zeroes.properties

@@ -16,14 +16,14 @@ virtio-mmio of arctern-devices, or a third party's) drives it. The pieces:
 See docs/plugin-authors/virtio-devices.md.
 """
 
-from arctern.virtio.device import COMMON_FEATURES, QUEUE_VMSTATE, VIRTIO_FIELDS, VirtioDevice
+from arctern.virtio.device import FEATURE_PROPERTIES, QUEUE_VMSTATE, VIRTIO_FIELDS, VirtioDevice
 from arctern.virtio.scatter import GuestMemory, Segment, ram_runs, sg_read, sg_slice, sg_write
 from arctern.virtio.spec import bit
 from arctern.virtio.transport import VirtioBus, VirtioTransport
 from arctern.virtio.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtqueue, VirtqElement
 
 __all__ = [
-    "COMMON_FEATURES",
+    "FEATURE_PROPERTIES",
     "QUEUE_VMSTATE",
     "VIRTIO_FIELDS",
     "VIRTQUEUE_MAX_SIZE",

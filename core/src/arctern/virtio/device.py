@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from arctern.errors import StreamError
-from arctern.machine.device import Device
+from arctern.machine.device import Device, Prop, prop_bool
 from arctern.machine.vmstate import VMState, boolean, copy_states, struct_list, u8, u16, u32, u64
 from arctern.virtio.spec import (
     F_ANY_LAYOUT,
@@ -53,14 +53,16 @@ from arctern.virtio.virtqueue import VIRTQUEUE_MAX_SIZE, RingError, SplitVirtque
 
 log = logging.getLogger(__name__)
 
-#: The transport features every device offers (QEMU's common virtio properties' defaults).
-COMMON_FEATURES = (
-    bit(F_NOTIFY_ON_EMPTY)
-    | bit(F_ANY_LAYOUT)
-    | bit(F_RING_INDIRECT_DESC)
-    | bit(F_RING_EVENT_IDX)
-    | bit(F_RING_RESET)
-)
+#: QEMU's common virtio properties (DEFINE_VIRTIO_COMMON_FEATURES): each offers one
+#: transport feature, on by default (the transport hides the legacy-only ones from
+#: a modern driver).
+FEATURE_PROPERTIES = {
+    "indirect_desc": F_RING_INDIRECT_DESC,
+    "event_idx": F_RING_EVENT_IDX,
+    "notify_on_empty": F_NOTIFY_ON_EMPTY,
+    "any_layout": F_ANY_LAYOUT,
+    "queue_reset": F_RING_RESET,
+}
 
 QUEUE_VMSTATE = VMState(
     "virtqueue",
@@ -100,6 +102,15 @@ class VirtioDevice(Device):
     bus_type: ClassVar[str | None] = "virtio-bus"
     #: The virtio device ID (2 = block, 4 = entropy source); 0 reads as "no device".
     device_id: ClassVar[int] = 0
+    #: A subclass's own ``properties`` are added to these (see ``__init_subclass__``).
+    properties: ClassVar[dict[str, Prop]] = {name: prop_bool(True) for name in FEATURE_PROPERTIES}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every virtio device has the common feature properties, as in QEMU."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("properties")
+        if own is not None:
+            cls.properties = {**super(cls, cls).properties, **own}
 
     def __init__(self, machine: Any, *, id: str | None = None, **props: Any) -> None:
         super().__init__(machine, id=id, **props)
@@ -148,7 +159,10 @@ class VirtioDevice(Device):
     @property
     def host_features(self) -> int:
         """The features offered: the device's, the common ones, and the transport's."""
-        features = self.device_features() | COMMON_FEATURES
+        features = self.device_features()
+        for prop, feature in FEATURE_PROPERTIES.items():
+            if self.props[prop]:
+                features |= bit(feature)
         if self.transport is None or self.transport.legacy:
             return features
         return features | bit(F_VERSION_1)
