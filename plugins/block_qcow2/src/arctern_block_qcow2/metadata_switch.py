@@ -103,13 +103,21 @@ class MetadataSwitch:
 
     def refcount_after(self, cluster: int) -> int:
         """The refcount ``cluster`` will have (the clusters this switch places excepted)."""
-        size = self.deltas.chunk
-        index, i = divmod(cluster, size)
-        stored = self._stored.get(index)
-        if stored is None:
-            stored = self._stored[index] = self._decode_stored(index)
-        deltas = self.deltas.chunks.get(index)
-        return stored[i] + (deltas[i] if deltas is not None else 0)
+        return self.refcounts_after([cluster])[0]
+
+    def refcounts_after(self, clusters: list[int]) -> list[int]:
+        """``refcount_after`` of every cluster listed (in one loop: an L2 table's data)."""
+        size, stored_chunks, delta_chunks = self.deltas.chunk, self._stored, self.deltas.chunks
+        counts = []
+        for cluster in clusters:
+            index = cluster // size
+            i = cluster - index * size
+            stored = stored_chunks.get(index)
+            if stored is None:
+                stored = stored_chunks[index] = self._decode_stored(index)
+            deltas = delta_chunks.get(index)
+            counts.append(stored[i] + (deltas[i] if deltas is not None else 0))
+        return counts
 
     def _decode_stored(self, chunk: int) -> list[int]:
         """The stored refcounts of one chunk of clusters (zeroes where no block exists)."""

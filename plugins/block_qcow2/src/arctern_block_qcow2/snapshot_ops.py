@@ -226,15 +226,15 @@ class InternalSnapshots:
         return view
 
     def _owned_entries(self, switch: MetadataSwitch, table: array) -> array:
-        """``table`` with COPIED set exactly on the entries whose cluster the image owns."""
-        cb, after = self.h.cluster_bits, switch.refcount_after
-        wanted = array("Q", table)
-        for i, entry in enumerate(table):
-            if not entry:
-                continue
-            host = entry & _OFFSET
-            if host and not entry & _COMPRESSED and after(host >> cb) == 1:
-                wanted[i] = entry | L.OFLAG_COPIED
-            else:  # shared, compressed (never owned alone), or no cluster at all
-                wanted[i] = entry & ~L.OFLAG_COPIED
+        """``table`` with COPIED set exactly on the entries whose cluster the image owns.
+
+        (Compressed clusters are never owned alone; entries without a cluster never.)
+        """
+        cb, copied = self.h.cluster_bits, L.OFLAG_COPIED
+        wanted = array("Q", [e & ~copied for e in table])
+        held = [i for i, e in enumerate(table) if e & _OFFSET and not e & _COMPRESSED]
+        counts = switch.refcounts_after([(table[i] & _OFFSET) >> cb for i in held])
+        for i, count in zip(held, counts, strict=True):
+            if count == 1:
+                wanted[i] |= copied
         return wanted
