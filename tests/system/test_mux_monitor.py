@@ -122,7 +122,11 @@ SESSION = [
     (b"info  versoin\x7f\x7f\x7fon\x1b[D\x1b[Di" + C_A + C_A + b"\x1b[3~i\x05\x17status\r", PROMPT),
     (b"stop\r", PROMPT),
     (b"\x1b[A\x1b[A\x1b[B\r", PROMPT),  # history: up twice, down once
+    (b"inf\tstatu\t\r", PROMPT),  # Tab completes a command, then an info topic
+    (b"migrate_set_\t", PROMPT),  # two candidates: listed, and the prompt again
+    (b"p\tdowntime-limit 300\r", PROMPT),
     (b"nosuch\r", PROMPT),
+    (b"info nosuch\r", PROMPT),
     (b"\r", PROMPT),
     (C_A + b"c", b"\r\n"),
     (C_A + b"c", PROMPT),
@@ -201,9 +205,9 @@ def test_impossible_combinations_get_qemus_error(echo, options):
 
 
 def test_c_a_b_sends_a_break_as_under_qemu(start):
-    """The break overwrites the UART's received byte with a NUL: the guest reads "\\0X"."""
+    """A break is a NUL with LSR.BI for the UART: the guest reads "\\0X" (2 bytes)."""
     for emulator in ("qemu", "arctern"):
         terminal = start(emulator, "-nographic")
-        terminal.type(b"a" + C_A + b"bx\r")
+        terminal.type(C_A + b"bx\r")  # x waits in the backend until the guest takes the NUL
         terminal.expect(b"got ''\r\n")
         assert terminal.wait() == (2 << 1) | 1, emulator

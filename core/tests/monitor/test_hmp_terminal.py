@@ -9,7 +9,7 @@ import pytest
 from arctern.errors import MachineError
 from arctern.machine.chardev import MemoryChardev
 from arctern.machine.mux import MuxChardev
-from arctern.monitor.hmp import BANNER
+from arctern.monitor.hmp import BANNER, INFO, completions
 from arctern.monitor.monitor import Monitor
 
 PROMPT = b"(qemu) "
@@ -110,8 +110,10 @@ def test_a_plain_chardev_takes_one_monitor(registry, image, make_machine):
 def test_what_the_monitor_says_while_away_waits_for_its_return(session):
     machine, monitor, terminal, guest = session
     typed(machine, terminal, b"\x01c")
-    typed(machine, terminal, b"migrate exec:false\r")  # fails once the command exits
-    assert typed(machine, terminal, b"\x01c") == b""  # busy: no newline on the way out
+    # C-a c in the same read as the command: away while the migration runs (it fails
+    # once "false" exits); busy, the monitor prints no newline on the way out
+    shown = typed(machine, terminal, b"migrate exec:false\r\x01c")
+    assert shown.endswith(b"migrate exec:false" + ENTER_ECHO)
     deadline = time.monotonic() + 60
     while monitor.migration.query().get("status") not in ("failed", "completed"):
         assert time.monotonic() < deadline
@@ -119,3 +121,14 @@ def test_what_the_monitor_says_while_away_waits_for_its_return(session):
     assert typed(machine, terminal, b"") == b""  # the error waits for the monitor's return
     shown = typed(machine, terminal, b"\x01c")
     assert shown.startswith(b"Error: ") and shown.endswith(b"\r\n" + PROMPT)
+
+
+def test_completion_candidates_are_commands_aliases_and_info_topics():
+    assert completions("inf") == (["info"], 3)
+    assert sorted(completions("c")[0]) == ["c", "cont"]  # QEMU offers "cont|c" as both
+    assert completions("info mig") == (
+        ["migrate", "migrate_parameters", "migrate_capabilities"],
+        3,
+    )
+    assert completions("info ")[0] == list(INFO) and completions("")[1] == 0
+    assert completions("info status ") == ([], 0)  # nothing completes an argument

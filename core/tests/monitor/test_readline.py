@@ -81,3 +81,29 @@ def test_restart_forgets_a_half_typed_line(editor):
     rl.show_prompt("(qemu) ")
     rl.feed(b"p\r")
     assert lines == ["p"]
+
+
+def test_tab_completes_one_candidate_and_lists_several_as_qemu():
+    screen, lines = bytearray(), []
+    words = ["stop", "status", "system_reset", "s"]
+
+    def completer(text: str):
+        word = text.split(" ")[-1]
+        return [w for w in words if w.startswith(word)], len(word)
+
+    rl = ReadLine(screen.extend, lines.append, completer)
+    rl.show_prompt("(qemu) ")
+    rl.feed(b"sy\t")
+    assert bytes(screen).endswith(BACK * 2 + b"system_reset " + CLEAR)
+    rl.feed(b"\rst\t")  # stop, status: the common prefix is typed, the list printed
+    listing = b"\nstatus    stop      \n(qemu) st" + CLEAR
+    assert bytes(screen).endswith(listing) and lines == ["system_reset "]
+    rl.feed(b"x\t\r")  # no candidate: nothing happens
+    assert lines[-1] == "stx"
+    many = ReadLine(screen.extend, lines.append, lambda text: ([f"w{i:02}" for i in range(9)], 0))
+    many.show_prompt("> ")
+    del screen[:]
+    many.feed(b"\t")  # 10 columns of 8 per row, as QEMU's 80-column layout
+    assert bytes(screen) == (
+        b"\n" + b"".join(b"w%02d       " % i for i in range(8)) + b"\nw08       \n> w0" + CLEAR
+    )

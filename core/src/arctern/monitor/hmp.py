@@ -222,8 +222,10 @@ def _onoff(state: bool) -> str:
 
 @hmp_command("info", "info [subcommand] -- show various information about the system state")
 def _info(mon: Monitor, words: list[str]) -> str:
-    if len(words) != 1 or words[0] not in INFO:
+    if not words:
         return "".join(f"info {name}\n" for name in INFO)
+    if words[0] not in INFO:
+        return f"unknown command: 'info {words[0]}'\n"
     return INFO[words[0]](mon)
 
 
@@ -404,6 +406,22 @@ def _printc(value: int) -> str:
 
 
 # --- for the interactive consoles ------------------------------------------------------
+
+
+def completions(line: str) -> tuple[list[str], int]:
+    """Tab on ``line`` (the text left of the cursor): the candidates, and the length of the
+    word they complete. As QEMU: command names (aliases included), then ``info`` topics."""
+    words = line.split()
+    if not line or line[-1].isspace():
+        words.append("")
+    if len(words) == 1:
+        names = [*HMP_COMMANDS, *ALIASES, "x", "xp"]
+    elif len(words) == 2 and ALIASES.get(words[0], words[0]) == "info":
+        names = list(INFO)
+    else:
+        return [], 0
+    word = words[-1]
+    return [name for name in names if name.startswith(word)], len(word)
 
 
 def run_console_line(monitor: Monitor, line: str) -> str | None:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from arctern.errors import MachineError
 from arctern.machine.chardev import Chardev
 from arctern.machine.mux import MuxChardev
-from arctern.monitor.hmp import BANNER, PROMPT, migration_wait_result, run_console_line
+from arctern.monitor.hmp import (
+    BANNER,
+    PROMPT,
+    completions,
+    migration_wait_result,
+    run_console_line,
+)
 from arctern.monitor.readline import ReadLine
 
 if TYPE_CHECKING:
@@ -30,7 +36,7 @@ class HMPTerminal:
     ) -> None:
         self.monitor = monitor
         self.chardev = chardev
-        self.readline = ReadLine(self._echo, self._run)
+        self.readline = ReadLine(self._echo, self._run, completions)
         if history is not None:  # shared with earlier terminals of the same monitor
             self.readline.history = history
         self.focused = False  # QEMU's !mux_out

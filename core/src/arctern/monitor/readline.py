@@ -5,14 +5,17 @@ every key with the same escape sequences as QEMU's (``ESC[D`` back over the
 old text, the new text, ``ESC[K``), so terminal logs and expect scripts
 match. Keys: printable characters insert; Backspace/DEL, C-d and ``ESC[3~``
 delete; C-a/C-e, Home/End and the arrows move; C-w erases a word; Up/Down
-walk the history (64 lines, a repeated line moves to the end). Tab
-completion is not offered: Tab does nothing.
+walk the history (64 lines, a repeated line moves to the end); Tab asks
+the completer for the word before the cursor.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
+#: ``completer(text left of the cursor)`` -> (candidates, length of the word they complete)
+Completer = Callable[[str], tuple[list[str], int]]
 MAX_LINE = 4095
 MAX_HISTORY = 64
 _ESC, _CSI, _SS3 = 27, 155, ord("O")
@@ -28,9 +31,16 @@ class ReadLine:
     ``on_line`` decoded as UTF-8.
     """
 
-    def __init__(self, echo: Callable[[bytes], None], on_line: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        echo: Callable[[bytes], None],
+        on_line: Callable[[str], None],
+        completer: Completer | None = None,
+    ) -> None:
         self.echo = echo
         self.on_line = on_line
+        self.completer = completer
+        self._prompt = ""
         self.history: list[str] = []
         self._hist_entry = -1  # the history line being edited, -1 for a new line
         self._buf = ""
@@ -45,6 +55,7 @@ class ReadLine:
         self._buf, self._cursor = "", 0
 
     def show_prompt(self, prompt: str) -> None:
+        self._prompt = prompt
         self.echo(prompt.encode())
         self._shown, self._shown_cursor = "", 0
         self._esc_state = "norm"
@@ -94,6 +105,8 @@ class ReadLine:
             self._delete()
         elif ch == 5:
             self._cursor = len(self._buf)
+        elif ch == 9:
+            self._complete()
         elif ch == 23:
             self._erase_word()
         elif ch == _ESC:
@@ -104,12 +117,36 @@ class ReadLine:
             if self._cursor > 0:
                 self._cursor -= 1
                 self._delete()
-        elif ch >= 32 and len(self._buf) < MAX_LINE:
-            at = self._cursor
-            self._buf = self._buf[:at] + chr(ch) + self._buf[at:]
-            self._cursor += 1
+        elif ch >= 32:
+            self._insert(chr(ch))
         self._update()
         return False
+
+    def _insert(self, text: str) -> None:
+        text = text[: MAX_LINE - len(self._buf)]
+        at = self._cursor
+        self._buf = self._buf[:at] + text + self._buf[at:]
+        self._cursor += len(text)
+
+    def _complete(self) -> None:
+        """Tab: one candidate completes the word (and a space); several are listed, as QEMU."""
+        if self.completer is None:
+            return
+        found, start = self.completer(self._buf[: self._cursor])
+        if len(found) == 1:
+            word = found[0]
+            self._insert(word[start:] + (" " if word and not word.endswith("/") else ""))
+        elif found:
+            found.sort()
+            self._insert(os.path.commonprefix(found)[start:])
+            width = min(max(10, max(map(len, found)) + 2), 80)
+            columns = 80 // width
+            rows = [
+                "".join(f.ljust(width) for f in found[i : i + columns]) + "\n"
+                for i in range(0, len(found), columns)
+            ]
+            self.echo(("\n" + "".join(rows)).encode("latin-1"))
+            self.show_prompt(self._prompt)
 
     def _csi(self, ch: int) -> None:
         key = chr(ch)
