@@ -9,13 +9,17 @@ product name and version in the banner).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from guests.build import emulator_command
 from pty_terminal import PtyTerminal
+from qemu.qmp import ConnectError, QMPClient
 
 HERE = Path(__file__).parent
 PROMPT = b"(qemu) "
@@ -211,3 +215,36 @@ def test_c_a_b_sends_a_break_as_under_qemu(start):
         terminal.type(C_A + b"bx\r")  # x waits in the backend until the guest takes the NUL
         terminal.expect(b"got ''\r\n")
         assert terminal.wait() == (2 << 1) | 1, emulator
+
+
+async def _shutdown_event_of_c_a_x(terminal: PtyTerminal, socket_path: Path) -> dict:
+    client = QMPClient("test")
+    deadline = time.monotonic() + 60
+    while True:  # the socket file may appear just before the server listens
+        try:
+            await client.connect(str(socket_path))
+            break
+        except ConnectError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    try:
+        terminal.type(C_A + b"x")
+        while True:  # client.events: the default listener, buffering every event
+            event = await asyncio.wait_for(client.events.get(), 60)
+            if event["event"] == "SHUTDOWN":
+                return event["data"]
+    finally:
+        with contextlib.suppress(EOFError, ConnectionError):
+            await client.disconnect()
+
+
+def test_c_a_x_is_qmp_quit_for_qmp_clients(start, tmp_path):
+    """QMP clients see SHUTDOWN {"guest": false, "reason": "host-qmp-quit"}, as from QEMU."""
+    for emulator in ("qemu", "arctern"):
+        qmp = tmp_path / f"{emulator}.qmp"
+        terminal = start(
+            emulator, "-nographic", "-serial", "mon:stdio", "-qmp", f"unix:{qmp},server=on,wait=off"
+        )
+        event = asyncio.run(_shutdown_event_of_c_a_x(terminal, qmp))
+        assert event == {"guest": False, "reason": "host-qmp-quit"}, emulator
+        assert terminal.wait() == 0

@@ -78,8 +78,11 @@ def attach_monitor(
         for spec in qmp:
             mon.add_qmp(spec)
         for id, chardev in machine.chardevs.items():
-            if isinstance(chardev, MuxChardev) and chardev.wants_monitor:
-                mon.add_hmp_chardev(chardev, id)
+            if isinstance(chardev, MuxChardev):
+                # C-a x is QMP's quit: QMP clients see SHUTDOWN "host-qmp-quit", as in QEMU
+                chardev.set_quit_handler(lambda: mon.quit("host-qmp-quit"))
+                if chardev.wants_monitor:
+                    mon.add_hmp_chardev(chardev, id)
         for spec in monitor:
             if spec == "stdio":
                 if any(_uses_stdio(c) for c in machine.chardevs.values()):
