@@ -116,11 +116,13 @@ def test_chardev_mux_with_mon_is_the_same_terminal(start):
     assert terminal.wait() == (2 << 1) | 1
 
 
-#: Keystrokes and what to wait for after each: help, monitor, line editing, history, errors.
+#: Keystrokes and what to wait for after each: timestamps, help, monitor, line editing,
+#: history, Tab, errors.
 SESSION = [
-    (C_A + b"h", b"C-a C-a  sends C-a\r\n\r"),
+    (C_A + b"t" + C_A + b"h", b"C-a C-a  sends C-a\r\n"),  # timestamps on, the help
     (C_A + b"c", PROMPT),
     (b"info status\r", PROMPT),
+    (C_A + b"t" + b"info status\r", PROMPT),  # timestamps off
     # editing: backspace, left arrow, insert, C-a C-a (the mux sends one C-a: home),
     # delete, C-e (end), C-w (erase a word): the line run is "info  status"
     (b"info  versoin\x7f\x7f\x7fon\x1b[D\x1b[Di" + C_A + C_A + b"\x1b[3~i\x05\x17status\r", PROMPT),
@@ -154,10 +156,13 @@ def transcript(start, emulator: str) -> bytes:
 
 def test_the_terminal_shows_what_qemu_shows(start):
     ours, qemus = transcript(start, "arctern"), transcript(start, "qemu")
-    banner = rb"(Arctern|QEMU) \S+ monitor"
+    banner, stamp = rb"(Arctern|QEMU) \S+ monitor", rb"\[\d\d:\d\d:\d\d\.\d{3}\] "
     ours, qemus = (re.sub(banner, b"<banner>", text, count=1) for text in (ours, qemus))
+    ours, qemus = (re.sub(stamp, b"[time] ", text) for text in (ours, qemus))
     assert ours == qemus
-    assert ours.count(b"VM status: running\r\r\n") == 2 and b"unknown command: 'nosuch'" in ours
+    assert b"\r\n[time] VM status: running\r\r\n[time] (qemu) " in ours
+    assert ours.count(b"VM status: running\r\r\n") == 3 and b"VM status: paused\r\r\n" in ours
+    assert b"unknown command: 'nosuch'" in ours
 
 
 #: Impossible combinations: QEMU's first error line must be ours (options before -kernel ECHO).
