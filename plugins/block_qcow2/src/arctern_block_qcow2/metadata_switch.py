@@ -9,8 +9,9 @@ check`` rightly sees a corruption. So nothing in use is written in place:
 
 * every new structure (L1 table, copied L2 tables, snapshot table) and a copy
   of every refcount block that changes, then a new refcount table, are written
-  to a fresh area past everything in use (free in the old refcounts, so a crash
-  before the switch leaves no trace but a longer file);
+  to one run of clusters free in the old refcounts (the first run large enough,
+  else past everything in use), so a crash before the switch leaves no trace
+  (at most a longer file);
 * they reach the disk, then one write of header bytes 24..72 (virtual size,
   L1 table, refcount table, snapshot count and table: one sector) makes them
   the image;
@@ -129,7 +130,11 @@ class MetadataSwitch:
         return unpack(fmt, self.rc.cache.get(offset)[lo : lo + size * fmt.bits // 8])
 
     def place(self, data: bytes) -> int:
-        """Put ``data`` in the fresh area (refcount 1 once committed); return its offset."""
+        """Put ``data`` in the new area (refcount 1 once committed); return its offset.
+
+        The offset is provisional until the commit chooses where the area goes:
+        only ``commit``'s own arguments may hold it (they are moved with the area).
+        """
         if not data:
             return 0
         offset = self._next * self.cs
@@ -140,59 +145,96 @@ class MetadataSwitch:
     # --- the commit ----------------------------------------------------------------
 
     def commit(
-        self, *, size: int, l1_size: int, l1_offset: int, snapshots: int, table: int
+        self, *, size: int, l1: array | None, l1_size: int, snapshots: int, table: bytes | None
     ) -> None:
-        """Write everything, then the header naming it; reload the driver from the file."""
-        payload_end = self._next
-        self.reference(self.area, payload_end - self.area, 1)
-        blocks, table_clusters = self._changed_blocks(payload_end)
-        old_rt = self.h.refcount_table_offset // self.cs
+        """Write everything, then the header naming it; reload the driver from the file.
+
+        ``l1`` is the new active L1 table (None: the current one stays), ``table`` the
+        new snapshot table (None: the current one stays; empty: no table).
+        """
+        h, cs = self.h, self.cs
+        l1_slot = len(self._payload)  # (its entries are moved with the area once it is placed)
+        l1_offset = self.place(bytes(8 * len(l1))) if l1 is not None else h.l1_table_offset
+        table_offset = self.place(table) if table is not None else h.snapshots_offset
+        count = self._next - self.area
+        start, blocks, table_clusters = self._choose_area(count)
+        shift = (start - self.area) * cs
+
+        def moved(offset: int) -> int:
+            return offset + shift if offset >= self.area * cs else offset
+
+        self.reference(start, count, 1)
         for index in blocks:
             old = self.rc.block_offset(index)
             if old:
-                self.reference(old // self.cs, 1, -1)
-        self.reference(old_rt, self.h.refcount_table_clusters, -1)
-        new_end = payload_end + len(blocks) + table_clusters
-        self.reference(payload_end, new_end - payload_end, 1)
+                self.reference(old // cs, 1, -1)
+        self.reference(h.refcount_table_offset // cs, h.refcount_table_clusters, -1)
+        self.reference(start + count, len(blocks) + table_clusters, 1)
         contents, freed = self._new_blocks(blocks)
         reftable = array("Q", self.rc.reftable)
-        reftable.extend([0] * (table_clusters * self.cs // 8 - len(reftable)))
+        reftable.extend([0] * (table_clusters * cs // 8 - len(reftable)))
         for k, index in enumerate(blocks):
-            reftable[index] = (payload_end + k) * self.cs
+            reftable[index] = (start + count + k) * cs
+        if l1:
+            l1 = array("Q", [moved(e & L.L1E_OFFSET_MASK) | (e & L.OFLAG_COPIED) for e in l1])
+            self._payload[l1_slot] = (l1_offset, table_to_bytes(l1))
         file = self.drv.node.file
         for offset, data in self._payload:
-            file.pwrite(offset, data)
-        file.pwrite(payload_end * self.cs, b"".join(contents))
-        table_offset = (payload_end + len(blocks)) * self.cs
-        file.pwrite(table_offset, table_to_bytes(reftable))
+            file.pwrite(moved(offset), data)
+        file.pwrite((start + count) * cs, b"".join(contents))
+        reftable_offset = (start + count + len(blocks)) * cs
+        file.pwrite(reftable_offset, table_to_bytes(reftable))
         file.flush()
         roots = _ROOTS.pack(
             size,
-            self.h.crypt_method,
+            h.crypt_method,
             l1_size,
-            l1_offset,
-            table_offset,
+            moved(l1_offset),
+            reftable_offset,
             table_clusters,
             snapshots,
-            table,
+            moved(table_offset),
         )
         file.pwrite(24, roots)
         file.flush()
         log.debug(
-            "%s: metadata switched (%d refcount blocks, %d new clusters)",
+            "%s: metadata switched (%d clusters at 0x%x, %d refcount blocks)",
             self.drv._name,
+            count + len(blocks) + table_clusters,
+            start * cs,
             len(blocks),
-            new_end - self.area,
         )
         self.drv.reload_metadata()
-        for first, count in _runs(freed):
-            file.pdiscard(first * self.cs, count * self.cs)
+        for first, run in _runs(freed):
+            file.pdiscard(first * cs, run * cs)
 
-    def _changed_blocks(self, payload_end: int) -> tuple[list[int], int]:
-        """The refcount blocks to rewrite, and the new refcount table's clusters.
+    def _choose_area(self, count: int) -> tuple[int, list[int], int]:
+        """Where the new area goes: the first run of free clusters large enough for the
+        ``count`` placed ones, the refcount blocks and the table, else past everything.
+        Returns its first cluster, the blocks to rewrite and the table's size."""
+        rc = self.rc
+        saved, rc.free_hint = rc.free_hint, 0
+        try:
+            need = count
+            for _ in range(4):  # the blocks needed depend on where the area lies
+                start = rc.find_free(need)
+                if start >= self.area:
+                    break
+                blocks, table_clusters = self._changed_blocks(start, count)
+                need = count + len(blocks) + table_clusters
+                unused = not any(self.refcounts_after(list(range(start, start + need))))
+                if unused and rc.find_free_at(start, need):  # (free, and not referenced)
+                    return start, blocks, table_clusters
+        finally:
+            rc.free_hint = saved
+        return (self.area, *self._changed_blocks(self.area, count))
+
+    def _changed_blocks(self, start: int, count: int) -> tuple[list[int], int]:
+        """The refcount blocks to rewrite, and the new refcount table's clusters, for an
+        area at cluster ``start`` beginning with ``count`` placed clusters.
 
         Rewriting a block frees its old cluster, whose own block then changes; the new
-        blocks and table may need blocks of their own: grow the set until it is stable.
+        area may need blocks of its own: grow the set until it is stable.
         """
         epb, cs = self.rc.fmt.entries, self.cs
         old_rt = self.h.refcount_table_offset // cs
@@ -201,8 +243,8 @@ class MetadataSwitch:
         while True:
             entries = max(len(self.rc.reftable), max(changed) + 1)
             table_clusters = -(-entries * 8 // cs)
-            end = payload_end + len(changed) + table_clusters
-            wanted = changed | set(range(payload_end // epb, (end - 1) // epb + 1))
+            end = start + count + len(changed) + table_clusters
+            wanted = changed | set(range(start // epb, (end - 1) // epb + 1))
             for index in changed:
                 old = self.rc.block_offset(index)
                 if old:

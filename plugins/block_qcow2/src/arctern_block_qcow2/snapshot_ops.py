@@ -75,13 +75,12 @@ class InternalSnapshots:
             disk_size=h.size,
         )
         snapshots = [*self.snapshots, snap]
-        table = self._replace_table(switch, snapshots)
         switch.commit(
             size=h.size,
+            l1=active_l1,
             l1_size=h.l1_size,
-            l1_offset=switch.place(table_to_bytes(active_l1)),
             snapshots=len(snapshots),
-            table=table,
+            table=self._new_table(switch, snapshots),
         )
         return snap.as_info()
 
@@ -106,11 +105,7 @@ class InternalSnapshots:
         self._reference_paths(switch, snapshot_l1, 1)
         active_l1 = self._active_view(switch, snapshot_l1)
         switch.commit(
-            size=size,
-            l1_size=l1_size,
-            l1_offset=switch.place(table_to_bytes(active_l1)),
-            snapshots=len(self.snapshots),
-            table=h.snapshots_offset,
+            size=size, l1=active_l1, l1_size=l1_size, snapshots=len(self.snapshots), table=None
         )
 
     @serialized
@@ -126,18 +121,14 @@ class InternalSnapshots:
         self._reference_paths(switch, self.map.read_l1(snap.l1_table_offset, snap.l1_size), -1)
         self._reference_l1_table(switch, snap.l1_table_offset, snap.l1_size, -1)
         snapshots = self.snapshots[:index] + self.snapshots[index + 1 :]
-        table = self._replace_table(switch, snapshots)
+        table = self._new_table(switch, snapshots)
         active_l1 = self._active_view(switch, self.map.l1)
-        l1_offset = h.l1_table_offset
-        if active_l1 != self.map.l1:
+        if active_l1 == self.map.l1:
+            active_l1 = None  # the active L1 table stays where it is
+        else:
             self._reference_l1_table(switch, h.l1_table_offset, h.l1_size, -1)
-            l1_offset = switch.place(table_to_bytes(active_l1))
         switch.commit(
-            size=h.size,
-            l1_size=h.l1_size,
-            l1_offset=l1_offset,
-            snapshots=len(snapshots),
-            table=table,
+            size=h.size, l1=active_l1, l1_size=h.l1_size, snapshots=len(snapshots), table=table
         )
 
     # --- planning ------------------------------------------------------------------
@@ -162,8 +153,8 @@ class InternalSnapshots:
             cb = self.h.cluster_bits
             switch.reference(offset >> cb, -(-size * 8 // self.h.cluster_size), delta)
 
-    def _replace_table(self, switch: MetadataSwitch, snapshots: list[Snapshot]) -> int:
-        """Place the new snapshot table (offset 0 if empty); the old one loses its reference."""
+    def _new_table(self, switch: MetadataSwitch, snapshots: list[Snapshot]) -> bytes:
+        """The new snapshot table; the old one loses its reference."""
         from arctern_block_qcow2.snapshots import pack_table
 
         for snap in snapshots:  # an entry without a disk size had the image's (QEMU's reading)
@@ -175,7 +166,7 @@ class InternalSnapshots:
             cb = self.h.cluster_bits
             clusters = -(-self.snapshot_table_bytes // self.h.cluster_size)
             switch.reference(self.h.snapshots_offset >> cb, clusters, -1)
-        return switch.place(table)
+        return table
 
     def _l2_offsets(self, l1: array) -> list[int]:
         """The distinct L2 tables an L1 table names (as check counts them), validated."""
