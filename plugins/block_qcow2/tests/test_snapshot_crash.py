@@ -1,6 +1,7 @@
 """A snapshot operation killed before any one of its writes leaves a consistent image.
 
-The operation is run once to count its writes, then again from the same image
+The image has free clusters amid used ones, where the operation puts its new
+tables. The operation is run once to count its writes, then again from the same image
 killed (SIGKILL) just before write 1, 2, ... in turn: ``qemu-img check`` must find
 no corruption every time (leaks are allowed), and the image must be wholly as
 before or wholly as after, snapshot list and data alike.
@@ -42,7 +43,9 @@ def test_sigkill_before_each_write_of_a_snapshot_operation(tools, operation, arg
     tools.qemu_create(prepared, "2M", "cluster_size=4k")
     tools.qemu_io(prepared, "write -P 1 0 600k", "write -c -P 2 1M 64k")
     tools.qemu_img("snapshot", "-c", "old", prepared)
-    tools.qemu_io(prepared, "write -P 3 100k 300k", "write -z 1M 4k")
+    # Free clusters amid used ones: the operation writes its new tables there.
+    tools.qemu_io(prepared, "write 1500k 100k", "write -P 3 100k 300k", "discard 1500k 100k")
+    tools.qemu_io(prepared, "write -z 1M 4k")
     before = state(tools, prepared)
     path = tools.path("victim.qcow2")
     shutil.copyfile(prepared, path)
