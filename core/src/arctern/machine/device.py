@@ -75,6 +75,14 @@ class Device:
     def post_load(self) -> None:
         """Migration loaded ``vmstate``: re-derive caches, re-assert IRQ levels, re-arm timers."""
 
+    def vm_state_changed(self, running: bool) -> None:
+        """The machine started or stopped running (QEMU's VM change state handler).
+
+        Optional. The machine calls it on every device, in creation order when it
+        starts running and in reverse order when it stops (pause, I/O error,
+        migration, shutdown); e.g. a disk replays the requests an I/O error held back.
+        """
+
     def __repr__(self) -> str:
         ident = f" id={self.id}" if self.id else ""
         return f"<{type(self).__name__} {self.name}{ident}>"

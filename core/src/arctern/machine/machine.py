@@ -375,9 +375,7 @@ class Machine:
         self.exit_request = True
         self._quit = True
         if was_running:
-            self.registry.notify(
-                "arctern_guest_state_changed", machine=self, running=False, reason=runstate
-            )
+            self._run_state_changed(False, runstate)
 
     @property
     def running(self) -> bool:
@@ -390,9 +388,7 @@ class Machine:
         self.clock.pause()
         self.exit_request = True
         if was_running:
-            self.registry.notify(
-                "arctern_guest_state_changed", machine=self, running=False, reason=reason
-            )
+            self._run_state_changed(False, reason)
 
     def resume(self) -> None:
         """Run the guest (``cont``)."""
@@ -402,9 +398,30 @@ class Machine:
             raise MachineError("the machine has shut down")
         self.runstate = "running"
         self.clock.resume()
-        self.registry.notify(
-            "arctern_guest_state_changed", machine=self, running=True, reason="running"
-        )
+        self._run_state_changed(True, "running")
+
+    def _run_state_changed(self, running: bool, reason: str) -> None:
+        """Tell the devices (``Device.vm_state_changed``) and the observers of the hook
+        ``arctern_guest_state_changed``, in QEMU's order.
+
+        A machine that starts is announced first (QMP's RESUME), then its devices
+        start, in creation order; one that stops has its devices stopped, in reverse
+        order, before it is announced (STOP). A device may change the run state
+        again (a replayed request fails and pauses the machine): the devices not
+        told yet then hear only that newer change.
+        """
+        if running:
+            self.registry.notify(
+                "arctern_guest_state_changed", machine=self, running=True, reason=reason
+            )
+        for device in list(self.devices if running else reversed(self.devices)):
+            if self.running is not running:
+                break
+            device.vm_state_changed(running)
+        if not running:
+            self.registry.notify(
+                "arctern_guest_state_changed", machine=self, running=False, reason=reason
+            )
 
     def close(self) -> None:
         """Unrealize devices, close backends and drives; closing twice is harmless.
