@@ -16,9 +16,10 @@ What a concrete device implements (docs/plugin-authors/virtio-devices.md):
 * :meth:`~VirtioDevice.device_features`: its own feature bits;
 * :meth:`~VirtioDevice.get_config` / :meth:`~VirtioDevice.set_config`: the config space;
 * :meth:`~VirtioDevice.handle_queue`: the driver notified a queue;
-* ``realize`` (the Device contract), and ``reset`` / ``post_load`` / the hooks
-  ``status_changed`` and ``vm_state_changed`` when it has state of its own
-  (calling the base class's ``reset`` and ``post_load``).
+* ``realize`` (the Device contract), and ``reset`` / ``post_load`` / the hook
+  ``status_changed`` when it has state of its own (calling the base class's
+  ``reset`` and ``post_load``); like any device it may implement
+  ``vm_state_changed``, which the machine calls when it starts or stops running.
 
 A driver that breaks the ring protocol gets the device marked broken (and
 DEVICE_NEEDS_RESET once VERSION_1 is negotiated), as QEMU's ``virtio_error``.
@@ -146,9 +147,6 @@ class VirtioDevice(Device):
 
     def status_changed(self, old: int) -> None:
         """The driver wrote the status register."""
-
-    def vm_state_changed(self, running: bool) -> None:
-        """The machine started or stopped running (e.g. resume after an I/O error)."""
 
     # --- plugging ------------------------------------------------------------
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from arctern.hookspecs import hookimpl
-from arctern.virtio import VirtioDevice
 from arctern_devices.apic import LocalAPIC
 from arctern_devices.debug_exit import ISADebugExit
 from arctern_devices.i8254 import I8254
@@ -33,11 +30,3 @@ def arctern_devices() -> list[type]:
         VirtioBlk,
         VirtioRNG,
     ]
-
-
-@hookimpl
-def arctern_guest_state_changed(machine: Any, running: bool, reason: str) -> None:
-    """Virtio devices replay requests that an I/O error (or a migration) left in flight."""
-    for device in getattr(machine, "devices", ()):
-        if isinstance(device, VirtioDevice):
-            device.vm_state_changed(running)
