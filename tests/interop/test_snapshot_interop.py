@@ -90,11 +90,16 @@ def test_snapshot_commands_behave_as_qemu_img(tools, pair):
 
 
 def test_snapshots_made_by_arctern_are_listed_alike(tools):
+    """Listed, described and checked alike by both tools."""
     tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "v2.qcow2", "1M"))
+    tools.ok(tools.qemu_io("-c", "write -P 1 0 300k", "-c", "write -c 512k 64k", "v2.qcow2"))
     for name in ("alpha", "a much longer snapshot name than the column", "gamma"):
         tools.ok(tools.img("snapshot", "-c", name, "v2.qcow2"))
+        tools.ok(tools.qemu_io("-c", "write -P 2 64k 100k", "v2.qcow2"))
+    tools.ok(tools.img("snapshot", "-a", "alpha", "v2.qcow2"))
     tools.ok(tools.img("snapshot", "-d", "gamma", "v2.qcow2"))
-    for args in (["snapshot", "-l"], ["info"], ["info", "--output=json"]):
+    listings = (["snapshot", "-l"], ["info"], ["info", "--output=json"])
+    for args in (*listings, ["check"], ["check", "--output=json"]):
         ours, theirs = tools.img(*args, "v2.qcow2"), tools.qemu_img(*args, "v2.qcow2")
         assert ours.rc == theirs.rc == 0
         assert ours.out == theirs.out
