@@ -52,14 +52,14 @@ class InternalSnapshots:
     ) -> dict:
         from arctern_block_qcow2.snapshots import Snapshot, new_snapshot_id
 
-        switch = self._start_snapshot_change()
-        h = self.h
         if len(self.snapshots) >= L.MAX_SNAPSHOTS:
             raise SnapshotError(errno.EFBIG, f"'{self._name}' has too many snapshots")
         if len(name.encode(errors="surrogateescape")) > MAX_NAME_BYTES:
             raise SnapshotError(
                 errno.EINVAL, f"snapshot names are at most {MAX_NAME_BYTES} bytes long"
             )
+        switch = self._start_snapshot_change()
+        h = self.h
         self._reference_paths(switch, self.map.l1, 1)
         active_l1 = self._active_view(switch, self.map.l1)
         snap = Snapshot(
