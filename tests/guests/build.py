@@ -78,7 +78,8 @@ def build_guest(
     link options (e.g. ``-Wl,--oformat=binary`` for a flat kernel).
     """
     sources = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
-    support = [*RUNTIME, HERE / "guest.h", HERE / "link.ld"] if runtime else []
+    # the runtime's headers count too: a guest may include virtio_mmio.h
+    support = [*RUNTIME, *sorted(HERE.glob("*.h")), HERE / "link.ld"] if runtime else []
     digest = hashlib.sha256(" ".join((CC, *CFLAGS, *cflags, str(runtime))).encode())
     for path in [*support, *sources]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

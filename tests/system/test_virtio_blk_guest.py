@@ -1,6 +1,6 @@
 """A guest with its own virtio-blk driver reads and writes a qcow2 and a raw disk.
 
-The guest (virtio_blk_guest.c, built with the tests/guests runtime) runs on
+The guest (virtio_blk_guest.c, on the tests/guests runtime and its virtio-mmio driver) runs on
 ``-M microvm,acpi=off`` with both virtio-mmio versions, polling the used ring
 or sleeping until the PIC interrupts, or on the default microvm sleeping until
 the second I/O APIC delivers GSI 24+i, with direct or indirect descriptors,

@@ -1,7 +1,8 @@
 /*
- * A bare-metal virtio-blk driver for -M microvm: finds the virtio-mmio transports
- * holding block devices, drives legacy (Version 1) or modern (Version 2) registers,
- * and reads, writes, flushes and identifies each disk. The command line picks how:
+ * A bare-metal virtio-blk driver for -M microvm, on the runtime's virtio-mmio driver
+ * (tests/guests/virtio_mmio.c, legacy or modern registers): finds the transports
+ * holding block devices and reads, writes, flushes and identifies each disk. The
+ * command line picks how:
  * "irq" sleeps until the PIC interrupts instead of polling the used ring (acpi=off:
  * 8 transports on ISA IRQ 5+i), "ioapic" until an I/O APIC's redirection entry
  * delivers through the local APIC (the default microvm: 24 transports on GSI 24+i
@@ -11,62 +12,32 @@
  * main's return value is the exit code (0: success).
  */
 #include "guest.h"
+#include "virtio_mmio.h"
 
-#define MMIO_BASE 0xFEB00000u
-#define MMIO_SLOTS 24
 #define ISA_SLOTS 8
 #define DISK_VECTOR_BASE 0x50
 #define QSIZE 8
 
-enum {
-    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
-    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
-    GUEST_PAGE_SIZE = 0x028, QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038,
-    QUEUE_ALIGN = 0x03C, QUEUE_PFN = 0x040, QUEUE_READY = 0x044, QUEUE_NOTIFY = 0x050,
-    INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
-    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_AVAIL_LOW = 0x090,
-    QUEUE_AVAIL_HIGH = 0x094, QUEUE_USED_LOW = 0x0A0, QUEUE_USED_HIGH = 0x0A4, CONFIG = 0x100,
-};
-enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8 };
 enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13 };
-enum { D_NEXT = 1, D_WRITE = 2, D_INDIRECT = 4 };
 #define F_FLUSH (1u << 9)
 #define F_DISCARD (1u << 13)
 #define F_WRITE_ZEROES (1u << 14)
 #define CLUSTER_SECTORS 128 /* a 64 KiB qcow2 cluster */
-#define F_INDIRECT_DESC (1u << 28)
-#define F_EVENT_IDX (1u << 29)
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; } __attribute__((packed));
-struct avail { uint16_t flags, idx, ring[QSIZE], used_event; } __attribute__((packed));
-struct used_elem { uint32_t id, len; } __attribute__((packed));
-struct used { uint16_t flags, idx; struct used_elem ring[QSIZE]; uint16_t avail_event; }
-    __attribute__((packed));
 struct req_hdr { uint32_t type, ioprio; uint64_t sector; } __attribute__((packed));
 
 struct disk {
-    uint32_t base;
-    int slot, version, irq;
-    uint32_t features, kicks, kicks_suppressed;
-    uint16_t avail_idx, last_used;
-    volatile struct desc *desc;
-    volatile struct avail *avail;
-    volatile struct used *used;
-    volatile struct req_hdr hdr;
-    volatile uint8_t status;
-    volatile struct desc table[3]; /* the indirect descriptor table of a request */
+    struct virtio_dev dev;
+    int irq;
+    struct req_hdr hdr;
+    uint8_t status;
 };
 
-static uint8_t rings[MMIO_SLOTS][8192] __attribute__((aligned(4096)));
+static uint8_t rings[VIRTIO_MMIO_SLOTS][VIRTIO_RING_BYTES] __attribute__((aligned(4096)));
 static uint8_t buf[4096] __attribute__((aligned(16)));
 static uint8_t cluster[CLUSTER_SECTORS * 512] __attribute__((aligned(16)));
-static struct disk disks[MMIO_SLOTS];
+static struct disk disks[VIRTIO_MMIO_SLOTS];
 static int ndisks, use_irq, use_ioapic, use_indirect, use_event_idx, use_discard;
-static volatile int irq_count;
-
-static inline uint32_t rd(struct disk *d, uint32_t off) { return mmio_read32(d->base + off); }
-static inline void wr(struct disk *d, uint32_t off, uint32_t v) { mmio_write32(d->base + off, v); }
-static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
 static void fail(struct disk *d, const char *what)
 {
@@ -79,13 +50,7 @@ static void fail(struct disk *d, const char *what)
 __attribute__((interrupt)) static void disk_interrupt(struct interrupt_frame *frame)
 {
     (void)frame;
-    for (int i = 0; i < ndisks; i++) {
-        uint32_t isr = rd(&disks[i], INTERRUPT_STATUS);
-        if (isr) {
-            wr(&disks[i], INTERRUPT_ACK, isr);
-            irq_count++;
-        }
-    }
+    for (int i = 0; i < ndisks; i++) virtio_interrupt(&disks[i].dev);
     if (use_ioapic) lapic_eoi();
     else pic_eoi(8); /* both chips: the disks' IRQs are on the slave */
 }
@@ -111,91 +76,29 @@ static void setup_interrupts(void)
     pic_init(0x20, 0x28, enabled);
 }
 
-/* --- the driver --------------------------------------------------------------------- */
+/* --- requests through the runtime's virtio-mmio driver ---------------------------------- */
 
 static void init_disk(struct disk *d)
 {
-    uint8_t *mem = rings[d->slot];
-    wr(d, STATUS, 0);
-    wr(d, STATUS, S_ACK);
-    wr(d, STATUS, S_ACK | S_DRIVER);
-    wr(d, DEVICE_FEATURES_SEL, 0);
-    d->features = rd(d, DEVICE_FEATURES);
-    uint32_t status = S_ACK | S_DRIVER;
-    uint32_t wanted = F_FLUSH | (use_indirect ? F_INDIRECT_DESC : 0) | (use_event_idx ? F_EVENT_IDX : 0)
-        | (use_discard ? F_DISCARD | F_WRITE_ZEROES : 0);
-    if ((d->features & wanted) != wanted) fail(d, "features offered");
-    wr(d, DRIVER_FEATURES_SEL, 0);
-    wr(d, DRIVER_FEATURES, wanted);
-    if (d->version == 1) {
-        wr(d, GUEST_PAGE_SIZE, 4096);
-    } else {
-        wr(d, DRIVER_FEATURES_SEL, 1);
-        wr(d, DRIVER_FEATURES, 1); /* VIRTIO_F_VERSION_1 */
-        status |= S_FEATURES_OK;
-        wr(d, STATUS, status);
-        if (!(rd(d, STATUS) & S_FEATURES_OK)) fail(d, "features");
-    }
-    wr(d, QUEUE_SEL, 0);
-    if (rd(d, QUEUE_NUM_MAX) < QSIZE) fail(d, "queue size");
-    wr(d, QUEUE_NUM, QSIZE);
-    d->desc = (volatile struct desc *)mem;
-    d->avail = (volatile struct avail *)(mem + QSIZE * sizeof(struct desc));
-    d->used = (volatile struct used *)(mem + 4096);
-    if (d->version == 1) {
-        wr(d, QUEUE_ALIGN, 4096);
-        wr(d, QUEUE_PFN, (uint32_t)mem >> 12);
-    } else {
-        wr(d, QUEUE_DESC_LOW, (uint32_t)d->desc); wr(d, QUEUE_DESC_HIGH, 0);
-        wr(d, QUEUE_AVAIL_LOW, (uint32_t)d->avail); wr(d, QUEUE_AVAIL_HIGH, 0);
-        wr(d, QUEUE_USED_LOW, (uint32_t)d->used); wr(d, QUEUE_USED_HIGH, 0);
-        wr(d, QUEUE_READY, 1);
-    }
-    wr(d, STATUS, status | S_DRIVER_OK);
+    uint32_t wanted = F_FLUSH | (use_indirect ? VIRTIO_F_INDIRECT_DESC : 0)
+        | (use_event_idx ? VIRTIO_F_EVENT_IDX : 0) | (use_discard ? F_DISCARD | F_WRITE_ZEROES : 0);
+    const char *failed = virtio_init(&d->dev, wanted, rings[d->dev.slot], QSIZE);
+    if (failed) fail(d, failed);
+    if (d->dev.driver_features != wanted) fail(d, "features offered");
+    d->dev.sleep = use_irq;
 }
 
 static int request(struct disk *d, uint32_t type, uint32_t sector, void *data, uint32_t len)
 {
-    d->hdr.type = type; d->hdr.ioprio = 0; d->hdr.sector = sector;
+    d->hdr = (struct req_hdr){type, 0, sector};
     d->status = 0xFF;
-    volatile struct desc *chain = use_indirect ? d->table : d->desc;
-    chain[0] = (struct desc){(uint32_t)&d->hdr, sizeof(struct req_hdr), D_NEXT, 1};
+    int to_device = type == T_OUT || type == T_DISCARD || type == T_WRITE_ZEROES;
+    struct virtio_buf bufs[3] = {{&d->hdr, sizeof(struct req_hdr), VIRTIO_BUF_READ}};
     int n = 1;
-    if (len) {
-        int to_device = type == T_OUT || type == T_DISCARD || type == T_WRITE_ZEROES;
-        chain[1] = (struct desc){(uint32_t)data, len, D_NEXT | (to_device ? 0 : D_WRITE), 2};
-        n = 2;
-    }
-    chain[n] = (struct desc){(uint32_t)&d->status, 1, D_WRITE, 0};
-    if (use_indirect)
-        d->desc[0] = (struct desc){(uint32_t)d->table, (n + 1) * sizeof(struct desc), D_INDIRECT, 0};
-    if (use_event_idx) d->avail->used_event = d->last_used; /* interrupt on the next completion */
-    d->avail->ring[d->avail_idx % QSIZE] = 0;
-    barrier();
-    uint16_t old = d->avail_idx;
-    d->avail->idx = ++d->avail_idx;
-    barrier();
-    int seen = irq_count;
-    /* With EVENT_IDX the device says (avail_event) when it wants to be kicked. */
-    uint16_t event = d->used->avail_event;
-    if (!use_event_idx || (uint16_t)(d->avail_idx - event - 1) < (uint16_t)(d->avail_idx - old)) {
-        wr(d, QUEUE_NOTIFY, 0);
-        d->kicks++;
-    } else {
-        d->kicks_suppressed++;
-    }
-    if (use_irq) {
-        /* Every completion must also interrupt: sleep until both happened. */
-        while (d->used->idx == d->last_used || irq_count == seen) {
-            sti_hlt();
-            cli();
-        }
-    } else {
-        while (d->used->idx == d->last_used) barrier();
-        wr(d, INTERRUPT_ACK, rd(d, INTERRUPT_STATUS));
-    }
-    d->last_used++;
-    return d->status;
+    if (len) bufs[n++] = (struct virtio_buf){data, len, to_device ? VIRTIO_BUF_READ : VIRTIO_BUF_WRITE};
+    bufs[n++] = (struct virtio_buf){&d->status, 1, VIRTIO_BUF_WRITE};
+    virtio_request(&d->dev, bufs, n);
+    return *(volatile uint8_t *)&d->status;
 }
 
 static void fill(uint8_t *p, uint32_t n, uint8_t seed)
@@ -226,10 +129,11 @@ static void unmap_cluster(struct disk *d, int n, uint32_t type, uint32_t sector,
 
 static void exercise(struct disk *d, int n)
 {
-    uint32_t cap_lo = rd(d, CONFIG), cap_hi = rd(d, CONFIG + 4);
-    uint32_t geometry = rd(d, CONFIG + 16);
+    uint32_t cap_lo = virtio_read(&d->dev, VIRTIO_MMIO_CONFIG);
+    uint32_t cap_hi = virtio_read(&d->dev, VIRTIO_MMIO_CONFIG + 4);
+    uint32_t geometry = virtio_read(&d->dev, VIRTIO_MMIO_CONFIG + 16);
     printf("disk%d: slot %d irq %d version %d features %08x capacity %u%s chs %u/%u/%u\n", n,
-           d->slot, d->irq, d->version, (unsigned)d->features, (unsigned)cap_lo,
+           d->dev.slot, d->irq, d->dev.version, (unsigned)d->dev.features, (unsigned)cap_lo,
            cap_hi ? "+hi" : "", (unsigned)(geometry & 0xFFFF), (unsigned)((geometry >> 16) & 0xFF),
            (unsigned)(geometry >> 24));
 
@@ -249,7 +153,7 @@ static void exercise(struct disk *d, int n)
     buf[sizeof(msg)] = (uint8_t)('0' + n);
     if (request(d, T_OUT, cap_lo - 1, buf, 512)) fail(d, "write last sector");
     if (request(d, T_OUT, cap_lo, buf, 512) != 1) fail(d, "write past the end");
-    if ((d->features & F_FLUSH) && request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush");
+    if ((d->dev.features & F_FLUSH) && request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush");
 
     memset(buf, 0, 4096);
     if (request(d, T_IN, 8, buf, 4096)) fail(d, "read back");
@@ -262,7 +166,7 @@ static void exercise(struct disk *d, int n)
         if (request(d, T_FLUSH, 0, 0, 0)) fail(d, "flush after unmapping"); /* make it stable */
     }
     printf("disk%d: write, flush, read back ok; kicks %u, suppressed %u\n", n,
-           (unsigned)d->kicks, (unsigned)d->kicks_suppressed);
+           (unsigned)d->dev.kicks, (unsigned)d->dev.kicks_suppressed);
 }
 
 static int has_word(const char *s, const char *word)
@@ -292,17 +196,12 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
     if (use_ioapic) {
         mmio_write32(IOAPIC2_BASE, 1);   /* the version register, 0 if there is no chip */
         int second = mmio_read32(IOAPIC2_BASE + 0x10) != 0;
-        slots = second ? MMIO_SLOTS : ISA_SLOTS;
+        slots = second ? VIRTIO_MMIO_SLOTS : ISA_SLOTS;
         first_irq = second ? 24 : 16;
     }
-    for (int slot = slots - 1; slot >= 0; slot--) {
-        struct disk *d = &disks[ndisks];
-        d->base = MMIO_BASE + 0x200u * slot;
-        if (rd(d, MAGIC) != 0x74726976 || rd(d, DEVICE_ID) != 2) continue;
-        d->slot = slot;
-        d->irq = first_irq + slot;
-        d->version = (int)rd(d, VERSION);
-        ndisks++;
+    for (int below = slots; virtio_find_below(&disks[ndisks].dev, VIRTIO_ID_BLOCK, below); ndisks++) {
+        below = disks[ndisks].dev.slot;
+        disks[ndisks].irq = first_irq + below;
     }
     if (!ndisks) {
         puts("no virtio-blk device\n");
@@ -312,7 +211,11 @@ int main(uint32_t magic, const struct multiboot_info *mbi)
     else if (use_irq) setup_interrupts();
     for (int i = 0; i < ndisks; i++) init_disk(&disks[i]);
     for (int i = 0; i < ndisks; i++) exercise(&disks[i], i);
-    if (use_irq) printf("interrupts: %d\n", irq_count);
+    if (use_irq) {
+        uint32_t interrupts = 0;
+        for (int i = 0; i < ndisks; i++) interrupts += disks[i].dev.interrupts;
+        printf("interrupts: %u\n", (unsigned)interrupts);
+    }
     puts("done\n");
     return 0;
 }

@@ -21,7 +21,10 @@ from qemu.qmp import ConnectError, QMPClient
 
 LIMIT = 1 << 20
 SECTOR = 512
-GUEST = Path(__file__).parent / "virtio_blk_guest.c"
+GUEST = [
+    Path(__file__).parent / "virtio_blk_guest.c",
+    Path(__file__).parent.parent / "guests" / "virtio_mmio.c",
+]
 
 
 @pytest.fixture(scope="module")
