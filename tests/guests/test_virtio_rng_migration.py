@@ -10,16 +10,14 @@ finishes there. The output each side printed must be QEMU's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import select
 import subprocess
 import time
 from pathlib import Path
 
-from qemu.qmp import ConnectError, QMPClient
-
 from guests.build import BASE_ARGS, emulator_command
+from guests.qmp import connect_qmp, disconnect_all, migrate, migration_pair
 
 HERE = Path(__file__).parent
 GUEST = [HERE / "virtio_rng_guest.c", HERE / "virtio_mmio.c"]
@@ -27,35 +25,14 @@ WAITING = "waiting for the next period"
 TIMEOUT = 60
 
 
-async def _qmp(sock: Path) -> QMPClient:
-    """Connect, retrying while the emulator starts listening."""
-    client = QMPClient("virtio-rng-migration")
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            await client.connect(str(sock))
-            return client
-        except (ConnectError, FileNotFoundError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.025)
-
-
-async def _migrate(src_sock: Path, dst_sock: Path, uri: str) -> str:
-    src, dst = await _qmp(src_sock), await _qmp(dst_sock)
+async def _migrate(src_sock: Path, dst_sock: Path, uri: str) -> str | None:
+    src, dst = await connect_qmp(src_sock), await connect_qmp(dst_sock)
     try:
-        await src.execute("migrate", {"uri": uri})
-        for _ in range(TIMEOUT * 40):
-            status = (await src.execute("query-migrate")).get("status")
-            if status in ("completed", "failed", "cancelled"):
-                break
-            await asyncio.sleep(0.025)
+        status = await migrate(src, uri)
         await src.execute("quit")
         return status
     finally:
-        for client in (src, dst):
-            with contextlib.suppress(EOFError, ConnectionError):  # the source quit under us
-                await client.disconnect()
+        await disconnect_all(src, dst)
 
 
 def _read_until(process: subprocess.Popen, line: str) -> list[str]:
@@ -83,23 +60,14 @@ def migrate_waiting_guest(emulator: str, kernel: Path, workdir: Path) -> dict:
         "-append",
         "limit",
     ]
-    src_sock, dst_sock, uri = workdir / "src.qmp", workdir / "dst.qmp", f"unix:{workdir}/mig"
-    pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    source = subprocess.Popen([*command, "-qmp", f"unix:{src_sock},server=on,wait=off"], **pipes)
-    dest = subprocess.Popen(
-        [*command, "-qmp", f"unix:{dst_sock},server=on,wait=off", "-incoming", uri], **pipes
-    )
-    try:
-        facts = {"source output": _read_until(source, WAITING)}
-        facts["migration"] = asyncio.run(_migrate(src_sock, dst_sock, uri))
-        rest = source.communicate(timeout=TIMEOUT)[0].decode().splitlines()
+    with migration_pair(command, workdir) as pair:
+        facts = {"source output": _read_until(pair.source, WAITING)}
+        facts["migration"] = asyncio.run(_migrate(pair.src_sock, pair.dst_sock, pair.uri))
+        rest = pair.source.communicate(timeout=TIMEOUT)[0].decode().splitlines()
         facts["source output"] += rest
-        facts["destination output"] = dest.communicate(timeout=TIMEOUT)[0].decode().splitlines()
-        facts["destination exit"] = dest.returncode
-    finally:
-        for process in (source, dest):
-            process.kill()
-            process.wait()
+        output = pair.dest.communicate(timeout=TIMEOUT)[0]
+        facts["destination output"] = output.decode().splitlines()
+        facts["destination exit"] = pair.dest.returncode
     return facts
 
 

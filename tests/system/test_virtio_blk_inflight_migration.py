@@ -14,63 +14,33 @@ output between the two sides identically, and the write must be on the disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 from pathlib import Path
 
 import pytest
-from virtio_blk_helpers import (
-    LIMIT,
-    SECTOR,
-    connect_qmp,
-    limit_file_size,
-    two_disk_command,
-    wait_status,
-)
+from guests.qmp import connect_qmp, disconnect_all, migrate, migration_pair, wait_status
+from virtio_blk_helpers import LIMIT, SECTOR, limit_file_size, two_disk_command
 
 
 async def _migrate_stopped_source(src_sock: Path, dst_sock: Path, uri: str) -> dict:
     src, dst = await connect_qmp(src_sock), await connect_qmp(dst_sock)
     try:
         facts = {"source": await wait_status(src, leaving="running")}
-        await src.execute("migrate", {"uri": uri})
-        for _ in range(1200):
-            migration = await src.execute("query-migrate")
-            if migration.get("status") in ("completed", "failed", "cancelled"):
-                break
-            await asyncio.sleep(0.025)
-        facts["migration"] = migration.get("status")
+        facts["migration"] = await migrate(src, uri)
         facts["destination"] = await wait_status(dst, leaving="inmigrate")
         await dst.execute("cont")
         await src.execute("quit")
     finally:
-        for qmp in (src, dst):
-            with contextlib.suppress(EOFError, ConnectionError):  # the source quit under us
-                await qmp.disconnect()
+        await disconnect_all(src, dst)
     return facts
 
 
-def migrate(emulator: str, kernel: Path, workdir: Path, mode: str) -> dict:
+def run_migration(emulator: str, kernel: Path, workdir: Path, mode: str) -> dict:
     command, raw = two_disk_command(emulator, kernel, workdir, "stop", mode)
-    src_sock, dst_sock, uri = workdir / "src.qmp", workdir / "dst.qmp", f"unix:{workdir}/mig"
-    pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    source = subprocess.Popen(
-        [*command, "-qmp", f"unix:{src_sock},server=on,wait=off"],
-        preexec_fn=limit_file_size,
-        **pipes,
-    )
-    dest = subprocess.Popen(
-        [*command, "-qmp", f"unix:{dst_sock},server=on,wait=off", "-incoming", uri], **pipes
-    )
-    try:
-        facts = asyncio.run(_migrate_stopped_source(src_sock, dst_sock, uri))
-        facts["source output"] = source.communicate(timeout=60)[0].decode().splitlines()
-        facts["destination output"] = dest.communicate(timeout=120)[0].decode().splitlines()
-        facts["destination exit"] = dest.returncode
-    finally:
-        for process in (source, dest):
-            process.kill()
-            process.wait()
+    with migration_pair(command, workdir, source_preexec=limit_file_size) as pair:
+        facts = asyncio.run(_migrate_stopped_source(pair.src_sock, pair.dst_sock, pair.uri))
+        facts["source output"] = pair.source.communicate(timeout=60)[0].decode().splitlines()
+        facts["destination output"] = pair.dest.communicate(timeout=120)[0].decode().splitlines()
+        facts["destination exit"] = pair.dest.returncode
     facts["last sector"] = raw.read_bytes()[2 * LIMIT - SECTOR :][:22]
     return facts
 
@@ -80,7 +50,9 @@ def test_in_flight_request_is_replayed_after_migration(virtio_blk_kernel, tmp_pa
     runs = {}
     for emulator in ("qemu", "arctern"):
         (tmp_path / emulator).mkdir()
-        runs[emulator] = facts = migrate(emulator, virtio_blk_kernel, tmp_path / emulator, mode)
+        runs[emulator] = facts = run_migration(
+            emulator, virtio_blk_kernel, tmp_path / emulator, mode
+        )
         assert facts["source"] == "io-error" and facts["migration"] == "completed", facts
         # QEMU carries the run state over: the destination too waits in io-error for cont
         assert facts["destination"] == "io-error", facts

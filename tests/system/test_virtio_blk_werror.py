@@ -15,21 +15,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from virtio_blk_helpers import (
-    LIMIT,
-    SECTOR,
-    connect_qmp,
-    limit_file_size,
-    two_disk_command,
-    wait_status,
-)
+from guests.qmp import connect_qmp, qmp_option, wait_status
+from virtio_blk_helpers import LIMIT, SECTOR, limit_file_size, two_disk_command
 
 
 def start(emulator: str, kernel: Path, workdir: Path, werror: str, mode: str):
     command, raw = two_disk_command(emulator, kernel, workdir, werror, mode)
     sock = workdir / "qmp.sock"
     process = subprocess.Popen(
-        [*command, "-qmp", f"unix:{sock},server=on,wait=off"],
+        [*command, *qmp_option(sock)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

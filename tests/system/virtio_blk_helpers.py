@@ -1,5 +1,5 @@
-"""Shared by the virtio-blk system tests: the guest, its two-disk command line, a file
-size limit that makes writes fail, and QMP helpers.
+"""Shared by the virtio-blk system tests: the guest, its two-disk command line and a file
+size limit that makes writes fail (their QMP helpers are tests/guests/qmp.py's).
 
 The emulator process may not write past ``LIMIT`` bytes of any file
 (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with EFBIG instead of
@@ -8,16 +8,13 @@ killing the process); ``prlimit`` lifts the limit of the running process.
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from guests.build import BASE_ARGS, emulator_command
-from qemu.qmp import ConnectError, QMPClient
 
 LIMIT = 1 << 20
 SECTOR = 512
@@ -67,29 +64,3 @@ def two_disk_command(
         append,
     ]
     return command, raw
-
-
-async def connect_qmp(sock: Path, name: str = "virtio-blk-test") -> QMPClient:
-    """Connect, retrying: the socket file appears before the emulator listens on it."""
-    qmp = QMPClient(name)
-    # generous: the emulator starts in well under a second, but CI shares two cores
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            await qmp.connect(str(sock))
-            return qmp
-        except (ConnectError, FileNotFoundError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.025)
-
-
-async def wait_status(qmp: QMPClient, *, leaving: str) -> str:
-    """Poll query-status until the run state is no longer ``leaving``; return it."""
-    status = leaving
-    for _ in range(1200):
-        status = (await qmp.execute("query-status"))["status"]
-        if status != leaving:
-            break
-        await asyncio.sleep(0.025)
-    return status
