@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
 
 from arctern.errors import ImageLockError, MigrationError, TransportError, UsageError
 from arctern.machine.memory import PAGE_SIZE
-from arctern.migration.manager import MigrationManager
+from arctern.migration.manager import POSTMIGRATE_REFUSAL, MigrationManager
 from arctern.migration.outgoing import BURST
 
 RAM_SIZE = 4 << 20
@@ -502,6 +503,8 @@ def test_reactivation_failure_stays_stopped_and_says_why(
     assert "the guest stays stopped because" in info["error-desc"]
     assert 'Failed to get "write" lock' in info["error-desc"]
     assert source.runstate == "postmigrate" and not drive.active
+    with pytest.raises(MigrationError, match=re.escape(POSTMIGRATE_REFUSAL)):
+        src_mig.migrate(uri)  # as QEMU: the run state decides, however it was reached
     drive.activate = real_activate  # the other holder went away: cont takes the image back
     src_mig.prepare_cont()
     assert drive.active
@@ -519,9 +522,57 @@ def test_cont_on_the_source_is_refused_while_the_destination_owns_the_image(
     assert not source.drives["disk0"].active and source.runstate == "postmigrate"
 
 
-def test_a_guest_that_left_cannot_be_sent_again(registry, make_machine, run_until, image):
+def test_a_guest_that_left_cannot_be_sent_again(registry, make_machine, run_until, image, tmp_path):
+    """As QEMU (6.0 on, 7.2 included): migrate in postmigrate is refused before anything
+    starts; no command runs, no event, query-migrate still shows the migration that
+    completed, the images stay inactive and untouched."""
+    source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
+    src_mig.capabilities["events"] = True
+    src_mig.migrate(uri)
+    run_until(_done(src_mig, dst_mig), source, dest)
+    completed = src_mig.query()
+    events = _events(src_mig)
+    before = open(image, "rb").read(), os.stat(image).st_mtime_ns
+    ran = tmp_path / "ran"
+    for again in (f"exec:touch {ran}", "tcp:127.0.0.1:1", "bogus:x"):
+        with pytest.raises(MigrationError, match=f"^{re.escape(POSTMIGRATE_REFUSAL)}$"):
+            src_mig.migrate(again)
+    for _ in range(3):
+        source.step()
+    assert not ran.exists() and events == []
+    assert src_mig.query() == completed
+    assert source.runstate == "postmigrate" and not source.drives["disk0"].active
+    assert (open(image, "rb").read(), os.stat(image).st_mtime_ns) == before
+
+
+def test_after_the_destination_died_cont_then_migrate_again(
+    registry, make_machine, run_until, image
+):
+    """QEMU's way to send a guest on after its destination died: 'cont' on the source
+    takes the images back (refused while the destination holds them), then migrate."""
     source, dest, src_mig, dst_mig, uri = _pair(registry, make_machine, image)
     src_mig.migrate(uri)
     run_until(_done(src_mig, dst_mig), source, dest)
-    with pytest.raises(MigrationError, match="already migrated away.*'cont' takes it back"):
-        src_mig.migrate("exec:cat > /dev/null")
+    with pytest.raises(MigrationError, match="lock"):
+        src_mig.prepare_cont()
+    assert source.runstate == "postmigrate" and not source.drives["disk0"].active
+    dest.drives["disk0"].close()  # the destination died: its locks went with it
+    src_mig.prepare_cont()
+    source.resume()
+    assert source.drives["disk0"].active
+    run_until(lambda: source.cpus[0].steps > 3, source)
+
+    third = make_machine(RAM_SIZE, image, incoming=True)
+    third_mig = MigrationManager(third, registry)
+    third_mig.start_incoming("tcp:127.0.0.1:0", autostart=True)
+    src_mig.migrate(f"tcp:127.0.0.1:{third_mig.incoming.socket_address['port']}")
+    run_until(_done(src_mig, third_mig), source, third)
+    assert src_mig.query()["status"] == third_mig.query()["status"] == "completed"
+    assert source.runstate == "postmigrate" and third.runstate == "running"
+    assert third.ram.data == source.ram.data
+    assert third.cpus[0].get_state() == source.cpus[0].get_state()
+    assert third.drives["disk0"].active and not source.drives["disk0"].active
+    third.step()
+    assert {off: third.drives["disk0"].pread(off, 512) for off in third.expected_disk()} == (
+        third.expected_disk()
+    )

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PARAMETERS = {"max-bandwidth": 134217728, "downtime-limit": 300}
 PARAMETER_LIMITS = {"max-bandwidth": (0, 1 << 62), "downtime-limit": (0, 2000000)}
 CAPABILITIES = ("events", "late-block-activate", "verify")
+#: QEMU's reply to ``migrate`` on a source whose guest already went to a destination.
+POSTMIGRATE_REFUSAL = "Can't migrate the vm that was paused due to previous migration"
 #: Seconds a failed destination waits for its reader to tell the source why, before exiting.
 EXIT_GRACE = 2.0
 
@@ -124,9 +126,11 @@ class MigrationManager:
             raise MigrationError("Guest is waiting for an incoming migration")
         runstate = self.machine.runstate
         if runstate == "postmigrate":
-            raise MigrationError(
-                "the guest has already migrated away (postmigrate); 'cont' takes it back first"
-            )
+            # QEMU's refusal, word for word (migrate_prepare, since QEMU 6.0, in 7.2 too).
+            # Its images are inactive and its guest state is what a destination took
+            # over; 'cont' takes the images back (it fails while a destination holds
+            # them) and runs the guest, after which it may migrate again.
+            raise MigrationError(POSTMIGRATE_REFUSAL)
         if runstate in ("shutdown", "inmigrate", "finish-migrate"):
             raise MigrationError(f"cannot migrate a guest in run state '{runstate}'")
         transport, uri = self._transport(uri)
