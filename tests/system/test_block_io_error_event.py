@@ -16,7 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from virtio_blk_helpers import connect_qmp, limit_file_size, two_disk_command, wait_status
+from guests.qmp import connect_qmp, qmp_option, wait_status
+from virtio_blk_helpers import limit_file_size, two_disk_command
 
 
 async def _io_status(qmp) -> dict[str, str]:
@@ -54,7 +55,7 @@ def run(emulator: str, kernel: Path, workdir: Path, werror: str) -> list[dict]:
     command, _raw = two_disk_command(emulator, kernel, workdir, werror, "poll")
     sock = workdir / "qmp.sock"
     process = subprocess.Popen(
-        [*command, "-S", "-qmp", f"unix:{sock},server=on,wait=off"],
+        [*command, "-S", *qmp_option(sock)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
