@@ -182,28 +182,29 @@ class VirtioMMIO(Device):
 
     # --- registers --------------------------------------------------------------
 
-    def mmio_read(self, offset: int, size: int) -> int:
-        vdev = self.vdev
-        if vdev is None:
-            if offset == MAGIC_VALUE:
-                return MAGIC
-            if offset == VERSION:
-                return 1 if self.legacy else 2
-            if offset == VENDOR_ID:
-                return VENDOR
-            return 0
-        if offset >= CONFIG:
-            return vdev.config_read(offset - CONFIG, size)
-        if size != 4 or not self._valid_for_version(offset, "read"):
-            return 0
+    def _identity(self, offset: int) -> int | None:
+        """MagicValue, Version or VendorID: what a transport reads with or without a device."""
         if offset == MAGIC_VALUE:
             return MAGIC
         if offset == VERSION:
             return 1 if self.legacy else 2
-        if offset == DEVICE_ID:
-            return vdev.device_id
         if offset == VENDOR_ID:
             return VENDOR
+        return None
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        vdev = self.vdev
+        if vdev is None:  # any access size, as QEMU: the rest reads as zero
+            return self._identity(offset) or 0
+        if offset >= CONFIG:
+            return vdev.config_read(offset - CONFIG, size)
+        if size != 4 or not self._valid_for_version(offset, "read"):
+            return 0
+        identity = self._identity(offset)
+        if identity is not None:
+            return identity
+        if offset == DEVICE_ID:
+            return vdev.device_id
         if offset == DEVICE_FEATURES:
             if self.legacy:
                 return 0 if self.host_features_sel else vdev.host_features & 0xFFFFFFFF
