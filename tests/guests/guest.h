@@ -90,4 +90,32 @@ int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 
+/* Helpers of the guests' own (inline: no code in a guest that does not use them). */
+
+/* The -append part of the command line: what follows the kernel's path ("" if none). */
+static inline const char *multiboot_append(const struct multiboot_info *mbi)
+{
+    const char *cmdline = (mbi->flags & 4) ? (const char *)mbi->cmdline : "";
+    while (*cmdline && *cmdline != ' ') cmdline++;
+    return *cmdline ? cmdline + 1 : cmdline;
+}
+
+/* Whether `part` occurs in `s`. */
+static inline int str_contains(const char *s, const char *part)
+{
+    size_t n = strlen(part);
+    for (; *s; s++)
+        if (!memcmp(s, part, n)) return 1;
+    return 0;
+}
+
+/* Whether the n bytes at p are all zero. */
+static inline int all_zero(const void *p, size_t n)
+{
+    const uint8_t *bytes = p;
+    for (size_t i = 0; i < n; i++)
+        if (bytes[i]) return 0;
+    return 1;
+}
+
 #endif

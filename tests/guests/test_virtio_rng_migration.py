@@ -18,9 +18,8 @@ from pathlib import Path
 
 from guests.build import BASE_ARGS, emulator_command
 from guests.qmp import connect_qmp, disconnect_all, migrate, migration_pair
+from guests.rng_guest import SOURCES
 
-HERE = Path(__file__).parent
-GUEST = [HERE / "virtio_rng_guest.c", HERE / "virtio_mmio.c"]
 WAITING = "waiting for the next period"
 TIMEOUT = 60
 
@@ -72,7 +71,7 @@ def migrate_waiting_guest(emulator: str, kernel: Path, workdir: Path) -> dict:
 
 
 def test_waiting_request_is_served_after_migration(guest_elf, tmp_path):
-    kernel = guest_elf(GUEST)
+    kernel = guest_elf(SOURCES)
     runs = {}
     for emulator in ("qemu", "arctern"):
         (tmp_path / emulator).mkdir()

@@ -14,13 +14,6 @@
 static uint8_t ring[VIRTIO_RING_BYTES] __attribute__((aligned(4096)));
 static uint8_t small[16], pair[2][32], page[4096], limited[64], later[16];
 
-static int all_zero(const uint8_t *p, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        if (p[i]) return 0;
-    return 1;
-}
-
 static int distinct_values(const uint8_t *p, uint32_t n)
 {
     static uint8_t seen[256];
@@ -71,9 +64,7 @@ static int rate_limited(struct virtio_dev *dev)
 int main(uint32_t magic, const struct multiboot_info *mbi)
 {
     (void)magic;
-    const char *cmdline = (mbi->flags & 4) ? (const char *)mbi->cmdline : "";
-    while (*cmdline && *cmdline != ' ') cmdline++; /* skip the kernel's path */
-    int limit = !strcmp(cmdline, " limit");
+    int limit = !strcmp(multiboot_append(mbi), "limit");
 
     struct virtio_dev dev;
     if (!virtio_find(&dev, VIRTIO_ID_RNG)) {

@@ -106,13 +106,6 @@ static void fill(uint8_t *p, uint32_t n, uint8_t seed)
     for (uint32_t i = 0; i < n; i++) p[i] = (uint8_t)(seed + i * 7);
 }
 
-static int all_zero(const uint8_t *p, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        if (p[i]) return 0;
-    return 1;
-}
-
 /* Fill a cluster, then DISCARD it (or WRITE_ZEROES with UNMAP); report what reads back. */
 static void unmap_cluster(struct disk *d, int n, uint32_t type, uint32_t sector, const char *what)
 {
@@ -169,24 +162,15 @@ static void exercise(struct disk *d, int n)
            (unsigned)d->dev.kicks, (unsigned)d->dev.kicks_suppressed);
 }
 
-static int has_word(const char *s, const char *word)
-{
-    size_t n = strlen(word);
-    for (; *s; s++)
-        if (!memcmp(s, word, n)) return 1;
-    return 0;
-}
-
 int main(uint32_t magic, const struct multiboot_info *mbi)
 {
     (void)magic;
-    const char *cmdline = (mbi->flags & 4) ? (const char *)mbi->cmdline : "";
-    while (*cmdline && *cmdline != ' ') cmdline++; /* skip the kernel's path */
-    use_ioapic = has_word(cmdline, "ioapic");
-    use_irq = use_ioapic || has_word(cmdline, "irq");
-    use_indirect = has_word(cmdline, "indirect");
-    use_event_idx = has_word(cmdline, "event");
-    use_discard = has_word(cmdline, "discard");
+    const char *append = multiboot_append(mbi); /* e.g. "ioapic16" for "ioapic" */
+    use_ioapic = str_contains(append, "ioapic");
+    use_irq = use_ioapic || str_contains(append, "irq");
+    use_indirect = str_contains(append, "indirect");
+    use_event_idx = str_contains(append, "event");
+    use_discard = str_contains(append, "discard");
     printf("virtio-blk guest: %s%s%s\n",
            use_ioapic ? "interrupts through the I/O APIC" : use_irq ? "interrupts" : "polling",
            use_indirect ? ", indirect descriptors" : "", use_event_idx ? ", event index" : "");
