@@ -244,3 +244,42 @@ def test_freed_clusters_are_reused(tools):
     assert sizes[1:] == sizes[:-1], sizes
     tools.assert_qemu_check_clean(path)
     assert tools.raw_by_qemu(path) == b"\x01" * (2 * MiB) + bytes(2 * MiB)
+
+
+@pytest.mark.parametrize(
+    "compat,cluster,bits", [("1.1", 512, 64), ("1.1", 1024, 2), ("0.10", 4 * KiB, 16)]
+)
+def test_random_snapshot_operations_against_a_model(tools, random_io, compat, cluster, bits):
+    """Random writes, creates, applies and deletes; the image is clean after every step and
+    every snapshot reads back as the model remembers it (2-bit refcounts: a create that
+    would overflow is refused and changes nothing)."""
+    path = tools.path("model.qcow2")
+    tools.qemu_create(path, "2M", f"compat={compat},cluster_size={cluster},refcount_bits={bits}")
+    rng = random.Random(cluster + bits)
+    expected = bytearray(2 * MiB)
+    kept: dict[str, tuple[str, bytes]] = {}
+    for step in range(30):
+        operation = rng.choice("wwccad")
+        with open_image(path, fmt="qcow2", discard="unmap") as image:
+            driver = image.node.driver
+            if operation == "w":
+                random_io(image, expected, step, 3, cluster)
+            elif operation == "c":
+                try:
+                    made = driver.snapshot_create(f"s{step}", date_sec=step, date_nsec=0)
+                    kept[made["id"]] = (f"s{step}", bytes(expected))
+                except SnapshotError as exc:
+                    assert bits < 16 and exc.errno == errno.EINVAL
+            elif kept:
+                ident = rng.choice(sorted(kept))
+                if operation == "a":
+                    driver.snapshot_goto(ident)
+                    expected = bytearray(kept[ident][1])
+                else:
+                    driver.snapshot_delete(ident, kept.pop(ident)[0])
+        tools.assert_qemu_check_clean(path)
+    assert tools.raw_by_qemu(path) == expected
+    assert [s["id"] for s in qemu_snapshots(tools, path)] == sorted(kept, key=int)
+    for ident, (_, content) in kept.items():
+        goto(path, ident)
+        assert tools.raw_by_qemu(path) == content
