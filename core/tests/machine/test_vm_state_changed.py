@@ -12,11 +12,10 @@ from typing import ClassVar
 
 import pytest
 
-from arctern.config import BuildConfig
 from arctern.hookspecs import hookimpl
 from arctern.machine.device import Device, prop_str
-from arctern.machine.machine import Machine, MachineType
-from arctern.plugins import Registry
+from arctern.machine.machine import Machine
+from arctern.testing.machine import BareBoard, device_registry
 
 
 class Listener(Device):
@@ -49,21 +48,9 @@ class Quiet(Device):
         """No state."""
 
 
-class BareBoard(MachineType):
-    name: ClassVar[str] = "test-bare-board"
-
-    def build(self, machine):
-        """The test adds the devices."""
-
-    def load_kernel(self, machine, path, cmdline):
-        """No kernel."""
-
-
 @pytest.fixture
 def machine():
-    registry = Registry(BuildConfig(), strict=True)
-    devices = types.SimpleNamespace(arctern_devices=hookimpl(lambda: [Listener, Quiet]))
-    registry.register_plugin(devices, kind="device", name="listeners")
+    registry = device_registry(Listener, Quiet)
     machine = Machine(BareBoard(), registry=registry, ram_size=1 << 20)
     machine.log = []
     observer = types.SimpleNamespace(

@@ -9,17 +9,14 @@ and stops running.
 
 from __future__ import annotations
 
-import types
 from typing import ClassVar
 
 import pytest
 
-from arctern.config import BuildConfig
-from arctern.hookspecs import hookimpl
 from arctern.machine.device import Device
-from arctern.machine.machine import Machine, MachineType
+from arctern.machine.machine import Machine
 from arctern.machine.vmstate import VMState
-from arctern.plugins import Registry
+from arctern.testing.machine import BareBoard, device_registry
 from arctern.testing.virtio import Ring
 from arctern.virtio import VIRTIO_FIELDS, VirtioBus, VirtioDevice, sg_write
 from arctern.virtio.spec import ISR_QUEUE, STATUS_DRIVER_OK
@@ -90,21 +87,9 @@ class Deferring(VirtioDevice):
             self.handle_queue(self.queues[0])
 
 
-class BareBoard(MachineType):
-    name: ClassVar[str] = "test-bare-board"
-
-    def build(self, machine):
-        """The test adds the devices."""
-
-    def load_kernel(self, machine, path, cmdline):
-        """No kernel."""
-
-
 @pytest.fixture
 def machine():
-    registry = Registry(BuildConfig(), strict=True)
-    plugin = types.SimpleNamespace(arctern_devices=hookimpl(lambda: [BareTransport, Deferring]))
-    registry.register_plugin(plugin, kind="device", name="run-state-test")
+    registry = device_registry(BareTransport, Deferring)
     assert set(registry.devices) == {"test-bare-transport", "test-deferring-device"}
     machine = Machine(BareBoard(), registry=registry, ram_size=1 << 20)
     machine.create_device("test-bare-transport")

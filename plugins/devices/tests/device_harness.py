@@ -3,23 +3,11 @@ virtual time, migration of device state, drives. (Named uniquely: several test
 directories put their folder on sys.path, so a plain ``conftest`` import is ambiguous.)"""
 
 from arctern.machine.clock import TimerList, VirtualClock
-from arctern.machine.machine import Machine, MachineType
+from arctern.machine.machine import Machine
 from arctern.plugins import Registry
+from arctern.testing.machine import BareBoard
 
 RAM_SIZE = 16 << 20
-
-
-class BareBoard(MachineType):
-    """A board with RAM and nothing else: each test creates the devices it exercises."""
-
-    name = "bare-test-board"
-    arch = "i386"
-
-    def build(self, machine):
-        """Nothing: the tests add the devices."""
-
-    def load_kernel(self, machine, path, cmdline):
-        """No kernel in device tests."""
 
 
 class FakeTime:

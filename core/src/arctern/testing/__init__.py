@@ -4,6 +4,8 @@
   the block-driver suite;
 * :mod:`arctern.testing.virtio`: a scripted guest-side virtio driver (split rings in
   guest RAM, virtio-mmio registers) for testing virtio devices without a guest CPU;
+* :mod:`arctern.testing.machine`: ``BareBoard`` (a machine type with RAM only) and
+  ``device_registry`` (a registry holding just the device classes a test gives);
 * :mod:`arctern.testing.pytest_plugin`: the pytest plugin (loaded automatically
   through the ``pytest11`` entry point) with ``--arctern-block-driver NAME``.
 
