@@ -131,6 +131,10 @@ def test_missing_queue_and_queue_range():
     device, _ = make()
     assert device.queue(0) is device.queues[0]
     assert device.queue(1) is None and device.queue(3) is None and device.queue(-1) is None
+    device.queue_sel = 2
+    assert device.selected_queue() is device.queues[2]
+    device.queue_sel = 1
+    assert device.selected_queue() is None
 
 
 def test_config_space_reads_writes_and_out_of_range():

@@ -233,6 +233,10 @@ class VirtioDevice(Device):
             return self.queues[index]
         return None
 
+    def selected_queue(self) -> SplitVirtqueue | None:
+        """The queue the driver selected (``queue_sel``) for the queue registers, if it exists."""
+        return self.queue(self.queue_sel)
+
     def notify_queue(self, index: int) -> None:
         """QueueNotify: serve the queue unless the device is broken or the queue not set up."""
         vq = self.queue(index)

@@ -211,9 +211,9 @@ class VirtioMMIO(Device):
             features = vdev.host_features & ~LEGACY_ONLY_FEATURES
             return features >> (32 * self.host_features_sel) & 0xFFFFFFFF
         if offset == QUEUE_NUM_MAX:
-            return VIRTQUEUE_MAX_SIZE if vdev.queue(vdev.queue_sel) is not None else 0
+            return VIRTQUEUE_MAX_SIZE if vdev.selected_queue() is not None else 0
         if offset == QUEUE_PFN:
-            vq = vdev.queue(vdev.queue_sel)
+            vq = vdev.selected_queue()
             return vq.desc >> self.guest_page_shift if vq is not None else 0
         if offset == QUEUE_READY:
             regs = self._modern_regs()
@@ -256,7 +256,7 @@ class VirtioMMIO(Device):
         elif offset == QUEUE_NUM:
             self._write_queue_num(value)
         elif offset == QUEUE_ALIGN:
-            vq = vdev.queue(vdev.queue_sel)
+            vq = vdev.selected_queue()
             if vq is not None:
                 vq.set_align(value)
         elif offset == QUEUE_PFN:
@@ -292,7 +292,7 @@ class VirtioMMIO(Device):
         return self.vqs[sel] if sel < len(self.vqs) else None
 
     def _write_queue_num(self, value: int) -> None:
-        vq = self.vdev.queue(self.vdev.queue_sel)
+        vq = self.vdev.selected_queue()
         if vq is None:
             return
         vq.set_num(value)
@@ -306,12 +306,12 @@ class VirtioMMIO(Device):
         if value == 0:
             vdev.reset()
             return
-        vq = vdev.queue(vdev.queue_sel)
+        vq = vdev.selected_queue()
         if vq is not None:
             vq.set_legacy_addr(value << self.guest_page_shift)
 
     def _write_queue_ready(self, value: int) -> None:
-        vq = self.vdev.queue(self.vdev.queue_sel)
+        vq = self.vdev.selected_queue()
         if vq is None:
             return
         regs = self.vqs[vq.index]
