@@ -228,6 +228,38 @@ def test_resize_of_qcow2_matches(tools):
     assert tools.qemu_img("compare", "-s", "a.qcow2", "q.qcow2").out == "Images are identical.\n"
 
 
+def test_shrink_is_refused_without_the_option_with_qemu_img_s_two_lines(tools):
+    qemu_image(tools, "a.qcow2", writes=DATA_WRITES)
+    ours, theirs = tools.img("resize", "a.qcow2", "-1M"), tools.qemu_img("resize", "a.qcow2", "-1M")
+    assert ours.rc == theirs.rc == 1
+    assert ours.err.replace("arctern-img:", "qemu-img:") == theirs.err
+    assert len(theirs.err.splitlines()) == 2  # the refusal, then the warning
+
+
+def test_shrink_of_an_image_with_snapshots_matches(tools):
+    """qemu-img 7.2 shrinks an image with internal snapshots; they keep what they reference."""
+    writes = ("write -P 1 0 1M", "write -P 2 5M 1M", "write -P 3 7M 64k")
+    for name in ("a.qcow2", "q.qcow2"):
+        tools.ok(tools.qemu_img("create", "-q", "-f", "qcow2", name, "8M"))
+        tools.ok(tools.qemu_io(*[a for w in writes for a in ("-c", w)], name))
+        tools.ok(tools.qemu_img("snapshot", "-c", "before", name))
+        tools.ok(tools.qemu_io("-c", "write -P 4 512k 1M", name))
+    tools.ok(tools.qemu_img("convert", "-O", "raw", "a.qcow2", "before-shrink.raw"))
+    ours = tools.img("resize", "--shrink", "a.qcow2", "3M")
+    theirs = tools.qemu_img("resize", "--shrink", "q.qcow2", "3M")
+    assert (ours.rc, ours.out, ours.err) == (theirs.rc, theirs.out, theirs.err)
+    assert ours.out == "Image resized.\n"
+    for name in ("a.qcow2", "q.qcow2"):
+        assert tools.qemu_img("check", name).rc == 0
+    assert tools.qemu_img("compare", "-s", "a.qcow2", "q.qcow2").out == "Images are identical.\n"
+    # Applying the snapshot brings back its 8 MiB and its data, as with qemu-img's image.
+    for name in ("a.qcow2", "q.qcow2"):
+        tools.ok(tools.qemu_img("snapshot", "-a", "before", name))
+        assert tools.qemu_img("check", name).rc == 0
+    tools.ok(tools.qemu_io("-c", "read -P 1 0 1M", "-c", "read -P 2 5M 1M", "a.qcow2"))
+    assert tools.qemu_img("compare", "-s", "a.qcow2", "q.qcow2").out == "Images are identical.\n"
+
+
 def test_info_with_snapshots_matches(tools):
     qemu_image(tools, "s.qcow2", writes=("write -P 1 0 64k",))
     tools.ok(tools.qemu_img("snapshot", "-c", "first", "s.qcow2"))

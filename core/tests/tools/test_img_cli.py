@@ -198,8 +198,9 @@ def test_resize_relative_and_shrink(arctern_img, tmp_path):
     assert os.path.getsize(tmp_path / "a.raw") == 2 << 20
     refused = arctern_img("resize", "-f", "raw", "a.raw", "-512k")
     assert refused.rc == 1 and "Use the --shrink option" in refused.err
+    assert "warning: Shrinking" in refused.err
     shrunk = arctern_img("resize", "--shrink", "-f", "raw", "a.raw", "-512k")
-    assert shrunk.rc == 0 and "warning: Shrinking" in shrunk.err
+    assert (shrunk.rc, shrunk.err) == (0, "")  # as qemu-img: the warning goes with the refusal
     assert os.path.getsize(tmp_path / "a.raw") == (2 << 20) - (512 << 10)
     assert arctern_img("resize", "-f", "raw", "a.raw", "3M").rc == 0
     assert os.path.getsize(tmp_path / "a.raw") == 3 << 20

@@ -48,15 +48,16 @@ def cmd_resize(args: Sequence[str]) -> int:
     backend = open_image(one_filename(rest), fmt=fmt)
     try:
         size = new_size(backend.length, size_text)
-        if size < backend.length:
-            if not shrink:
-                raise UsageError("Use the --shrink option to perform a shrink operation.")
+        if size < backend.length and not shrink:
+            # As qemu-img: the refusal, then why it exists.
             print(
+                "arctern-img: Use the --shrink option to perform a shrink operation.\n"
                 "arctern-img: warning: Shrinking an image will delete all data beyond the "
                 "shrunken image's end. Before performing such an operation, make sure there "
                 "is no important data there.",
                 file=sys.stderr,
             )
+            return 1
         backend.truncate(size, preallocation=prealloc)
         backend.flush()
     finally:

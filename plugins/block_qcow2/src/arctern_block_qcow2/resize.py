@@ -56,9 +56,12 @@ class Resize:
             self.pwrite(old, memoryview(bytes(stop - old)))
 
     def _shrink(self, size: int) -> None:
-        """Drop every cluster past ``size``, then the L2 tables wholly past it (QEMU's order)."""
-        if self.snapshots:
-            raise BlockError(f"'{self._name}': Can't resize an image which has snapshots")
+        """Drop every cluster past ``size``, then the L2 tables wholly past it (QEMU's order).
+
+        Internal snapshots keep what they reference: a table they share is copied
+        before it changes (``writable_l2``) and every free only drops the active
+        image's reference, as QEMU 7.2 shrinks such images.
+        """
         cs = self.h.cluster_size
         start = -(-size // cs) * cs
         end = -(-self.h.size // cs) * cs
