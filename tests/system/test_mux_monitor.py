@@ -144,14 +144,34 @@ SESSION = [
 ]
 
 
-def transcript(start, emulator: str) -> bytes:
-    terminal = start(emulator, "-nographic")
-    for keys, wait_for in SESSION:
+#: The same with -echr 20: C-t escapes, and C-a reaches the guest (which ignores it).
+ECHR_SESSION = [
+    (b"\x14h", b"C-t C-t  sends C-t\r\n\r"),
+    (C_A + b"c" + b"\x14c", PROMPT),
+    (b"info status\r", PROMPT),
+    (b"quit\r", None),
+]
+
+
+def transcript(start, emulator: str, session=SESSION, *options: str) -> bytes:
+    terminal = start(emulator, "-nographic", *options)
+    for keys, wait_for in session:
         terminal.type(keys)
         if wait_for is not None:
             terminal.expect(wait_for)
     assert terminal.wait() == 0
     return bytes(terminal.transcript)
+
+
+def same_but_the_banner(ours: bytes, qemus: bytes) -> bool:
+    banner = rb"(Arctern|QEMU) \S+ monitor"
+    return re.sub(banner, b"<banner>", ours, count=1) == re.sub(banner, b"<banner>", qemus, count=1)
+
+
+def test_echr_sets_another_escape_key_as_in_qemu(start):
+    ours = transcript(start, "arctern", ECHR_SESSION, "-echr", "20")
+    assert same_but_the_banner(ours, transcript(start, "qemu", ECHR_SESSION, "-echr", "20"))
+    assert b"\r\n\rC-t c    switch between console and monitor" in ours
 
 
 def test_the_terminal_shows_what_qemu_shows(start):

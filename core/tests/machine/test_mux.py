@@ -8,7 +8,7 @@ import pytest
 
 from arctern.errors import MachineError
 from arctern.machine.chardev import MemoryChardev, open_chardev
-from arctern.machine.mux import HELP, MuxChardev
+from arctern.machine.mux import MuxChardev, help_text
 
 
 class Recorder:
@@ -74,10 +74,11 @@ def test_c_a_c_a_sends_one_c_a_to_the_focused_frontend(setup):
 def test_help_is_qemus_text_and_other_keys_are_swallowed(setup):
     terminal, mux, device, monitor = setup
     typed(terminal, mux, b"\x01h")
-    assert terminal.output == HELP
-    assert HELP.startswith(b"\n\rC-a h    print this help\n\rC-a x    exit emulator\n\r")
+    assert terminal.output == help_text()
+    assert terminal.output.startswith(b"\n\rC-a h    print this help\n\rC-a x    exit emulator\n\r")
+    assert terminal.output.endswith(b"\n\rC-a C-a  sends C-a\n\r")
     typed(terminal, mux, b"\x01q\x01H\x01X")  # unknown (QEMU's keys are lower case)
-    assert terminal.output == HELP and device == []
+    assert terminal.output == help_text() and device == []
 
 
 def test_c_a_x_writes_terminated_and_quits(setup):
@@ -149,3 +150,19 @@ def test_c_a_b_reaches_the_device_break_handler(setup):
     assert breaks == [True] and device == []
     typed(terminal, mux, b"\x01c\x01b")  # the monitor has the focus: it gets this one
     assert breaks == [True] and monitor.events == ["in", "break"]
+
+
+def test_another_escape_key_as_echr_sets_it():
+    terminal = MemoryChardev()
+    mux = MuxChardev(terminal, escape=0x14)  # -echr 20: C-t
+    device: list[bytes] = []
+    mux.set_receiver(device.append)
+    typed(terminal, mux, b"\x01x\x14\x14\x14h")  # C-a is plain input now
+    assert device == [b"\x01x", b"\x14"]
+    assert terminal.output.startswith(b"\n\rC-t h    print this help\n\r")
+    assert terminal.output.endswith(b"\n\rC-t C-t  sends C-t\n\r")
+    # a printable escape is named Escape-Char, after a line saying which it is (QEMU's bytes)
+    assert help_text(0x7E).startswith(
+        b"\n\rEscape-Char set to Ascii: 0x7e\n\r\n\rEscape-Char h    print this help\n\r"
+    )
+    assert help_text(0x7E).endswith(b"\n\rEscape-Char Escape-Char  sends Escape-Char\n\r")

@@ -101,6 +101,8 @@ def test_bad_option_gets_qemus_message(case, files, capsys):
         ("-icount 3,sleep=maybe", "-icount 3,sleep=maybe: sleep and align take 'on' or 'off'"),
         ("-display gtk", "-display gtk: Arctern has no graphical display; use none"),
         ("-d nosuch", "-d nosuch: unknown log item 'nosuch' (-d help lists them)"),
+        ("-echr zz", "-echr zz: expected a character code from 0 to 255"),  # QEMU: ignored
+        ("-echr 256", "-echr 256: expected a character code from 0 to 255"),
         ("", "no -kernel given: microvm boots a Multiboot kernel image"),
     ],
 )

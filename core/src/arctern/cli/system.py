@@ -20,13 +20,21 @@ from typing import Any
 from arctern.errors import ArcternError, MachineError, UsageError
 from arctern.machine.launch import MachineConfig, launch
 from arctern.machine.machine import Machine
+from arctern.machine.mux import MuxChardev
 from arctern.monitor.options import attach_monitor
 from arctern.plugins import Registry, default_registry
 
 from .common import run_cli
 from .debug_log import setup_debug_log
 from .system_help import help_text
-from .system_options import PROG, build_parser, config_from_args, guest_name, monitors
+from .system_options import (
+    PROG,
+    build_parser,
+    config_from_args,
+    escape_char,
+    guest_name,
+    monitors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +76,10 @@ def _main(argv: Sequence[str]) -> int:
         print(text)
         return 0
     config = config_from_args(args)
+    escape = escape_char(args)
     setup_debug_log(args.log_items, args.log_file)
     with _pidfile(args.pidfile):
-        return _start(args, config, registry)
+        return _start(args, config, registry, escape)
 
 
 @contextlib.contextmanager
@@ -93,12 +102,18 @@ def _pidfile(path: str | None) -> Iterator[None]:
             os.unlink(path)
 
 
-def _start(args: argparse.Namespace, config: MachineConfig, registry: Registry) -> int:
+def _start(
+    args: argparse.Namespace, config: MachineConfig, registry: Registry, escape: int | None
+) -> int:
     """Build the machine, attach the monitor and run until the guest is done."""
     logging.getLogger("arctern.machine.chardev").setLevel(logging.INFO)  # "waiting for ..."
     machine = launch(config, registry=registry)
     monitor = None
     try:
+        if escape is not None:  # -echr
+            for chardev in machine.chardevs.values():
+                if isinstance(chardev, MuxChardev):
+                    chardev.escape = escape
         monitor = attach_monitor(
             machine,
             qmp=args.qmp,

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no display; the default serial port and monitor share the terminal (mon:stdio)",
     )
+    add(
+        "-echr",
+        metavar="CODE",
+        help="the escape key of the terminal multiplexer (default 1: C-a; 20 is C-t)",
+    )
     add("-S", dest="stopped", action="store_true", help="do not start the guest (wait for 'cont')")
     add("-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting")
     add("-no-shutdown", dest="no_shutdown", action="store_true", help="pause at power-off")
@@ -233,6 +238,19 @@ def monitors(args: argparse.Namespace) -> list[str]:
     if args.nographic and args.serials and _default_monitor(args):
         return [*args.monitor, "stdio"]
     return args.monitor
+
+
+def escape_char(args: argparse.Namespace) -> int | None:
+    """``-echr CODE``: a character code, decimal or 0x-hexadecimal (as QEMU's strtol)."""
+    if args.echr is None:
+        return None
+    try:
+        code = int(args.echr, 0)
+    except ValueError:
+        code = -1
+    if not 0 <= code <= 255:
+        raise UsageError(f"-echr {args.echr}: expected a character code from 0 to 255")
+    return code
 
 
 def guest_name(args: argparse.Namespace) -> str | None:

@@ -28,19 +28,32 @@ from arctern.machine.chardev import Chardev, Receiver
 
 log = logging.getLogger(__name__)
 
-ESCAPE = 0x01
+ESCAPE = 0x01  # C-a, QEMU's default; -echr changes it
 MAX_FRONTENDS = 4
-#: What QEMU 7.2 writes for C-a h (its "\n\r" line ends: the terminal adds a CR to each LF).
-HELP = (
-    b"\n\r"
-    b"C-a h    print this help\n\r"
-    b"C-a x    exit emulator\n\r"
-    b"C-a s    save disk data back to file (if -snapshot)\n\r"
-    b"C-a t    toggle console timestamps\n\r"
-    b"C-a b    send break (magic sysrq)\n\r"
-    b"C-a c    switch between console and monitor\n\r"
-    b"C-a C-a  sends C-a\n\r"
+_HELP_LINES = (
+    "% h    print this help",
+    "% x    exit emulator",
+    "% s    save disk data back to file (if -snapshot)",
+    "% t    toggle console timestamps",
+    "% b    send break (magic sysrq)",
+    "% c    switch between console and monitor",
+    "% %  sends %",
 )
+
+
+def help_text(escape: int = ESCAPE) -> bytes:
+    """What QEMU 7.2 writes for C-a h ("\\n\\r" line ends: the terminal adds a CR to each LF).
+
+    A control key is named ``C-x``; any other escape character ``Escape-Char``,
+    after a line saying which it is.
+    """
+    if 0 < escape < 26:
+        name, head = f"C-{chr(escape - 1 + ord('a'))}", "\n\r"
+    else:
+        name, head = "Escape-Char", f"\n\rEscape-Char set to Ascii: 0x{escape:02x}\n\r\n\r"
+    return (head + "".join(line.replace("%", name) + "\n\r" for line in _HELP_LINES)).encode()
+
+
 TERMINATED = b"Arctern: Terminated\n\r"
 
 
@@ -113,9 +126,13 @@ class MuxChardev(Chardev):
 
     name = "mux"
 
-    def __init__(self, backend: Chardev, *, label: str = "", monitor: bool = False) -> None:
+    def __init__(
+        self, backend: Chardev, *, label: str = "", monitor: bool = False, escape: int = ESCAPE
+    ) -> None:
         super().__init__()
         self.backend = backend
+        #: The key that starts an escape (``-echr``): C-a unless told otherwise.
+        self.escape = escape
         self.label = label
         #: Spelled ``mon:...``: arctern-system attaches an HMP monitor to it.
         self.wants_monitor = monitor
@@ -193,7 +210,7 @@ class MuxChardev(Chardev):
             self._command(data[0])
             start = 1
         while True:
-            at = data.find(ESCAPE, start)
+            at = data.find(self.escape, start)
             if at < 0:
                 self._deliver(data[start:])
                 return
@@ -209,11 +226,11 @@ class MuxChardev(Chardev):
             self.frontends[self.focus].receive(data)
 
     def _command(self, key: int) -> None:
-        """Act on the key after C-a (QEMU's keys are lower case only)."""
-        if key == ESCAPE:
-            self._deliver(bytes([ESCAPE]))
+        """Act on the key after the escape (QEMU's keys are lower case only)."""
+        if key == self.escape:
+            self._deliver(bytes([key]))
         elif key in b"h?":
-            self.write(HELP)
+            self.write(help_text(self.escape))
         elif key == ord("x"):
             self.write(TERMINATED)
             if self._on_quit is not None:
