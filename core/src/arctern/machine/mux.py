@@ -4,7 +4,8 @@
 with ``-serial chardev:ID`` and ``-mon chardev=ID``: up to four frontends
 share one backend. Every frontend's output reaches the backend (guest output
 keeps appearing while the monitor has the terminal, as in QEMU); input goes
-to the frontend that has the focus. Ctrl-A escapes, as QEMU 7.2's:
+to the frontend that has the focus. Ctrl-A escapes, as QEMU 7.2's (``-echr``
+picks another key than C-a):
 
     C-a h   print the help        C-a x    exit (status 0)
     C-a c   next frontend         C-a b    send a break to the focused frontend
