@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qemu.qmp import QMPClient
-from qemu.qmp.protocol import StateError
+from qemu.qmp.protocol import ConnectError, StateError
 
 from arctern.plugins import Registry
 
@@ -84,7 +84,8 @@ def reference_output(guest: Guest, directory: Path) -> str:
 
 
 class Side:
-    """One arctern-system process, its serial output file and its QMP client."""
+    """One emulator process (arctern-system unless told), its serial output file and its
+    QMP client."""
 
     def __init__(
         self,
@@ -93,12 +94,13 @@ class Side:
         args: list[str],
         env: dict | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        program: str = ARCTERN,
     ) -> None:
         self.name = name
         self.serial = tmp / f"{name}.out"
         self.qmp_path = tmp / f"{name}.qmp"
         self.process = subprocess.Popen(
-            [ARCTERN, *args, "-serial", f"file:{self.serial}"]
+            [program, *args, "-serial", f"file:{self.serial}"]
             + ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -108,13 +110,21 @@ class Side:
         self.client = QMPClient(name)
 
     async def connect(self) -> None:
+        """Connect once the socket listens: QEMU binds it (the file appears) an instant
+        before it listens, so a refused connection is tried again."""
         deadline = time.monotonic() + 30
-        while not self.qmp_path.exists():
+        while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited: {self.process.stderr.read().decode()}")
             assert time.monotonic() < deadline, f"{self.name} never opened its QMP socket"
+            if self.qmp_path.exists():
+                try:
+                    await self.client.connect(str(self.qmp_path))
+                    return
+                except ConnectError as exc:
+                    if not isinstance(exc.exc, ConnectionRefusedError):
+                        raise
             await asyncio.sleep(0.02)
-        await self.client.connect(str(self.qmp_path))
 
     def output(self) -> str:
         return self.serial.read_text() if self.serial.exists() else ""

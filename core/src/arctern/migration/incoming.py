@@ -209,14 +209,16 @@ class IncomingMigration:
                 log.error("%s", exc)
                 start = False
         self.end_time = time.monotonic()
-        self.status = "completed"
-        self._set_status("completed")
         if start:
             machine.resume()
         else:
             # As QEMU: a running source with -S waits in "paused"; any other state (an
             # I/O error stop, a guest never started) carries over, and cont resumes it.
             machine.pause("paused" if running else self.source_runstate)
+        # Last, as QEMU: whoever sees "completed" finds the guest already in its run state
+        # (the RESUME event comes before the MIGRATION event).
+        self.status = "completed"
+        self._set_status("completed")
         log.info("incoming migration from %s completed", self.uri)
 
     def _fail(self, error: str, *, close: bool = True) -> None:

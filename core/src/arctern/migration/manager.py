@@ -77,7 +77,10 @@ class MigrationManager:
         self.parameters.update(values)
 
     def set_capabilities(self, states: list[dict[str, Any]]) -> None:
-        if self.busy:
+        # As QEMU, only an outgoing migration in flight refuses: a destination may set its
+        # capabilities (late-block-activate, events) while it waits or loads; they are
+        # read when they matter.
+        if self.outgoing is not None and not self.outgoing.finished:
             raise MigrationError("There's a migration process in progress")
         updates = {}
         for entry in states:

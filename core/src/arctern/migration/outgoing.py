@@ -298,17 +298,22 @@ class OutgoingMigration:
         self.status = "active"
         self._set_status("active")
 
-    def _new_round(self) -> None:
+    def _sync_dirty(self) -> list[tuple[int, int]]:
+        """Take the dirty page runs: a dirty sync, counted and announced as QEMU does
+        (MIGRATION_PASS 1 before RAM flows, one per round, and the last at switchover)."""
         now = time.monotonic()
         runs = list(self.machine.ram.take_dirty())
         dirtied = sum(count for _first, count in runs)
         if self.dirty_sync_count and now > self.round_start:
             self.dirty_rate = dirtied / (now - self.round_start)
-        self.round.extend(runs)
         self.round_start = now
         self.dirty_sync_count += 1
-        if self.dirty_sync_count > 1 and self.capabilities.get("events"):
+        if self.capabilities.get("events"):
             self.emit("MIGRATION_PASS", {"pass": self.dirty_sync_count})
+        return runs
+
+    def _new_round(self) -> None:
+        self.round.extend(self._sync_dirty())
 
     def _allowance(self) -> float:
         """Bytes the max-bandwidth limit lets us queue now (a 50 ms burst; infinite when 0)."""
@@ -343,19 +348,19 @@ class OutgoingMigration:
         """Stop the guest, queue everything left, hand the images over, end the stream."""
         machine = self.machine
         self.stop_time = time.monotonic()
-        self.status = "device"
-        self._set_status("device")
         runstate = machine.runstate
-        if runstate == "running":
+        if runstate == "running":  # as QEMU: STOP first, then the switchover's status
             machine.pause("finish-migrate")
             self.stopped_guest = True
+        self.status = "device"
+        self._set_status("device")
         try:
             self.round.clear()
             # The run state before switchover, as QEMU sends it: the destination resumes a
             # running guest and takes over any other state (paused, io-error, prelaunch).
             state = fmt.encode_plain({"runstate": runstate})
             self._queue([b"".join(fmt.section(fmt.GLOBAL, "global", state))])
-            for first, count in machine.ram.take_dirty():
+            for first, count in self._sync_dirty():
                 self._queue(self.encoder.encode(first, count))
             self._queue(state_sections(machine))
             if self.capabilities.get("verify"):
