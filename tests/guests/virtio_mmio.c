@@ -94,6 +94,10 @@ static void write_chain(struct virtio_dev *dev, const struct virtio_buf *bufs, i
 
 void virtio_submit(struct virtio_dev *dev, const struct virtio_buf *bufs, int n)
 {
+    if (n < 1 || n > VIRTIO_CHAIN_MAX || (unsigned)n > dev->qsize) {
+        printf("virtio: FAIL a chain of %d buffers\n", n);
+        exit(1);
+    }
     int event_idx = (dev->driver_features & VIRTIO_F_EVENT_IDX) != 0;
     write_chain(dev, bufs, n); /* one request at a time: it always starts at descriptor 0 */
     if (event_idx) *u16_at(dev->avail + 4 + 2 * dev->qsize) = dev->last_used; /* used_event */
