@@ -148,3 +148,15 @@ def test_device_state_migrates_with_the_transport(registry):
     assert device2.queues[0].used_idx == 2
     for m in (machine, target):
         m.close()
+
+
+def test_run_state_changes_reach_the_device_once_each(registry, monkeypatch):
+    """The machine tells the device itself; with this plugin loaded it must not hear twice."""
+    machine, _mmio, device = echo_machine(registry, "legacy", running=False)
+    heard = []
+    monkeypatch.setattr(device, "vm_state_changed", heard.append)
+    machine.resume()
+    machine.pause("io-error")
+    machine.resume()
+    machine.reset()  # no run-state change
+    assert heard == [True, False, True]
