@@ -10,6 +10,7 @@ from arctern.errors import MachineError
 from arctern.machine.chardev import MemoryChardev
 from arctern.machine.mux import MuxChardev
 from arctern.monitor.hmp import BANNER, INFO, completions
+from arctern.monitor.hmp_terminal import TYPED_AHEAD_LIMIT
 from arctern.monitor.monitor import Monitor
 
 PROMPT = b"(qemu) "
@@ -132,3 +133,17 @@ def test_completion_candidates_are_commands_aliases_and_info_topics():
     )
     assert completions("info ")[0] == list(INFO) and completions("")[1] == 0
     assert completions("info status ") == ([], 0)  # nothing completes an argument
+
+
+def test_input_while_the_prompt_is_held_is_bounded(session, tmp_path, caplog):
+    machine, monitor, terminal, guest = session
+    typed(machine, terminal, b"\x01c")
+    command = f"migrate exec:cat>{tmp_path / 'state'}\r".encode()
+    flood = b"\n" * (TYPED_AHEAD_LIMIT + 10)  # empty lines: each gets a prompt once it runs
+    shown = typed(machine, terminal, command + flood)
+    assert "passed 65536 bytes" in caplog.text  # the last 10 are dropped
+    deadline = time.monotonic() + 60
+    while shown.count(PROMPT) < TYPED_AHEAD_LIMIT + 1:  # + the one the migration's end gives
+        assert time.monotonic() < deadline
+        shown += typed(machine, terminal, b"")
+    assert (shown + typed(machine, terminal, b"")).count(PROMPT) == TYPED_AHEAD_LIMIT + 1

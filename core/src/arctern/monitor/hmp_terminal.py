@@ -10,6 +10,7 @@ Commands are the ones of :mod:`arctern.monitor.hmp`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from arctern.errors import MachineError
@@ -26,6 +27,11 @@ from arctern.monitor.readline import ReadLine
 
 if TYPE_CHECKING:
     from arctern.monitor.monitor import Monitor
+
+log = logging.getLogger(__name__)
+
+#: Input kept while ``migrate`` holds the prompt; more is dropped (a client cannot grow it).
+TYPED_AHEAD_LIMIT = 64 << 10
 
 
 class HMPTerminal:
@@ -97,6 +103,9 @@ class HMPTerminal:
     def receive(self, data: bytes) -> None:
         self._typed += data
         self._take_input()
+        if len(self._typed) > TYPED_AHEAD_LIMIT:  # typed (or sent) while the prompt is held
+            log.warning("HMP: input kept for after the command passed %d bytes", TYPED_AHEAD_LIMIT)
+            del self._typed[TYPED_AHEAD_LIMIT:]
 
     def _take_input(self) -> None:
         """Feed the line editor up to each line end, stopping while a command holds the prompt."""
