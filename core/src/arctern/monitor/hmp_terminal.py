@@ -11,6 +11,7 @@ Commands are the ones of :mod:`arctern.monitor.hmp`.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from arctern.errors import MachineError
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Input kept while ``migrate`` holds the prompt; more is dropped (a client cannot grow it).
 TYPED_AHEAD_LIMIT = 64 << 10
+_LINE_END = re.compile(rb"[\r\n]")
 
 
 class HMPTerminal:
@@ -109,11 +111,13 @@ class HMPTerminal:
 
     def _take_input(self) -> None:
         """Feed the line editor up to each line end, stopping while a command holds the prompt."""
-        while self._typed and not self.waiting_for_migration and self.focused:
-            ends = [at for at in (self._typed.find(b"\r"), self._typed.find(b"\n")) if at >= 0]
-            cut = min(ends) + 1 if ends else len(self._typed)
-            chunk, self._typed = bytes(self._typed[:cut]), self._typed[cut:]
-            self.readline.feed(chunk)
+        typed, pos = self._typed, 0
+        while pos < len(typed) and not self.waiting_for_migration and self.focused:
+            end = _LINE_END.search(typed, pos)
+            cut = end.end() if end else len(typed)
+            self.readline.feed(bytes(typed[pos:cut]))
+            pos = cut
+        del typed[:pos]
 
     def _run(self, line: str) -> None:
         output = run_console_line(self.monitor, line)
