@@ -200,9 +200,8 @@ class MigrationManager:
         """``cont``: refuse while loading; re-activate images after a hand-over (as QEMU does)."""
         if self.deferred_incoming or (self.incoming is not None and not self.incoming.finished):
             raise MigrationError("Guest is waiting for an incoming migration")
-        if self.outgoing is not None and not self.outgoing.finished:
-            if self.outgoing.status == "device":
-                raise MigrationError("migration is finishing; try again when it completed")
+        if self.machine.runstate == "finish-migrate":
+            raise MigrationError("Migration is not finalized yet")  # QEMU's words
         if self.images_inactive:
             activate_images(self.machine)
             for job in (self.outgoing, self.incoming):

@@ -349,9 +349,10 @@ class OutgoingMigration:
         machine = self.machine
         self.stop_time = time.monotonic()
         runstate = machine.runstate
-        if runstate == "running":  # as QEMU: STOP first, then the switchover's status
-            machine.pause("finish-migrate")
-            self.stopped_guest = True
+        # As QEMU (vm_stop_force_state): whatever the run state, finish-migrate now; a
+        # running guest stops (STOP) before the switchover's status.
+        self.stopped_guest = runstate == "running"
+        machine.pause("finish-migrate")
         self.status = "device"
         self._set_status("device")
         try:
@@ -406,7 +407,9 @@ class OutgoingMigration:
         if resume and self.machine.runstate != "running":
             self.machine.resume()
         elif self.machine.runstate == "finish-migrate":
-            # Stopped here, images inactive: as QEMU, postmigrate; cont re-activates.
+            # As QEMU 7.2: a guest that was not running, or could not take its images
+            # back, ends in postmigrate (a paused guest too, images active again: migrate
+            # is then refused until cont, as there); cont re-activates what is inactive.
             self.machine.pause("postmigrate")
         self.status = status
         self._set_status(status)
