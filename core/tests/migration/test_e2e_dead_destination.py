@@ -98,6 +98,8 @@ async def _scenario(program: str, guest: Guest, tmp: Path) -> dict:
         await b.disconnect()
         c = start("c", ["-incoming", second])
         await c.connect()
+        # a destination takes capabilities while it waits
+        seen["c_caps"] = await _refused(c, "migrate-set-capabilities", {"capabilities": caps})
         before = image_state(image)
         seen["migrate_again"] = await _refused(a, "migrate", {"uri": second})
         hmp = {"command-line": f"migrate -d {second}"}
@@ -112,6 +114,8 @@ async def _scenario(program: str, guest: Guest, tmp: Path) -> dict:
         seen["second"] = await _migrated(a, second)
         seen["a_events"] = _shape(a.client.events.clear())
         seen["a_end_state"] = (await a.client.execute("query-status"))["status"]
+        await c.wait_status("completed")
+        seen["c_events"] = _shape(c.client.events.clear())
         seen["c_exit"] = await c.exit_status()
         seen["output"] = a.output() + c.output()
     finally:
@@ -151,5 +155,7 @@ def test_a_source_whose_destination_died_sends_the_guest_on_after_cont(
             ("MIGRATION", "completed"),
         ],
         "a_end_state": "postmigrate",
+        "c_caps": None,
+        "c_events": [("MIGRATION", "active"), ("RESUME", None), ("MIGRATION", "completed")],
         "c_exit": 1,
     }
