@@ -101,6 +101,7 @@ async def _scenario(program: str, guest: Guest, tmp: Path) -> dict:
         # a destination takes capabilities while it waits
         seen["c_caps"] = await _refused(c, "migrate-set-capabilities", {"capabilities": caps})
         before = image_state(image)
+        seen["cancel_after_completion"] = await _refused(a, "migrate_cancel", {})
         seen["migrate_again"] = await _refused(a, "migrate", {"uri": second})
         hmp = {"command-line": f"migrate -d {second}"}
         seen["hmp_migrate_again"] = await a.client.execute("human-monitor-command", hmp)
@@ -136,6 +137,7 @@ def test_a_source_whose_destination_died_sends_the_guest_on_after_cont(
         "first": "completed",
         "b_state": "paused",
         "cont_while_b_holds_the_image": True,
+        "cancel_after_completion": None,  # accepted, does nothing
         "migrate_again": ("GenericError", POSTMIGRATE_REFUSAL),
         "hmp_migrate_again": f"Error: {POSTMIGRATE_REFUSAL}\r\n",
         "a_state": "postmigrate",
