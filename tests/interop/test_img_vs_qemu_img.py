@@ -302,3 +302,23 @@ def test_strict_compare_of_allocation_matches(tools):
     for pair in (["z.qcow2", "d.qcow2"], ["d.qcow2", "z.qcow2"]):
         assert_same(tools, "compare", "-s", *pair)
         assert_same(tools, "compare", *pair)
+
+
+def test_open_and_create_errors_match(tools):
+    """qemu-img's prefix on the file protocol's own message, qemu-io's without it."""
+    (tools.cwd / "folder").mkdir()
+    cases = [
+        ("img", ["info", "missing.qcow2"]),
+        ("img", ["info", "folder"]),
+        ("img", ["check", "folder"]),
+        ("img", ["create", "-q", "-f", "qcow2", "folder", "1M"]),
+        ("img", ["create", "-q", "-f", "qcow2", "no/such/dir.qcow2", "1M"]),
+        ("io", ["-c", "read 0 512", "missing.qcow2"]),
+        ("io", ["-c", "read 0 512", "folder"]),
+        ("io", ["-r", "-c", "read 0 512", "folder"]),
+    ]
+    for tool, args in cases:
+        ours = (tools.img if tool == "img" else tools.io)(*args)
+        theirs = (tools.qemu_img if tool == "img" else tools.qemu_io)(*args)
+        assert ours.rc == theirs.rc == 1, args
+        assert ours.err.replace("arctern-", "qemu-") == theirs.err, args

@@ -153,7 +153,7 @@ def test_only_regular_files_and_block_devices(tmp_path, registry):
     fifo = str(tmp_path / "fifo")
     os.mkfifo(fifo)
     for path in (fifo, "/dev/zero"):
-        with pytest.raises(BlockError, match="not a regular file or block device"):
+        with pytest.raises(BlockError, match=f"'file' driver requires '{path}' to be a regular"):
             open_image(path, fmt="raw", read_only=True, registry=registry)
 
 

@@ -75,7 +75,7 @@ def protocol_driver(filename: str, registry: Registry) -> tuple[type[BlockDriver
     return registry.block_driver(DEFAULT_PROTOCOL), filename
 
 
-def _open_driver(node: BlockNode, options: dict[str, Any]) -> None:
+def _open_driver(node: BlockNode, options: dict[str, Any], action: str = "open") -> None:
     """Run the driver's open(), then take its locks if the node is active.
 
     A driver whose open() fails is not closed (it cleans up after itself, as
@@ -86,7 +86,9 @@ def _open_driver(node: BlockNode, options: dict[str, Any]) -> None:
     except BaseException as exc:
         node.close_children()
         if isinstance(exc, OSError):
-            raise BlockError(f"Could not open '{node.filename}': {exc.strerror or exc}") from exc
+            raise BlockError(
+                f"Could not {action} '{node.filename}': {exc.strerror or exc}"
+            ) from exc
         raise
     if node.active:
         try:
@@ -338,7 +340,7 @@ def create_image(
         shared=permissions.ALL & ~(permissions.WRITE | permissions.RESIZE),
         registry=registry,
     )
-    _open_driver(file, {"create": True})
+    _open_driver(file, {"create": True}, action="create")
     try:
         file.truncate(0)
         if format_class.protocol:

@@ -77,9 +77,15 @@ def open_image(filename: str, **kwargs: Any):
 
 
 def _could_not_open(filename: str, reason: object) -> str:
-    text = str(reason)
-    prefix = f"Could not open '{filename}'"
-    return text if text.startswith(prefix) else f"{prefix}: {text}"
+    """qemu-img's prefix on every open error, even one that already has the file
+    protocol's own (``Could not open 'F': Could not open 'F': No such file or directory``)."""
+    return f"Could not open '{filename}': {reason}"
+
+
+def open_failure(filename: str, exc: BaseException) -> str:
+    """Why :func:`open_image` failed, without the prefix it adds: what qemu-io and
+    qemu-img's other messages (``Could not open new backing file 'F': ...``) print."""
+    return str(exc).removeprefix(f"Could not open '{filename}': ")
 
 
 def image_opts(fmt: str | None, force_share: bool, **extra: Any) -> dict[str, Any]:

@@ -198,11 +198,8 @@ def cmd_create(args: Sequence[str]) -> int:
 
     try:
         block.create_image(filename, fmt, size, typed_options(options))
-    except ArcternError as exc:
-        message = str(exc)
-        if filename not in message:
-            message = f"{filename}: {message}"
-        raise type(exc)(message) from exc
+    except ArcternError as exc:  # qemu-img names the file in front of every create error
+        raise type(exc)(f"{filename}: {exc}") from exc
     return 0
 
 

@@ -18,7 +18,7 @@ from arctern.block.image import backing_path
 from arctern.errors import BlockError, UsageError
 
 from .img_buffers import first_difference, same
-from .img_common import HELP_HINT, one_filename, open_image, parse_args
+from .img_common import HELP_HINT, one_filename, open_failure, open_image, parse_args
 from .img_progress import Progress
 
 #: Bytes compared (and at most written) per step, as qemu-img's IO_BUF_SIZE.
@@ -101,7 +101,9 @@ def _keep_guest_view(
                 path, fmt=new_fmt, read_only=True, cache=cache, force_share=force_share
             )
         except BlockError as exc:
-            raise BlockError(f"Could not open new backing file '{path}': {exc}") from exc
+            raise BlockError(
+                f"Could not open new backing file '{path}': {open_failure(path, exc)}"
+            ) from exc
     try:
         progress = Progress(show_progress, image.length)
         old_buf, new_buf = memoryview(bytearray(STEP)), memoryview(bytearray(STEP))

@@ -18,7 +18,7 @@ from arctern.block.driver import STATUS_ALLOCATED, STATUS_DATA, STATUS_ZERO
 from arctern.errors import ArcternError, UsageError
 
 from .img_buffers import filled_with
-from .img_common import open_image
+from .img_common import open_failure, open_image
 from .img_units import io_size, io_time, parse_size
 
 #: Largest request qemu-io accepts (QEMU's BDRV_REQUEST_MAX_BYTES).
@@ -362,18 +362,11 @@ def open_device(state: IOState, filename: str, settings: dict[str, Any]) -> bool
         state.backend = open_image(filename, **settings)
     except ArcternError as exc:
         print(
-            f"arctern-io: can't open device {filename}: {_reason(filename, exc)}", file=sys.stderr
+            f"arctern-io: can't open device {filename}: {open_failure(filename, exc)}",
+            file=sys.stderr,
         )
         return False
     return True
-
-
-def _reason(filename: str, exc: ArcternError) -> str:
-    """What qemu-io says after ``can't open device FILE:``: a lock conflict bare
-    (``Failed to get "write" lock ...``), anything else as ``Could not open 'FILE': ...``."""
-    text = str(exc)
-    prefix = f"Could not open '{filename}': "
-    return text[len(prefix) :] if text.startswith(prefix) and "lock" in text else text
 
 
 def close_f(state: IOState, cmd: Command, argv: list[str]) -> bool:

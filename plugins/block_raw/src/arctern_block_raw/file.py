@@ -97,12 +97,8 @@ class FileDriver(BlockDriver):
         self._closer = weakref.finalize(self, os.close, self.fd)
         try:
             st = os.fstat(self.fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise BlockError(f"Could not open '{node.filename}': Is a directory")
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-                raise BlockError(
-                    f"Could not open '{node.filename}': not a regular file or block device"
-                )
+                raise BlockError(f"'file' driver requires '{node.filename}' to be a regular file")
             os.set_blocking(self.fd, True)
             self.regular = stat.S_ISREG(st.st_mode)
             if node.cache.direct:
