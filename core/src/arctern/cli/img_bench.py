@@ -3,8 +3,9 @@
 ``-d N`` keeps N requests in flight, as qemu-img does, on N threads (reads and
 writes release the GIL in the system call; a qcow2 image's metadata work takes
 turns under its driver lock, as under QEMU's). With ``--flush-interval`` the
-requests in flight are drained before each flush; ``--no-drain`` is accepted
-and drains too. ``-n``/``-i`` (QEMU's AIO backend) have no effect.
+requests in flight are drained before each flush; with ``--no-drain`` the
+flush is issued while the other requests go on, as qemu-img's. ``-n``/``-i``
+(QEMU's AIO backend) have no effect.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class BenchParams:
     pattern: int = 0
     write: bool = False
     flush_interval: int = 0
+    drain: bool = True  # --no-drain: flush with the other requests still in flight
     quiet: bool = False
 
 
@@ -77,10 +79,13 @@ def run_bench(backend, p: BenchParams) -> float:
         previous_stack_size = threading.stack_size(WORKER_STACK_SIZE)
         try:
             with ThreadPoolExecutor(p.depth, thread_name_prefix="arctern-bench") as pool:
-                for batch in batches:
-                    _run_batch(pool, io, batch, p)
-                    if p.flush_interval:
-                        backend.flush()  # every request of the batch has completed: drained
+                if p.flush_interval and not p.drain:
+                    _run_batch(pool, io, offsets, p, flush=backend.flush)
+                else:
+                    for batch in batches:
+                        _run_batch(pool, io, batch, p)
+                        if p.flush_interval:
+                            backend.flush()  # every request of the batch completed: drained
         except RuntimeError as exc:  # the system refused a thread
             raise BlockError(f"cannot keep {p.depth} requests in flight: {exc}") from None
         finally:
@@ -88,12 +93,21 @@ def run_bench(backend, p: BenchParams) -> float:
     return time.perf_counter() - start
 
 
-def _run_batch(pool: ThreadPoolExecutor, io, batch: list[int], p: BenchParams) -> None:
-    """Run ``batch`` with up to ``p.depth`` requests in flight; raise the first error."""
+def _run_batch(
+    pool: ThreadPoolExecutor, io, batch: list[int], p: BenchParams, flush=None
+) -> None:
+    """Run ``batch`` with up to ``p.depth`` requests in flight; raise the first error.
+
+    With ``flush`` (``--no-drain``), the completion after which as many requests
+    remain as a multiple of the flush interval also flushes, on its own thread
+    while the others go on (qemu-img's ``bench_cb``).
+    """
     pending = iter(batch)
     lock = threading.Lock()
+    remaining = len(batch)
 
     def issue() -> None:
+        nonlocal remaining
         buf = memoryview(bytearray([p.pattern]) * p.bufsize)  # one per request in flight
         while True:
             with lock:
@@ -101,6 +115,12 @@ def _run_batch(pool: ThreadPoolExecutor, io, batch: list[int], p: BenchParams) -
             if offset is None:
                 return
             io(offset, buf)
+            if flush is not None:
+                with lock:
+                    remaining -= 1
+                    due = remaining % p.flush_interval == 0
+                if due:
+                    flush()
 
     for future in [pool.submit(issue) for _ in range(min(p.depth, len(batch)))]:
         future.result()
@@ -163,7 +183,7 @@ def parse_bench_args(args: Sequence[str]) -> tuple[BenchParams, dict, str] | Non
         elif opt == "--flush-interval":
             p.flush_interval = _number(value, "flush interval", minimum=0)
         elif opt == "--no-drain":
-            pass  # accepted; requests in flight are drained before each flush all the same
+            p.drain = False
         elif opt == "-q":
             p.quiet = True
         elif opt in ("-h", "--help"):
