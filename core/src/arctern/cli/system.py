@@ -21,7 +21,7 @@ from arctern.errors import ArcternError, MachineError, UsageError
 from arctern.machine.launch import MachineConfig, launch
 from arctern.machine.machine import Machine
 from arctern.machine.mux import MuxChardev
-from arctern.monitor.options import attach_monitor
+from arctern.monitor.options import attach_monitor, machine_uuid
 from arctern.plugins import Registry, default_registry
 
 from .common import run_cli
@@ -76,10 +76,11 @@ def _main(argv: Sequence[str]) -> int:
         print(text)
         return 0
     config = config_from_args(args)
+    uuid = machine_uuid(args)
     escape = escape_char(args)
     setup_debug_log(args.log_items, args.log_file)
     with _pidfile(args.pidfile):
-        return _start(args, config, registry, escape)
+        return _start(args, config, registry, escape, uuid)
 
 
 @contextlib.contextmanager
@@ -103,7 +104,11 @@ def _pidfile(path: str | None) -> Iterator[None]:
 
 
 def _start(
-    args: argparse.Namespace, config: MachineConfig, registry: Registry, escape: int | None
+    args: argparse.Namespace,
+    config: MachineConfig,
+    registry: Registry,
+    escape: int | None,
+    uuid: str,
 ) -> int:
     """Build the machine, attach the monitor and run until the guest is done."""
     logging.getLogger("arctern.machine.chardev").setLevel(logging.INFO)  # "waiting for ..."
@@ -122,6 +127,7 @@ def _start(
             incoming=args.incoming,
             autostart=not args.stopped,
             name=guest_name(args),
+            uuid=uuid,
         )
         caught = _stop_on_signals(machine)
         status = _run(machine, start=not args.stopped and not args.incoming)

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-version", "--version", action="version", version=VERSION)
     add("-pidfile", metavar="FILE", help="write the process id to FILE (removed at exit)")
     add("-name", metavar="NAME", help="the guest's name (query-name); also guest=NAME,...")
+    add("-uuid", metavar="UUID", help="the machine's UUID (query-uuid, info uuid)")
     add("-cpu", metavar="MODEL")
     add("-icount", metavar="[shift=]N[,sleep=on|off]", help="guest time counts instructions")
     add("-accel", metavar="tcg", help="accelerator: Arctern is TCG-like, 'tcg' is the only one")

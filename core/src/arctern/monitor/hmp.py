@@ -205,6 +205,17 @@ def _info_cpus(mon: Monitor) -> str:
     return "".join(lines)
 
 
+def _info_uuid(mon: Monitor) -> str:
+    return f"{_qmp(mon, 'query-uuid')['UUID']}\n"
+
+
+def _info_kvm(mon: Monitor) -> str:
+    kvm = _qmp(mon, "query-kvm")
+    if not kvm["present"]:
+        return "kvm support: not compiled\n"
+    return f"kvm support: {'enabled' if kvm['enabled'] else 'disabled'}\n"
+
+
 INFO = {
     "status": _info_status,
     "block": _info_block,
@@ -213,6 +224,8 @@ INFO = {
     "migrate_capabilities": _info_migrate_capabilities,
     "version": _info_version,
     "cpus": _info_cpus,
+    "uuid": _info_uuid,
+    "kvm": _info_kvm,
 }
 
 

@@ -26,6 +26,7 @@ from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
 from arctern.monitor.hmp import DumpFormat, run_hmp
 from arctern.monitor.hmp_server import HMPServer
 from arctern.monitor.hmp_terminal import HMPTerminal
+from arctern.monitor.machine_queries import NULL_UUID  # also registers its commands
 from arctern.monitor.server import QMPServer
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,14 @@ class Monitor:
         *,
         registry: Any = None,
         name: str | None = None,
+        uuid: str = NULL_UUID,
         autostart: bool = True,
     ) -> None:
         self.machine = machine
         self.registry = registry if registry is not None else machine.registry
         self.migration = migration or MigrationManager(machine, self.registry)
         self.name = name
+        self.uuid = uuid  # -uuid (query-uuid, info uuid)
         self.autostart = autostart
         self.quitting = False
         self.pending_reset = False

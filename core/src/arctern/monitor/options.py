@@ -26,6 +26,7 @@ from arctern.errors import ArcternError, UsageError
 from arctern.machine.chardev import StdioChardev
 from arctern.machine.mux import MuxChardev
 from arctern.migration.manager import MigrationManager
+from arctern.monitor.machine_queries import NULL_UUID, parse_uuid
 from arctern.monitor.monitor import Monitor
 from arctern.qemu_opts import parse_opts
 
@@ -63,6 +64,7 @@ def attach_monitor(
     autostart: bool,
     name: str | None = None,
     mon: list[str] | None = None,
+    uuid: str = NULL_UUID,
 ) -> Monitor:
     """Create the machine's migration manager and monitor, its QMP servers and HMP console.
 
@@ -73,7 +75,7 @@ def attach_monitor(
     """
     mon_options = mon or []
     migration = MigrationManager(machine, exit_on_incoming_failure=True)
-    mon = Monitor(machine, migration, name=name, autostart=autostart)
+    mon = Monitor(machine, migration, name=name, uuid=uuid, autostart=autostart)
     try:
         for spec in qmp:
             mon.add_qmp(spec)
@@ -143,3 +145,8 @@ def _monitor_on_chardev(mon: Monitor, machine: Any, id: str, origin: str) -> Non
         mon.add_hmp_chardev(chardev, id)
     except ArcternError as exc:
         raise UsageError(f"{origin}: {exc}") from None
+
+
+def machine_uuid(args: argparse.Namespace) -> str:
+    """``-uuid UUID`` checked and in QEMU's lower-case spelling; all zeros without it."""
+    return NULL_UUID if args.uuid is None else parse_uuid(args.uuid)

@@ -1,0 +1,63 @@
+"""query-target, query-kvm, query-uuid, query-iothreads, query-hotpluggable-cpus in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from arctern.errors import UsageError
+from arctern.monitor.commands import QMPError
+from arctern.monitor.machine_queries import parse_uuid
+from arctern.monitor.monitor import Monitor
+
+UUID = "6c0e4d2a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+
+
+@pytest.fixture
+def monitor(make_machine, image, registry):
+    mon = Monitor(make_machine(image), registry=registry, uuid=UUID)
+    yield mon
+    mon.close()
+
+
+def test_target_is_the_boards_arch(monitor):
+    assert monitor.execute("query-target") == {"arch": "test"}
+
+
+def test_uuid_in_qmp_and_hmp(monitor):
+    assert monitor.execute("query-uuid") == {"UUID": UUID}
+    assert monitor.hmp("info uuid") == f"{UUID}\r\n"
+
+
+def test_uuid_defaults_to_zeros(make_machine, image, registry):
+    mon = Monitor(make_machine(image), registry=registry)
+    try:
+        assert mon.execute("query-uuid") == {"UUID": "00000000-0000-0000-0000-000000000000"}
+    finally:
+        mon.close()
+
+
+def test_no_kvm_no_iothreads_no_cpu_hotplug(monitor):
+    assert monitor.execute("query-kvm") == {"enabled": False, "present": False}
+    assert monitor.hmp("info kvm") == "kvm support: not compiled\r\n"
+    assert monitor.execute("query-iothreads") == []
+    with pytest.raises(QMPError, match="The feature 'query-hotpluggable-cpus' is not enabled"):
+        monitor.execute("query-hotpluggable-cpus")
+
+
+def test_query_commands_lists_the_queries(monitor):
+    names = {c["name"] for c in monitor.execute("query-commands")}
+    assert {"query-target", "query-kvm", "query-uuid", "query-iothreads"} <= names
+    assert "query-events" not in names  # removed from QEMU before 7.2
+
+
+@pytest.mark.parametrize("text", [UUID, UUID.upper()])
+def test_parse_uuid_lowers_case(text):
+    assert parse_uuid(text) == UUID
+
+
+@pytest.mark.parametrize(
+    "text", ["", "bad", UUID.replace("-", ""), "{" + UUID + "}", "urn:uuid:" + UUID, UUID + "0"]
+)
+def test_parse_uuid_refuses_other_spellings(text):
+    with pytest.raises(UsageError, match="failed to parse UUID string: wrong format"):
+        parse_uuid(text)
