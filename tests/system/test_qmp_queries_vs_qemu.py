@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,72 @@ def test_bad_uuid_option_is_qemus_error_line():
         results[emulator] = (run.returncode, run.stderr.split(": ", 1)[1])
     assert results["arctern"] == results["qemu"]
     assert results["qemu"] == (1, "-uuid not-a-uuid: failed to parse UUID string: wrong format\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def _chardevs(sock: Path, port: int) -> tuple[list, list, str, int]:
+    """query-chardev before and after a TCP client connects to chardev t1, and info chardev."""
+    client = await connect(sock)
+    try:
+        before = await client.execute("query-chardev")
+        peer = socket.create_connection(("127.0.0.1", port))
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                after = await client.execute("query-chardev")
+                t1 = next(c for c in after if c["label"] == "t1")
+                if not t1["filename"].startswith("disconnected:"):
+                    break
+                assert time.monotonic() < deadline, t1
+                await asyncio.sleep(0.02)
+            info = await client.execute("human-monitor-command", {"command-line": "info chardev"})
+            peer_port = peer.getsockname()[1]
+        finally:
+            peer.close()
+    finally:
+        with contextlib.suppress(EOFError, ConnectionError):
+            await client.disconnect()
+    return before, after, info.replace(str(peer_port), "PEER"), peer_port
+
+
+def _chardev_session(emulator: str, tmp: Path) -> tuple:
+    sock, port = tmp / f"{emulator}.qmp", _free_port()
+    command = [*emulator_command(emulator), "-nodefaults", "-display", "none", "-S"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{sock},server=on,wait=off"]
+    command += ["-monitor", f"unix:{tmp / emulator}.hmp,server=on,wait=off"]
+    command += ["-chardev", f"file,id=f0,path={tmp / emulator}.out"]
+    command += ["-chardev", f"socket,id=s1,path={tmp / emulator}.s1,server=on,wait=off"]
+    command += ["-chardev", "null,id=io,mux=on", "-serial", "chardev:io", "-mon", "chardev=io"]
+    command += ["-serial", f"file:{tmp / emulator}.out2", "-serial", "null"]
+    command += ["-chardev", f"socket,id=t1,host=127.0.0.1,port={port},server=on,wait=off"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        before, after, info, peer_port = asyncio.run(_chardevs(sock, port))
+    finally:
+        process.kill()
+        process.wait()
+    text = json.dumps([before, after]).replace(str(tmp / emulator), "TMP")
+    text = text.replace(str(peer_port), "PEER").replace(f":{port}", ":PORT")
+    before, after = json.loads(text)
+    info = info.replace(str(tmp / emulator), "TMP").replace(f":{port}", ":PORT")
+    return before, after, info
+
+
+def _by_label(chardevs: list) -> list:
+    return sorted(chardevs, key=lambda c: c["label"])  # QEMU's order is its hash table's
+
+
+def test_chardevs_as_qemu_lists_them(tmp_path):
+    sessions = {emulator: _chardev_session(emulator, tmp_path) for emulator in ("qemu", "arctern")}
+    (q_before, q_after, q_info), (before, after, info) = sessions["qemu"], sessions["arctern"]
+    assert _by_label(before) == _by_label(q_before)
+    assert _by_label(after) == _by_label(q_after)
+    t1 = next(c for c in after if c["label"] == "t1")
+    assert t1["filename"] == "tcp:127.0.0.1:PORT,server=on <-> 127.0.0.1:PEER"
+    assert sorted(info.splitlines()) == sorted(q_info.splitlines())
+    assert "compat_monitor1: filename=disconnected:unix:TMP.hmp,server=on" in info.splitlines()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from arctern.errors import UsageError
+from arctern.machine.chardev import Chardev
+from arctern.machine.mux import MuxChardev
 from arctern.monitor.commands import QMPError
 from arctern.monitor.machine_queries import parse_uuid
 from arctern.monitor.monitor import Monitor
@@ -61,3 +63,28 @@ def test_parse_uuid_lowers_case(text):
 def test_parse_uuid_refuses_other_spellings(text):
     with pytest.raises(UsageError, match="failed to parse UUID string: wrong format"):
         parse_uuid(text)
+
+
+def test_chardevs_of_the_machine_and_the_monitor(make_machine, image, registry, tmp_path):
+    machine = make_machine(image)
+    machine.add_chardev("c0", Chardev())
+    machine.add_chardev("io", MuxChardev(Chardev(), label="io"))
+    mon = Monitor(machine, registry=registry)
+    try:
+        path = tmp_path / "q.sock"
+        mon.add_qmp(f"unix:{path},server=on,wait=off")
+        assert mon.execute("query-chardev") == [
+            {"frontend-open": False, "filename": "null", "label": "c0"},
+            {"frontend-open": True, "filename": "null", "label": "io-base"},
+            {"frontend-open": False, "filename": "mux", "label": "io"},
+            {
+                "frontend-open": True,
+                "filename": f"disconnected:unix:{path},server=on",
+                "label": "compat_monitor0",
+            },
+        ]
+        assert mon.hmp("info chardev").splitlines()[0] == "c0: filename=null"
+        backends = {b["name"] for b in mon.execute("query-chardev-backends")}
+        assert backends == {"null", "stdio", "file", "socket", "mux"}
+    finally:
+        mon.close()

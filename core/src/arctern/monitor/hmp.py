@@ -216,6 +216,10 @@ def _info_kvm(mon: Monitor) -> str:
     return f"kvm support: {'enabled' if kvm['enabled'] else 'disabled'}\n"
 
 
+def _info_chardev(mon: Monitor) -> str:
+    return "".join(f"{c['label']}: filename={c['filename']}\n" for c in _qmp(mon, "query-chardev"))
+
+
 INFO = {
     "status": _info_status,
     "block": _info_block,
@@ -226,6 +230,7 @@ INFO = {
     "cpus": _info_cpus,
     "uuid": _info_uuid,
     "kvm": _info_kvm,
+    "chardev": _info_chardev,
 }
 
 

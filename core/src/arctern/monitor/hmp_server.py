@@ -16,6 +16,7 @@ import socket
 from typing import Any
 
 from arctern.machine.chardev import Chardev
+from arctern.monitor.chardev_queries import server_address, socket_filename
 from arctern.monitor.hmp_terminal import HMPTerminal
 from arctern.monitor.listener import ServerSocket
 
@@ -58,8 +59,10 @@ class _ClientChardev(Chardev):
 class HMPServer:
     """A listening HMP socket and the console of its current client."""
 
-    def __init__(self, monitor: Any, spec: str) -> None:
+    def __init__(self, monitor: Any, spec: str, label: str = "") -> None:
         self.monitor = monitor
+        #: The chardev name QEMU gives it (compat_monitorN), for query-chardev.
+        self.label = label
         self.listener = ServerSocket(spec, "-monitor")
         self.client: _ClientChardev | None = None
         self.terminal: HMPTerminal | None = None
@@ -70,6 +73,11 @@ class HMPServer:
 
     def address(self) -> Any:
         return self.listener.address()
+
+    def filename(self) -> str:
+        """QEMU's query-chardev filename."""
+        conn = self.client.sock if self.client is not None else None
+        return socket_filename(server_address(self.listener.spec, "-monitor"), conn, listen=True)
 
     def _attach(self, sock: socket.socket) -> None:
         sock.settimeout(SEND_TIMEOUT)  # reads happen only when select() says so

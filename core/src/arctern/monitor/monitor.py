@@ -22,6 +22,7 @@ from typing import Any
 from arctern.errors import ArcternError
 from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
+from arctern.monitor import chardev_queries  # noqa: F401  (registers its commands)
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
 from arctern.monitor.hmp import DumpFormat, run_hmp
 from arctern.monitor.hmp_server import HMPServer
@@ -122,6 +123,7 @@ class Monitor:
         self.dump_format = DumpFormat()
         self.sinks: list[EventSink] = []
         self.front_ends: list[Any] = []
+        self._compat_monitors = 0
         self.migration.listeners.append(self.emit)
         self._observer = _MachineObserver(self)
         self.registry.pm.register(self._observer, name=f"monitor-{id(self):x}")
@@ -167,9 +169,14 @@ class Monitor:
 
     def add_qmp(self, spec: str) -> Any:
         """Serve QMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
-        server = QMPServer(self, spec)
+        server = QMPServer(self, spec, self.next_compat_label())
         self.front_ends.append(server)
         return server
+
+    def next_compat_label(self) -> str:
+        """The chardev name QEMU gives the next -qmp/-monitor: compat_monitor0, 1, ..."""
+        self._compat_monitors += 1
+        return f"compat_monitor{self._compat_monitors - 1}"
 
     def add_hmp_chardev(self, chardev: Any, label: str = "") -> HMPTerminal:
         """HMP with QEMU's line editor on a chardev (``mon:stdio``, ``-mon chardev=ID``).
@@ -182,7 +189,7 @@ class Monitor:
 
     def add_hmp_server(self, spec: str) -> Any:
         """HMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
-        server = HMPServer(self, spec)
+        server = HMPServer(self, spec, self.next_compat_label())
         self.front_ends.append(server)
         return server
 

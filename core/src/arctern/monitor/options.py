@@ -92,8 +92,9 @@ def attach_monitor(
                         "-monitor stdio: cannot use stdio by multiple character devices"
                     )
                 terminal = StdioChardev()  # as QEMU: a chardev of its own, read by the machine
-                machine.add_chardev("compat_monitor0", terminal)
-                mon.add_hmp_chardev(terminal, "compat_monitor0")
+                label = mon.next_compat_label()
+                machine.add_chardev(label, terminal)
+                mon.add_hmp_chardev(terminal, label)
             elif spec.startswith("chardev:"):
                 _monitor_on_chardev(mon, machine, spec.removeprefix("chardev:"), f"-monitor {spec}")
             elif spec != "none":

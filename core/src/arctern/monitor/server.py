@@ -16,6 +16,7 @@ import socket
 from typing import Any
 
 from arctern import __version__
+from arctern.monitor.chardev_queries import server_address, socket_filename
 from arctern.monitor.commands import CommandNotFound, QMPError, query_version
 from arctern.monitor.jsonstream import JSONSplitter
 from arctern.monitor.listener import ServerSocket
@@ -145,9 +146,11 @@ class QMPConnection:
 class QMPServer:
     """A listening QMP socket and its clients, served from the main loop."""
 
-    def __init__(self, monitor: Any, spec: str) -> None:
+    def __init__(self, monitor: Any, spec: str, label: str = "") -> None:
         self.monitor = monitor
         self.spec = spec
+        #: The chardev name QEMU gives it (compat_monitorN), for query-chardev.
+        self.label = label
         self.listener = ServerSocket(spec, "-qmp")
         self.sock = self.listener.sock
         self.selector = selectors.DefaultSelector()
@@ -160,6 +163,11 @@ class QMPServer:
 
     def address(self) -> Any:
         return self.listener.address()
+
+    def filename(self) -> str:
+        """QEMU's query-chardev filename (the first client is the one QEMU would have)."""
+        conn = self.connections[0].sock if self.connections else None
+        return socket_filename(server_address(self.spec, "-qmp"), conn, listen=True)
 
     def _accept(self, sock: socket.socket) -> None:
         sock.setblocking(False)
