@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from arctern.block.driver import BlockStatus
@@ -50,6 +51,9 @@ class BlockBackend:
         self.detect_zeroes = detect_zeroes
         #: QEMU's query-blockstats counters for the requests of this backend.
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        #: Called after :meth:`truncate` changed the size (QEMU's resize_cb of the device
+        #: model: virtio-blk tells the guest its new capacity).
+        self.resize_listeners: list[Callable[[], None]] = []
         self._closed = False
         self._key = next(_sequence)
         _open_backends[self._key] = self
@@ -169,6 +173,8 @@ class BlockBackend:
         if size < 0:
             raise UsageError(f"Invalid size {size} for '{self.node.filename}'")
         self.node.truncate(size, preallocation)
+        for listener in list(self.resize_listeners):
+            listener()
 
     def block_status(self, offset: int, length: int) -> BlockStatus:
         """Status of the bytes from ``offset``; ``length`` is clamped to the device end."""
