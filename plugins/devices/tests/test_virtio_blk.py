@@ -296,3 +296,18 @@ def test_disk_reads_land_in_guest_ram_as_dirty_pages(machine, image):
     }
     assert {target >> 12, (target + 8191) >> 12} <= dirty
     assert machine.address_space.read_bytes(target, 8192) == bytes([0x42]) * 8192
+
+
+@pytest.mark.parametrize("version", ["legacy", "modern"])
+def test_resize_interrupts_with_a_config_change_and_the_new_capacity(machine, image, version):
+    fmt, path = image
+    drive = open_drive(machine, path, fmt)
+    disk = Disk(machine, version, drive=drive)
+    assert disk.drv.read(CONFIG, 8) == (4 << 20) // SECTOR
+    machine.drives[drive].truncate(8 << 20)  # what block_resize does
+    assert disk.drv.ack() == 2  # ISR: configuration change, no used buffer
+    assert disk.drv.read(CONFIG, 8) == (8 << 20) // SECTOR
+    assert disk.write((8 << 20) // SECTOR - 8, bytes([0x77]) * 4096) == S_OK
+    machine.drives[drive].close()
+    qemu_img_check(path, fmt)
+    qemu_io_read_pattern(path, fmt, (8 << 20) - 4096, 4096, 0x77)

@@ -191,6 +191,12 @@ class VirtioBlk(VirtioDevice):
             self.props["heads"] or heads,
             self.props["secs"] or secs,
         )
+        # block_resize: a config-change interrupt, then the guest reads the new capacity
+        backend.resize_listeners.append(self.notify_config)
+
+    def unrealize(self) -> None:
+        if self.backend is not None and self.notify_config in self.backend.resize_listeners:
+            self.backend.resize_listeners.remove(self.notify_config)
 
     def post_load(self) -> None:
         for request in self.inflight:
