@@ -322,3 +322,21 @@ def test_open_and_create_errors_match(tools):
         theirs = (tools.qemu_img if tool == "img" else tools.qemu_io)(*args)
         assert ours.rc == theirs.rc == 1, args
         assert ours.err.replace("arctern-", "qemu-") == theirs.err, args
+
+
+def test_probed_raw_warning_matches(tools):
+    """QEMU warns when a probed raw image is opened for writing, and only then."""
+    tools.ok(tools.qemu_img("create", "-q", "-f", "raw", "p.raw", "1M"))
+    for tool, args in (
+        ("io", ["-c", "write 0 512", "p.raw"]),
+        ("io", ["-r", "-c", "read 0 512", "p.raw"]),
+        ("img", ["bench", "-w", "-c", "1", "-q", "p.raw"]),
+        ("img", ["info", "p.raw"]),
+    ):
+        ours = (tools.img if tool == "img" else tools.io)(*args)
+        theirs = (tools.qemu_img if tool == "img" else tools.qemu_io)(*args)
+        assert ours.rc == theirs.rc == 0, args
+        assert ours.err == theirs.err, args
+        assert ("WARNING: Image format was not specified" in ours.err) == (
+            "-r" not in args and "info" not in args
+        )

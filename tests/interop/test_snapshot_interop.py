@@ -25,12 +25,6 @@ def as_qemu_says(err: str) -> str:
     return err.replace(". Is another process", "\nIs another process")
 
 
-def without_probe_warning(err: str) -> str:
-    """qemu-img's stderr without its warning about a probed raw image (Arctern logs it)."""
-    lines = err.splitlines(keepends=True)
-    return "".join(ln for ln in lines if not ln.startswith(("WARNING:", "         ")))
-
-
 def undated(text: str) -> str:
     """A snapshot listing with its dates blanked (for snapshots taken by two tools)."""
     return DATE.sub("<date>", text)
@@ -40,7 +34,7 @@ def assert_same(ours, theirs, *, dated: bool = True) -> None:
     if not dated:
         ours.out, theirs.out = undated(ours.out), undated(theirs.out)
     assert (ours.rc, ours.out) == (theirs.rc, theirs.out), (ours, theirs)
-    assert as_qemu_says(ours.err) == without_probe_warning(theirs.err)
+    assert as_qemu_says(ours.err) == theirs.err
 
 
 def snapshots(tools, path: str) -> list[tuple]:
@@ -136,7 +130,14 @@ def test_errors_match_qemu_img(tools, args):
 @pytest.mark.parametrize("args", [["-l"], ["-c", "x"], ["-a", "x"], ["-d", "x"]])
 def test_raw_image_is_refused_as_by_qemu_img(tools, args):
     tools.ok(tools.qemu_img("create", "-q", "-f", "raw", "r.raw", "1M"))
-    assert_same(tools.img("snapshot", *args, "r.raw"), tools.qemu_img("snapshot", *args, "r.raw"))
+    ours, theirs = tools.img("snapshot", *args, "r.raw"), tools.qemu_img("snapshot", *args, "r.raw")
+    if args[0] == "-a":
+        # qemu-img's fallback closes and reopens the raw driver, which warns again about
+        # the probed format; Arctern warns once.
+        warning = theirs.err[: theirs.err.index("qemu-img:")] if "qemu-img:" in theirs.err else ""
+        assert warning.count("WARNING:") == 2
+        theirs.err = theirs.err.replace(warning, warning[: len(warning) // 2], 1)
+    assert_same(ours, theirs)
 
 
 def test_refcount_overflow_is_refused_as_by_qemu_img(tools):

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from arctern.plugins import Registry
 
 log = logging.getLogger(__name__)
+#: Warnings QEMU prints for the user as ``WARNING: ...`` lines; the tools show them so.
+user_warnings = logging.getLogger("arctern.block.user_warnings")
+
+PROBED_RAW_WARNING = (
+    "Image format was not specified for '%s' and probing guessed raw.\n"
+    "         Automatically detecting the format is dangerous for raw images, write "
+    "operations on block 0 will be restricted.\n"
+    "         Specify the 'raw' format explicitly to remove the restrictions."
+)
 
 #: How many images a backing chain may hold, the top image included.
 MAX_CHAIN_LENGTH = 256
@@ -119,16 +128,7 @@ def probe_format(header: bytes, filename: str, registry: Registry) -> type[Block
 def _probe(file: BlockNode, registry: Registry) -> type[BlockDriver]:
     header = bytearray(min(PROBE_SIZE, file.getlength()))
     file.pread(0, memoryview(header))
-    format_class = probe_format(bytes(header), file.filename, registry)
-    if format_class.name == "raw":
-        log.warning(
-            "Image format was not specified for '%s' and probing guessed raw. "
-            "Automatically detecting the format is dangerous for raw images, write "
-            "operations on block 0 will be restricted. Specify the 'raw' format "
-            "explicitly to remove the restrictions.",
-            file.filename,
-        )
-    return format_class
+    return probe_format(bytes(header), file.filename, registry)
 
 
 def _new_node(
@@ -195,6 +195,8 @@ def _open_node(
     except BaseException:
         file.close()
         raise
+    if probed and format_class.name == "raw" and not read_only:  # as QEMU's raw_open
+        user_warnings.warning(PROBED_RAW_WARNING, file.filename)
     try:
         if follow_backing and node.driver.backing_filename:
             node.backing = _open_backing(node, backing_options, settings, chain)

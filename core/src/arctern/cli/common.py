@@ -21,6 +21,7 @@ def run_cli(
         level=logging.DEBUG if os.environ.get("ARCTERN_DEBUG") else logging.ERROR,
         format=f"{prog}: %(message)s",
     )
+    _show_user_warnings()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         status = body(args)
@@ -35,3 +36,14 @@ def run_cli(
     except BrokenPipeError:
         return 1
     return status or 0
+
+
+def _show_user_warnings() -> None:
+    """Print the block layer's warnings for the user as QEMU's tools do (``WARNING: ...``)."""
+    logger = logging.getLogger("arctern.block.user_warnings")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("WARNING: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
