@@ -499,3 +499,23 @@ def test_16_bit_addressing_with_the_0x67_prefix(guest):
     assert guest.reg("eax") == 0xCAFEBABE  # (bx + si + 4) & 0xffff = 0x3008
     assert guest.reg("ecx") == 0x11223344
     assert guest.reg("edx") == 0xAAAA3020
+
+
+def test_addresses_wrap_at_4_gib_with_positive_displacements(guest):
+    """base + index*scale + disp past 4 GiB wraps to low memory (the RAM fast path
+    leaves the wrap to its fallback), for loads, stores, ALU operands and in a loop."""
+    ram = guest.machine.ram
+    ram.write(0x3008, (0xCAFEBABE).to_bytes(4, "little"))
+    ram.write(0x3010, bytes(range(1, 9)))
+    guest.run(
+        "mov eax, dword ptr [ebx + 0x3010]\nmov dword ptr [ebx + esi*4 + 0x3020], 0x55667788\n"
+        "add dword ptr [ebx + 0x3010], 1\nmovzx ecx, byte ptr [esi*4 + ebx + 0x3013]\n"
+        "mov edx, 0\nnext:\nadd dl, byte ptr [ebx + edi + 0x3018]\ninc edi\ncmp edi, 0x8\n"
+        "jne next",
+        ebx=0xFFFFFFF8, esi=2, edi=0,
+    )
+    assert guest.reg("eax") == 0xCAFEBABE
+    assert guest.mem(0x3020) == 0x55667788
+    assert guest.mem(0x3008) == 0xCAFEBABF
+    assert guest.reg("ecx") == 4  # the byte at 0x3013
+    assert guest.reg("edx") == sum(range(1, 9))

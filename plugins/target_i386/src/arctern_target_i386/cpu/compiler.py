@@ -189,8 +189,15 @@ class CompilerBase:
         else:
             self.e(f"{name} = {expr}")
 
-    def ea(self, m: Mem, with_seg: bool = True) -> str:
-        """Linear (or, without segment, effective) address expression of ``m``."""
+    def ea(self, m: Mem, with_seg: bool = True, ram: bool = False) -> str:
+        """Linear (or, without segment, effective) address expression of ``m``.
+
+        ``ram``: the address only indexes guest RAM directly (fast mode). A sum of
+        non-negative terms then needs no wrap to 32 bits: one past 4 GiB is past
+        the end of RAM too, and the IndexError sends the instruction down the slow
+        path, which wraps it. A displacement of 2 GiB or more (a negative one)
+        keeps the wrap.
+        """
         parts = []
         if m.asize == 2:
             if m.base is not None:
@@ -210,7 +217,8 @@ class CompilerBase:
             if not parts:
                 return self.seg_add("0", m.seg) if with_seg else "0"
             expr = " + ".join(parts)
-            if len(parts) > 1 or m.index is not None:
+            wraps = not (ram and self.fast and m.disp < 0x80000000)
+            if (len(parts) > 1 or m.index is not None) and wraps:
                 expr = f"({expr}) & 0xffffffff"
         return self.seg_add(expr, m.seg) if with_seg else expr
 
@@ -220,7 +228,7 @@ class CompilerBase:
         return f"(({expr}) + SB[{seg}]) & 0xffffffff"
 
     def addr(self, m: Mem, var: str = "a") -> str:
-        self.e(f"{var} = {self.ea(m)}")
+        self.e(f"{var} = {self.ea(m, ram=True)}")
         return var
 
     def ld(self, a: str, size: int) -> str:
