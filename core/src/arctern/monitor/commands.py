@@ -61,7 +61,7 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, *, any_args: bool = False, **args: tuple[type, bool]):
+def command(name: str, /, *, any_args: bool = False, **args: tuple[type, bool]):
     def register(func: Callable[[Monitor, dict[str, Any]], Any]):
         COMMANDS[name] = Command(name, func, args, any_args)
         return func

@@ -280,11 +280,11 @@ def _migrate_incoming(mon: Monitor, words: list[str]) -> str:
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmgtpeBKMGTPE]?)$")
 
 
-def _size_mib(text: str) -> int:
-    """QEMU's qemu_strtosz_MiB: a size whose default unit is MiB."""
+def size_mib(text: str) -> int | None:
+    """QEMU's qemu_strtosz_MiB: a size whose default unit is MiB; None if ``text`` is not one."""
     match = _SIZE.match(text)
     if not match:
-        raise HMPError(f"Error: Parameter 'max-bandwidth' expects a size, not '{text}'")
+        return None
     number, unit = match.groups()
     shift = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}[(unit or "m").lower()]
     return int(float(number) * (1 << shift))
@@ -296,7 +296,9 @@ def _migrate_set_parameter(mon: Monitor, words: list[str]) -> str:
         raise HMPError("usage: migrate_set_parameter parameter value")
     name, text = words
     if name == "max-bandwidth":
-        value = _size_mib(text)
+        value = size_mib(text)
+        if value is None:
+            raise HMPError(f"Error: Parameter 'max-bandwidth' expects a size, not '{text}'")
     elif name == "downtime-limit":
         if not text.isdigit():
             raise HMPError(f"Error: Parameter 'downtime-limit' expects an integer, not '{text}'")

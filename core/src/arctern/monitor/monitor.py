@@ -22,7 +22,11 @@ from typing import Any
 from arctern.errors import ArcternError
 from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
-from arctern.monitor import chardev_queries  # noqa: F401  (registers its commands)
+from arctern.monitor import (  # noqa: F401  (they register their commands)
+    block_commands,
+    chardev_queries,
+    hmp_block,
+)
 from arctern.monitor.commands import COMMANDS, CommandNotFound, QMPError
 from arctern.monitor.hmp import DumpFormat, run_hmp
 from arctern.monitor.hmp_server import HMPServer

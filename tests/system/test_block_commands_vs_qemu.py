@@ -1,0 +1,167 @@
+"""block_resize and internal snapshots on a running machine, to qemu-system-i386 and arctern-system.
+
+Both get the same drives (qcow2, raw, read-only raw, each behind virtio-blk)
+and the same QMP and HMP requests through the qemu.qmp client; the replies
+must be QEMU's (snapshot dates aside) and the images left behind must read
+the same to qemu-img.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from guests.build import emulator_command
+from qemu.qmp import ExecuteError
+from test_system_monitor import connect
+
+from arctern.plugins import Registry
+
+KERNEL = Registry().discover(["target"]).machine_type("microvm").builtin_guest("migration-demo")
+DRIVES = [("d0", "qcow2", ""), ("d1", "raw", ""), ("d2", "raw", ",readonly=on")]
+
+
+def _hmp(line: str) -> tuple[str, dict]:
+    return ("human-monitor-command", {"command-line": line})
+
+
+REQUESTS = [
+    _hmp("info snapshots"),
+    ("block_resize", {"device": "d0", "size": 2 << 20}),
+    ("block_resize", {"device": "d0", "size": (2 << 20) + 1}),
+    ("block_resize", {"device": "d1", "size": 1000}),
+    ("block_resize", {"device": "d2", "size": 2 << 20}),
+    ("block_resize", {"device": "nosuch", "size": 2 << 20}),
+    ("block_resize", {"node-name": "nosuch", "size": 2 << 20}),
+    ("block_resize", {"size": 2 << 20}),
+    ("block_resize", {"device": "d0", "size": -1}),
+    ("block_resize", {"device": "d0", "size": "1"}),
+    ("block_resize", {"device": "d0"}),
+    ("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1"}),
+    ("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1"}),
+    ("blockdev-snapshot-internal-sync", {"device": "d1", "name": "s1"}),
+    ("blockdev-snapshot-internal-sync", {"device": "d2", "name": "s1"}),
+    ("blockdev-snapshot-internal-sync", {"device": "nosuch", "name": "s1"}),
+    ("blockdev-snapshot-internal-sync", {"device": "d0", "name": ""}),
+    ("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1", "x": 1}),
+    ("block_resize", {"device": "d0", "size": 1 << 20}),  # a qcow2 v3 shrinks with snapshots
+    _hmp("snapshot_blkdev_internal d0 s2"),
+    _hmp("snapshot_blkdev_internal d0 s2"),
+    _hmp("snapshot_blkdev_internal d1 s2"),
+    _hmp("snapshot_blkdev_internal d0"),
+    _hmp("info snapshots"),
+    ("blockdev-snapshot-delete-internal-sync", {"device": "d0", "name": "s1"}),
+    ("blockdev-snapshot-delete-internal-sync", {"device": "d0", "name": "s1"}),
+    ("blockdev-snapshot-delete-internal-sync", {"device": "d0"}),
+    ("blockdev-snapshot-delete-internal-sync", {"device": "d0", "id": "1"}),
+    ("blockdev-snapshot-delete-internal-sync", {"device": "d1", "name": "x"}),
+    _hmp("snapshot_delete_blkdev_internal d0 x 2"),
+    _hmp("snapshot_delete_blkdev_internal d1 s2"),
+    _hmp("snapshot_blkdev_internal d0 s3"),
+    _hmp("snapshot_delete_blkdev_internal d0 s2 2"),
+    _hmp("block_resize"),
+    _hmp("block_resize nosuch 1M"),
+    _hmp("block_resize d0"),
+    _hmp("block_resize d0 abc"),
+    _hmp("block_resize d0 -1"),
+    _hmp("block_resize d0 4M extra"),
+    _hmp("block_resize d2 3M"),
+    _hmp("block_resize d0 1.5M"),
+    _hmp("block_resize d0 64"),  # HMP's unit is MiB
+    _hmp("block_resize d1 512b"),
+    _hmp("info snapshots"),
+]
+
+_DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+async def _ask(sock: Path) -> list:
+    client = await connect(sock)
+    replies = []
+    try:
+        for name, args in REQUESTS:
+            try:
+                replies.append({"return": await client.execute(name, args or None)})
+            except ExecuteError as exc:
+                replies.append({"error": {"class": exc.error_class, "desc": str(exc)}})
+    finally:
+        with contextlib.suppress(EOFError, ConnectionError):
+            await client.disconnect()
+    return replies
+
+
+def _session(emulator: str, tmp: Path) -> tuple[list, dict]:
+    folder = tmp / emulator
+    folder.mkdir()
+    command = [*emulator_command(emulator), "-nodefaults", "-display", "none", "-S"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{folder}/qmp,server=on,wait=off"]
+    for drive, fmt, extra in DRIVES:
+        path = folder / f"{drive}.{fmt}"
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), "1M"], check=True)
+        command += ["-drive", f"file={path},if=none,id={drive},format={fmt}{extra}"]
+        command += ["-device", f"virtio-blk-device,drive={drive}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        replies = asyncio.run(_ask(folder / "qmp"))
+    finally:
+        process.kill()
+        process.wait()
+    images = {}
+    for drive, fmt, _extra in DRIVES:
+        path = folder / f"{drive}.{fmt}"
+        info = subprocess.run(
+            ["qemu-img", "info", "--output=json", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        images[drive] = json.loads(info.stdout)
+        if fmt == "qcow2":
+            subprocess.run(["qemu-img", "check", "-q", str(path)], check=True)
+    return replies, images
+
+
+def _undated(reply: dict) -> dict:
+    """The reply without what depends on the clock: snapshot dates."""
+    value = reply.get("return")
+    if isinstance(value, str):
+        return {"return": _DATE.sub("DATE", value)}
+    if isinstance(value, dict) and "date-sec" in value:
+        return {"return": {k: v for k, v in value.items() if not k.startswith("date-")}}
+    return reply
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("block")
+    return {emulator: _session(emulator, tmp) for emulator in ("qemu", "arctern")}
+
+
+@pytest.mark.parametrize(
+    "index", range(len(REQUESTS)), ids=[f"{n} {json.dumps(a)}" for n, a in REQUESTS]
+)
+def test_same_reply_as_qemu(sessions, index):
+    qemu, arctern = sessions["qemu"][0][index], sessions["arctern"][0][index]
+    assert _undated(arctern) == _undated(qemu)
+
+
+def test_deleted_snapshot_reply_carries_its_date(sessions):
+    index = REQUESTS.index(
+        ("blockdev-snapshot-delete-internal-sync", {"device": "d0", "name": "s1"})
+    )
+    deleted = sessions["arctern"][0][index]["return"]
+    assert set(deleted) == set(sessions["qemu"][0][index]["return"])
+    assert deleted["date-sec"] > 1_600_000_000 and deleted["date-nsec"] % 1000 == 0
+
+
+@pytest.mark.parametrize("drive", [d for d, _f, _e in DRIVES])
+def test_images_left_behind_read_the_same(sessions, drive):
+    qemu, arctern = sessions["qemu"][1][drive], sessions["arctern"][1][drive]
+    assert arctern["virtual-size"] == qemu["virtual-size"]
+    names = [[s["name"] for s in info.get("snapshots", [])] for info in (qemu, arctern)]
+    assert names[1] == names[0]
