@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,18 @@ from arctern.plugins import Registry
 
 KERNEL = Registry().discover(["target"]).machine_type("microvm").builtin_guest("migration-demo")
 DRIVES = [("d0", "qcow2", ""), ("d1", "raw", ""), ("d2", "raw", ",readonly=on")]
+
+
+def _start(command: list[str], sock: Path) -> subprocess.Popen:
+    """Start an emulator; return once its QMP socket exists (fail at once if it exits)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{command[0]} did not start: {process.communicate()[1]!r}")
+        time.sleep(0.02)
+    return process
 
 
 def _hmp(line: str) -> tuple[str, dict]:
@@ -105,7 +118,7 @@ def _session(emulator: str, tmp: Path) -> tuple[list, dict]:
         subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), "1M"], check=True)
         command += ["-drive", f"file={path},if=none,id={drive},format={fmt}{extra}"]
         command += ["-device", f"virtio-blk-device,drive={drive}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = _start(command, folder / "qmp")
     try:
         replies = asyncio.run(_ask(folder / "qmp"))
     finally:
@@ -165,3 +178,66 @@ def test_images_left_behind_read_the_same(sessions, drive):
     assert arctern["virtual-size"] == qemu["virtual-size"]
     names = [[s["name"] for s in info.get("snapshots", [])] for info in (qemu, arctern)]
     assert names[1] == names[0]
+
+
+def _named_nodes_session(emulator: str, tmp: Path) -> list:
+    folder = tmp / emulator
+    folder.mkdir()
+    base, top = folder / "base.qcow2", folder / "top.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "2M"], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(top)],
+        check=True,
+    )
+    raw = folder / "odd.raw"
+    raw.write_bytes(bytes(1000))  # not a whole number of sectors
+    command = [*emulator_command(emulator), "-nodefaults", "-display", "none", "-S"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{folder}/qmp,server=on,wait=off"]
+    command += ["-drive", f"file={top},if=none,id=top,format=qcow2"]
+    command += ["-drive", f"file={raw},if=none,id=odd,format=raw,cache=unsafe"]
+    process = _start(command, folder / "qmp")
+
+    async def ask() -> list:
+        client = await connect(folder / "qmp")
+        try:
+            tree = await client.execute("query-named-block-nodes")
+            flat = await client.execute("query-named-block-nodes", {"flat": True})
+            root = next(n["node-name"] for n in tree if n["file"] == str(top))
+            await client.execute("block_resize", {"node-name": root, "size": 4 << 20})
+            after = await client.execute("query-named-block-nodes", {"flat": True})
+            try:
+                await client.execute("query-named-block-nodes", {"flat": 1})
+            except ExecuteError as exc:
+                error = str(exc)
+            return [tree, flat, after, error]
+        finally:
+            with contextlib.suppress(EOFError, ConnectionError):
+                await client.disconnect()
+
+    try:
+        replies = asyncio.run(ask())
+    finally:
+        process.kill()
+        process.wait()
+    return json.loads(json.dumps(replies).replace(str(folder), "DIR"))
+
+
+def _comparable(nodes: list) -> list:
+    """Nodes without their generated names (QEMU's are partly random), in a fixed order."""
+    plain = [{k: v for k, v in node.items() if k != "node-name"} for node in nodes]
+    for node in plain:  # actual-size is the host file system's business
+        image = node["image"]
+        while image is not None:
+            image.pop("actual-size", None)
+            image = image.get("backing-image")
+    return sorted(plain, key=lambda n: (n["file"], n["drv"]))
+
+
+def test_named_block_nodes_as_qemu(tmp_path):
+    qemu, arctern = (_named_nodes_session(e, tmp_path) for e in ("qemu", "arctern"))
+    for index in range(3):
+        assert _comparable(arctern[index]) == _comparable(qemu[index]), index
+    assert arctern[3] == qemu[3] == "Invalid parameter type for 'flat', expected: boolean"
+    names = [node["node-name"] for node in arctern[0]]
+    assert len(set(names)) == len(names) == len(qemu[0]) == 6  # two images and one raw, each
+    assert all(name.startswith("#block") for name in names)  # on a file node

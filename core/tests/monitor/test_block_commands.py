@@ -58,3 +58,17 @@ def test_commands_are_listed(monitor):
         "blockdev-snapshot-internal-sync",
         "blockdev-snapshot-delete-internal-sync",
     } <= names
+
+
+def test_named_nodes_keep_their_names_and_resize_by_name(monitor):
+    first = monitor.execute("query-named-block-nodes")
+    assert [(n["drv"], n["file"].rsplit("/", 1)[1]) for n in first] == [
+        ("raw", "disk.raw"),
+        ("file", "disk.raw"),
+        ("qcow2", "q.qcow2"),
+        ("file", "q.qcow2"),
+    ]
+    again = monitor.execute("query-named-block-nodes", {"flat": True})
+    assert [n["node-name"] for n in again] == [n["node-name"] for n in first]
+    monitor.execute("block_resize", {"node-name": first[2]["node-name"], "size": 2 << 20})
+    assert monitor.machine.drives["q0"].length == 2 << 20

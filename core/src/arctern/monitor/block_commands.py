@@ -7,8 +7,8 @@ and shows the new capacity). ``blockdev-snapshot-internal-sync`` and
 hooks on the drive's root node; as in QEMU the snapshot holds the disk only,
 so the run state does not matter, but the drive must be writable.
 
-Drives are found by their ``-drive`` id. Arctern's nodes have no node-names
-yet, so a lookup by node-name finds nothing (QEMU's error text says so).
+Drives are found by their ``-drive`` id or by the node-name of their root
+node (as query-named-block-nodes shows it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ _NAME_BYTES = 255
 
 def find_drive(mon: Monitor, device: str | None, node_name: str | None = None) -> Any:
     """The BlockBackend of ``device``; QEMU's bdrv_lookup_bs error when there is none."""
-    backend = getattr(mon.machine, "drives", {}).get(device) if device else None
+    drives = getattr(mon.machine, "drives", {})
+    backend = drives.get(device) if device else None
+    if backend is None and node_name:
+        node = mon.node_names.find(node_name)
+        backend = next((b for b in drives.values() if node is not None and b.node is node), None)
     if backend is None:
         raise QMPError(f"Cannot find device='{device or ''}' nor node-name='{node_name or ''}'")
     return backend

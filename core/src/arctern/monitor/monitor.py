@@ -24,6 +24,7 @@ from arctern.hookspecs import hookimpl
 from arctern.migration.manager import MigrationManager
 from arctern.monitor import (  # noqa: F401  (they register their commands)
     block_commands,
+    block_nodes,
     chardev_queries,
     hmp_block,
 )
@@ -124,6 +125,7 @@ class Monitor:
         self.pending_reset = False
         #: Drives stopped by an I/O error since the last cont: "failed" or "nospace".
         self.io_status: dict[str, str] = {}
+        self.node_names = block_nodes.NodeNames()
         self.dump_format = DumpFormat()
         self.sinks: list[EventSink] = []
         self.front_ends: list[Any] = []
