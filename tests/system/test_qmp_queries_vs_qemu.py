@@ -42,7 +42,7 @@ SAME = [
     _hmp("info uuid"),
     _hmp("info nosuch"),
 ]
-OWN = [("query-kvm", {}), _hmp("info kvm")]
+OWN = [("query-kvm", {}), _hmp("info kvm"), ("query-machines", {}), ("query-cpu-definitions", {})]
 
 
 async def _ask(sock: Path, requests: list) -> list:
@@ -81,8 +81,8 @@ def test_uuid_is_the_command_lines_in_lower_case(replies):
 
 
 def test_kvm_not_enabled_and_honestly_not_present(replies):
-    qemu_kvm, qemu_info = replies["qemu"][len(SAME) :]
-    kvm, info = replies["arctern"][len(SAME) :]
+    qemu_kvm, qemu_info = replies["qemu"][len(SAME) : len(SAME) + 2]
+    kvm, info = replies["arctern"][len(SAME) : len(SAME) + 2]
     assert kvm["return"]["enabled"] is qemu_kvm["return"]["enabled"] is False
     assert kvm == {"return": {"enabled": False, "present": False}}
     # QEMU's words for each case: a KVM build not using it, and one without KVM
@@ -167,3 +167,21 @@ def test_chardevs_as_qemu_lists_them(tmp_path):
     assert t1["filename"] == "tcp:127.0.0.1:PORT,server=on <-> 127.0.0.1:PEER"
     assert sorted(info.splitlines()) == sorted(q_info.splitlines())
     assert "compat_monitor1: filename=disconnected:unix:TMP.hmp,server=on" in info.splitlines()
+
+
+def test_machines_are_qemus_entries_but_for_the_cpu_count_and_the_default(replies):
+    qemu = {m["name"]: m for m in replies["qemu"][len(SAME) + 2]["return"]}
+    ours = replies["arctern"][len(SAME) + 2]["return"]
+    assert [m["name"] for m in ours] == ["microvm"]
+    microvm = dict(ours[0])
+    assert microvm.pop("is-default") is True  # QEMU's i386 default is a PC board
+    assert microvm.pop("cpu-max") == 1 and qemu["microvm"].pop("cpu-max") == 288  # -smp 1 only
+    assert microvm == qemu["microvm"]
+
+
+def test_cpu_definitions_are_qemus_but_unversioned(replies):
+    qemu = {c["name"]: c for c in replies["qemu"][len(SAME) + 3]["return"]}
+    ours = replies["arctern"][len(SAME) + 3]["return"]
+    assert {"qemu32", "pentium"} <= {c["name"] for c in ours}
+    for cpu in ours:
+        assert cpu == {k: v for k, v in qemu[cpu["name"]].items() if k != "alias-of"}

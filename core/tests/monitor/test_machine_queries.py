@@ -88,3 +88,11 @@ def test_chardevs_of_the_machine_and_the_monitor(make_machine, image, registry, 
         assert backends == {"null", "stdio", "file", "socket", "mux"}
     finally:
         mon.close()
+
+
+def test_machines_and_cpus_of_the_boards_arch(monitor):
+    (board,) = monitor.execute("query-machines")
+    assert board["name"] == "test-waiting-board"
+    assert board["default-cpu-type"] == "test-waiting-test-cpu" and board["cpu-max"] == 1
+    cpus = monitor.execute("query-cpu-definitions")
+    assert [c["typename"] for c in cpus] == ["test-waiting-test-cpu"]

@@ -1,9 +1,11 @@
 """QMP queries about the machine a management tool asks as soon as it connects.
 
-query-target, query-kvm, query-uuid, query-iothreads and
-query-hotpluggable-cpus answer as qemu-system-i386 7.2 does for the same
-machine. Where Arctern honestly differs it says so: it has no KVM, so
-query-kvm reports KVM as not present (QEMU built with KVM says present).
+query-target, query-kvm, query-uuid, query-iothreads,
+query-hotpluggable-cpus, query-machines and query-cpu-definitions answer as
+qemu-system-i386 7.2 does for the same machine. Where Arctern honestly
+differs it says so: it has no KVM, so query-kvm reports KVM as not present
+(QEMU built with KVM says present); its boards take one CPU (cpu-max 1) and
+its default board is microvm; its CPU models are not versioned (no alias-of).
 """
 
 from __future__ import annotations
@@ -53,3 +55,43 @@ def query_iothreads(mon: Monitor, args: dict) -> list:
 def query_hotpluggable_cpus(mon: Monitor, args: dict) -> list:
     # No Arctern board hot-plugs CPUs; QEMU says this for such boards (microvm).
     raise QMPError("The feature 'query-hotpluggable-cpus' is not enabled")
+
+
+def _qom_type(model: str, arch: str) -> str:
+    return f"{model}-{arch}-cpu"  # QEMU's CPU type names ("qemu32-i386-cpu")
+
+
+@command("query-machines")
+def query_machines(mon: Monitor, args: dict) -> list:
+    from arctern.cli.system_options import DEFAULT_MACHINE  # the CLI imports this module
+
+    arch = mon.machine.machine_type.arch
+    machines = []
+    for name, board in sorted(mon.registry.machine_types.items()):
+        if board.arch != arch:
+            continue
+        info = {"name": name, "hotpluggable-cpus": False, "numa-mem-supported": False}
+        if board.default_cpu:
+            info["default-cpu-type"] = _qom_type(board.default_cpu, arch)
+        if name == DEFAULT_MACHINE:
+            info["is-default"] = True
+        info |= {"cpu-max": 1, "deprecated": False, "default-ram-id": f"{name}.ram"}
+        machines.append(info)
+    return machines
+
+
+@command("query-cpu-definitions")
+def query_cpu_definitions(mon: Monitor, args: dict) -> list:
+    arch = mon.machine.machine_type.arch
+    return [
+        {
+            "name": name,
+            "typename": _qom_type(name, arch),
+            "unavailable-features": [],
+            "static": False,
+            "migration-safe": True,
+            "deprecated": False,
+        }
+        for name, model in sorted(mon.registry.cpu_models.items())
+        if model.arch == arch
+    ]
