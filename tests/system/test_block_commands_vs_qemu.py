@@ -209,7 +209,8 @@ def _named_nodes_session(emulator: str, tmp: Path) -> list:
                 await client.execute("query-named-block-nodes", {"flat": 1})
             except ExecuteError as exc:
                 error = str(exc)
-            return [tree, flat, after, error]
+            block = await client.execute("query-block")
+            return [tree, flat, after, error, block]
         finally:
             with contextlib.suppress(EOFError, ConnectionError):
                 await client.disconnect()
@@ -241,3 +242,14 @@ def test_named_block_nodes_as_qemu(tmp_path):
     names = [node["node-name"] for node in arctern[0]]
     assert len(set(names)) == len(names) == len(qemu[0]) == 6  # two images and one raw, each
     assert all(name.startswith("#block") for name in names)  # on a file node
+
+
+def test_query_block_as_qemu(tmp_path):
+    qemu, arctern = (_named_nodes_session(e, tmp_path)[4] for e in ("qemu", "arctern"))
+    assert all("qdev" not in drive for drive in qemu)  # no device uses these drives
+    for drive in arctern:
+        assert drive["inserted"].pop("active") is True  # Arctern's own field
+    assert [d["device"] for d in arctern] == [d["device"] for d in qemu] == ["top", "odd"]
+    for drive in (*arctern, *qemu):
+        (drive["inserted"],) = _comparable([drive["inserted"]])
+    assert arctern == qemu

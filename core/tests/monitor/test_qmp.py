@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
 from qemu.qmp import ExecuteError
@@ -278,6 +279,8 @@ def test_a_failing_command_is_an_error_reply_not_a_crash(served, qmp, monkeypatc
 def test_block_io_error_hook_becomes_qemus_event(served, qmp):
     """Any device (a third-party one too) reports an I/O error through the hook."""
     machine, _monitor, path = served
+    # the reporting device model uses the drive (query-block shows io-status only then)
+    machine.devices.append(SimpleNamespace(backend=machine.drives["disk0"], unrealize=lambda: None))
 
     def device_fails() -> None:  # on the main loop, between CPU slices, as a device would
         machine.remove_poll_hook(device_fails)

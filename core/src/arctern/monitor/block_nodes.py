@@ -1,10 +1,12 @@
-"""query-named-block-nodes: every node of every drive as QEMU 7.2's BlockDeviceInfo.
+"""query-block and query-named-block-nodes: drives and nodes as QEMU 7.2's BlockDeviceInfo.
 
 QEMU names the nodes the user left unnamed ``#block`` + a counter + two
 random digits; Arctern's nodes get such names from the monitor the first
 time they are listed (clients may only compare them, never predict them).
 Throttling is not implemented: every bps/iops limit reads 0, as in QEMU
-without limits.
+without limits. query-block's ``inserted`` also says whether the image is
+``active`` (Arctern's: false on a migration destination until the hand-over);
+it has no ``qdev`` path yet.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ def _image(node: Any, flat: bool) -> dict[str, Any]:
     # QEMU counts a node's size in whole sectors: a 1000-byte raw file shows 1024
     length = -(-node.getlength() // _SECTOR) * _SECTOR
     info = image_info(node.filename, SimpleNamespace(node=node, length=length))
-    info.pop("snapshots", None)  # QEMU lists them in query-block's image only
     if not flat and node.backing is not None:
         info["backing-image"] = _image(node.backing, flat)
     return info
@@ -100,3 +101,27 @@ def query_named_block_nodes(mon: Monitor, args: dict) -> list:
             zeroes = backend.detect_zeroes if node is backend.node else "off"
             infos.append(device_info(mon.node_names, node, zeroes, flat))
     return infos
+
+
+def _user(mon: Monitor, backend: Any) -> Any:
+    """The device model using the drive, if any."""
+    devices = getattr(mon.machine, "devices", [])
+    return next((d for d in devices if getattr(d, "backend", None) is backend), None)
+
+
+@command("query-block")
+def query_block(mon: Monitor, args: dict) -> list:
+    drives = []
+    for name, backend in getattr(mon.machine, "drives", {}).items():
+        inserted = device_info(mon.node_names, backend.node, backend.detect_zeroes, False)
+        inserted["active"] = bool(backend.active)
+        drive: dict[str, Any] = {"device": name, "locked": False}
+        # As QEMU: a drive no device uses counts as removable and has no I/O status
+        if _user(mon, backend) is None:
+            drive["removable"] = True
+        else:
+            drive["removable"] = False
+            drive["io-status"] = mon.io_status.get(name, "ok")
+        drive |= {"inserted": inserted, "type": "unknown"}
+        drives.append(drive)
+    return drives

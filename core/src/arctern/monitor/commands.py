@@ -160,34 +160,6 @@ def quit_(mon: Monitor, args: dict) -> None:
 # --- devices ----------------------------------------------------------------------
 
 
-def _drive_info(name: str, backend: Any, io_status: str) -> dict:
-    node = getattr(backend, "node", None)
-    fmt = getattr(getattr(node, "driver", None), "name", "") if node is not None else ""
-    inserted = {
-        "file": backend.filename,
-        "ro": bool(backend.read_only),
-        "drv": fmt,
-        "encrypted": False,
-        "detect_zeroes": "off",
-        "image": {"filename": backend.filename, "format": fmt, "virtual-size": backend.length},
-        "active": bool(backend.active),
-    }
-    return {
-        "device": name,
-        "locked": False,
-        "removable": False,
-        "tray_open": False,
-        "io-status": io_status,
-        "inserted": inserted,
-    }
-
-
-@command("query-block")
-def query_block(mon: Monitor, args: dict) -> list:
-    drives = sorted(getattr(mon.machine, "drives", {}).items())
-    return [_drive_info(n, b, mon.io_status.get(n, "ok")) for n, b in drives]
-
-
 STAT_KEYS = (
     "rd_bytes",
     "wr_bytes",
