@@ -134,8 +134,9 @@ async def _chardevs(sock: Path, port: int) -> tuple[list, list, str, int]:
 def _chardev_session(emulator: str, tmp: Path) -> tuple:
     sock, port = tmp / f"{emulator}.qmp", _free_port()
     command = [*emulator_command(emulator), "-nodefaults", "-display", "none", "-S"]
-    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{sock},server=on,wait=off"]
+    command += ["-kernel", str(KERNEL), "-monitor", "none"]
     command += ["-monitor", f"unix:{tmp / emulator}.hmp,server=on,wait=off"]
+    command += ["-qmp", f"unix:{sock},server=on,wait=off"]  # compat_monitorN: in this order
     command += ["-chardev", f"file,id=f0,path={tmp / emulator}.out"]
     command += ["-chardev", f"socket,id=s1,path={tmp / emulator}.s1,server=on,wait=off"]
     command += ["-chardev", "null,id=io,mux=on", "-serial", "chardev:io", "-mon", "chardev=io"]
@@ -166,7 +167,7 @@ def test_chardevs_as_qemu_lists_them(tmp_path):
     t1 = next(c for c in after if c["label"] == "t1")
     assert t1["filename"] == "tcp:127.0.0.1:PORT,server=on <-> 127.0.0.1:PEER"
     assert sorted(info.splitlines()) == sorted(q_info.splitlines())
-    assert "compat_monitor1: filename=disconnected:unix:TMP.hmp,server=on" in info.splitlines()
+    assert "compat_monitor0: filename=disconnected:unix:TMP.hmp,server=on" in info.splitlines()
 
 
 def test_machines_are_qemus_entries_but_for_the_cpu_count_and_the_default(replies):

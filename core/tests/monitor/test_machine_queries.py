@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from arctern.cli.system_options import build_parser
 from arctern.errors import UsageError
 from arctern.machine.chardev import Chardev
 from arctern.machine.mux import MuxChardev
 from arctern.monitor.commands import QMPError
 from arctern.monitor.machine_queries import parse_uuid
 from arctern.monitor.monitor import Monitor
+from arctern.monitor.options import compat_labels
 
 UUID = "6c0e4d2a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
 
@@ -96,3 +98,16 @@ def test_machines_and_cpus_of_the_boards_arch(monitor):
     assert board["default-cpu-type"] == "test-waiting-test-cpu" and board["cpu-max"] == 1
     cpus = monitor.execute("query-cpu-definitions")
     assert [c["typename"] for c in cpus] == ["test-waiting-test-cpu"]
+
+
+def test_compat_monitor_labels_follow_the_command_line():
+    args = build_parser().parse_args(
+        ["-monitor", "none", "-qmp", "unix:a", "-monitor", "unix:b", "-qmp", "unix:c"]
+    )
+    assert args.monitor_order == ["monitor", "qmp", "monitor", "qmp"]
+    labels = compat_labels(args.monitor_order, args.qmp, [*args.monitor, "stdio"])
+    assert labels == {
+        "qmp": ["compat_monitor0", "compat_monitor2"],
+        "monitor": ["", "compat_monitor1", "compat_monitor3"],  # none, unix:b, a default
+    }
+    assert build_parser().parse_args([]).monitor_order == []

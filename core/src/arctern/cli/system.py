@@ -128,6 +128,7 @@ def _start(
             autostart=not args.stopped,
             name=guest_name(args),
             uuid=uuid,
+            order=args.monitor_order,
         )
         caught = _stop_on_signals(machine)
         status = _run(machine, start=not args.stopped and not args.incoming)

@@ -176,9 +176,12 @@ class Monitor:
 
     # --- front ends -------------------------------------------------------------
 
-    def add_qmp(self, spec: str) -> Any:
-        """Serve QMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
-        server = QMPServer(self, spec, self.next_compat_label())
+    def add_qmp(self, spec: str, label: str = "") -> Any:
+        """Serve QMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``.
+
+        ``label`` is its chardev name (query-chardev); by default the next compat_monitorN.
+        """
+        server = QMPServer(self, spec, label or self.next_compat_label())
         self.front_ends.append(server)
         return server
 
@@ -196,9 +199,9 @@ class Monitor:
         self.front_ends.append(terminal)
         return terminal
 
-    def add_hmp_server(self, spec: str) -> Any:
+    def add_hmp_server(self, spec: str, label: str = "") -> Any:
         """HMP on ``unix:PATH,server=on,wait=off`` or ``tcp:HOST:PORT,server=on,...``."""
-        server = HMPServer(self, spec, self.next_compat_label())
+        server = HMPServer(self, spec, label or self.next_compat_label())
         self.front_ends.append(server)
         return server
 

@@ -20,6 +20,7 @@ monitor here too.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from arctern.errors import ArcternError, UsageError
@@ -31,13 +32,27 @@ from arctern.monitor.monitor import Monitor
 from arctern.qemu_opts import parse_opts
 
 
+class _AppendInOrder(argparse._AppendAction):
+    """Append, and note in ``monitor_order`` which of -qmp/-monitor came when."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, values, option)
+        order = [*(getattr(namespace, "monitor_order", None) or []), self.dest]
+        namespace.monitor_order = order
+
+
 def add_monitor_options(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(monitor_order=[])
     parser.add_argument(
-        "-qmp", action="append", default=[], metavar="DEV", help="QMP server socket (repeatable)"
+        "-qmp",
+        action=_AppendInOrder,
+        default=[],
+        metavar="DEV",
+        help="QMP server socket (repeatable)",
     )
     parser.add_argument(
         "-monitor",
-        action="append",
+        action=_AppendInOrder,
         default=[],
         metavar="DEV",
         help="HMP monitor: stdio, none, chardev:ID, unix:PATH,server=on,wait=off or "
@@ -65,40 +80,43 @@ def attach_monitor(
     name: str | None = None,
     mon: list[str] | None = None,
     uuid: str = NULL_UUID,
+    order: Sequence[str] = (),
 ) -> Monitor:
     """Create the machine's migration manager and monitor, its QMP servers and HMP console.
 
     With ``incoming`` the machine must have been built with its images
     inactive and must stay in run state ``inmigrate``: the migration resumes
     it (unless ``autostart`` is False, i.e. ``-S``). A failed incoming
-    migration makes the process exit with status 1, as QEMU does.
+    migration makes the process exit with status 1, as QEMU does. ``order``
+    says which of ``qmp`` and ``monitor`` came first on the command line
+    ("qmp"/"monitor" each), for their chardev names.
     """
     mon_options = mon or []
+    labels = compat_labels(order, qmp, monitor)
     migration = MigrationManager(machine, exit_on_incoming_failure=True)
     mon = Monitor(machine, migration, name=name, uuid=uuid, autostart=autostart)
     try:
-        for spec in qmp:
-            mon.add_qmp(spec)
+        for spec, label in zip(qmp, labels["qmp"], strict=True):
+            mon.add_qmp(spec, label)
         for id, chardev in machine.chardevs.items():
             if isinstance(chardev, MuxChardev):
                 # C-a x is QMP's quit: QMP clients see SHUTDOWN "host-qmp-quit", as in QEMU
                 chardev.set_quit_handler(lambda: mon.quit("host-qmp-quit"))
                 if chardev.wants_monitor:
                     mon.add_hmp_chardev(chardev, id)
-        for spec in monitor:
+        for spec, label in zip(monitor, labels["monitor"], strict=True):
             if spec == "stdio":
                 if any(_uses_stdio(c) for c in machine.chardevs.values()):
                     raise UsageError(
                         "-monitor stdio: cannot use stdio by multiple character devices"
                     )
                 terminal = StdioChardev()  # as QEMU: a chardev of its own, read by the machine
-                label = mon.next_compat_label()
                 machine.add_chardev(label, terminal)
                 mon.add_hmp_chardev(terminal, label)
             elif spec.startswith("chardev:"):
                 _monitor_on_chardev(mon, machine, spec.removeprefix("chardev:"), f"-monitor {spec}")
             elif spec != "none":
-                mon.add_hmp_server(spec)
+                mon.add_hmp_server(spec, label)
         for text in mon_options:
             _monitor_on_chardev(mon, machine, _mon_chardev(text), f"-mon {text}")
         if incoming == "defer":
@@ -112,6 +130,27 @@ def attach_monitor(
         mon.close()
         raise
     return mon
+
+
+def compat_labels(
+    order: Sequence[str], qmp: Sequence[str], monitor: Sequence[str]
+) -> dict[str, list[str]]:
+    """QEMU's chardev name of each -qmp and -monitor: ``compat_monitorN``, numbered in
+    command-line order (``-monitor none`` takes no number). Options missing from
+    ``order`` (defaults added later) come after the others."""
+    kinds = [*order]
+    kinds += ["qmp"] * (len(qmp) - kinds.count("qmp"))
+    kinds += ["monitor"] * (len(monitor) - kinds.count("monitor"))
+    specs = {"qmp": iter(qmp), "monitor": iter(monitor)}
+    labels: dict[str, list[str]] = {"qmp": [], "monitor": []}
+    number = 0
+    for kind in kinds:
+        if next(specs[kind]) == "none":
+            labels[kind].append("")
+            continue
+        labels[kind].append(f"compat_monitor{number}")
+        number += 1
+    return labels
 
 
 def _uses_stdio(chardev: Any) -> bool:
