@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from guests.build import emulator_command
 from qemu.qmp import ExecuteError
+from qmp_requests import replies_to
 from test_system_monitor import connect
 
 from arctern.plugins import Registry
@@ -93,21 +94,6 @@ REQUESTS = [
 _DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-async def _ask(sock: Path) -> list:
-    client = await connect(sock)
-    replies = []
-    try:
-        for name, args in REQUESTS:
-            try:
-                replies.append({"return": await client.execute(name, args or None)})
-            except ExecuteError as exc:
-                replies.append({"error": {"class": exc.error_class, "desc": str(exc)}})
-    finally:
-        with contextlib.suppress(EOFError, ConnectionError):
-            await client.disconnect()
-    return replies
-
-
 def _session(emulator: str, tmp: Path) -> tuple[list, dict]:
     folder = tmp / emulator
     folder.mkdir()
@@ -120,7 +106,7 @@ def _session(emulator: str, tmp: Path) -> tuple[list, dict]:
         command += ["-device", f"virtio-blk-device,drive={drive}"]
     process = _start(command, folder / "qmp")
     try:
-        replies = asyncio.run(_ask(folder / "qmp"))
+        replies = asyncio.run(replies_to(folder / "qmp", REQUESTS))
     finally:
         process.kill()
         process.wait()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from guests.build import emulator_command
-from qemu.qmp import ExecuteError
+from qmp_requests import replies_to
 from test_system_monitor import connect, emulator_with_qmp
 
 from arctern.plugins import Registry
@@ -45,21 +45,6 @@ SAME = [
 OWN = [("query-kvm", {}), _hmp("info kvm"), ("query-machines", {}), ("query-cpu-definitions", {})]
 
 
-async def _ask(sock: Path, requests: list) -> list:
-    client = await connect(sock)
-    replies = []
-    try:
-        for name, args in requests:
-            try:
-                replies.append({"return": await client.execute(name, args or None)})
-            except ExecuteError as exc:
-                replies.append({"error": {"class": exc.error_class, "desc": str(exc)}})
-    finally:
-        with contextlib.suppress(EOFError, ConnectionError):
-            await client.disconnect()
-    return replies
-
-
 @pytest.fixture(scope="module")
 def replies(tmp_path_factory) -> dict[str, list]:
     tmp = tmp_path_factory.mktemp("queries")
@@ -67,7 +52,7 @@ def replies(tmp_path_factory) -> dict[str, list]:
     for emulator in ("qemu", "arctern"):
         sock = tmp / f"{emulator}.qmp"
         with emulator_with_qmp(emulator, sock, KERNEL, "-S", "-uuid", UUID):
-            result[emulator] = asyncio.run(_ask(sock, SAME + OWN))
+            result[emulator] = asyncio.run(replies_to(sock, SAME + OWN))
     return result
 
 
