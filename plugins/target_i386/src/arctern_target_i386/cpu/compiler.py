@@ -464,10 +464,16 @@ class CompilerBase:
                 self.e(f"if pc == {pc:#x}:")
                 body.depth = 4
                 if self.self_loop:
-                    self.e("while True:")
+                    # the range holds the budget: each pass takes the next value of
+                    # ``rem`` (the budget before this pass), while the block still fits
+                    n = len(insns)
+                    self.e(f"for rem in range(rem, {n - 1}, -{n}):")
                     body.depth = 5
             self.base_depth = body.depth
             self._compile_block(insns)
+            if self.counted and self.self_loop:
+                body.depth = 4
+                self.e("else:", f"    rem -= {len(insns)}", f"    return {pc:#x}")
         if self.counted:
             body.depth = 3
             self.e("return pc")
@@ -585,11 +591,11 @@ class CompilerBase:
             return
         if self.live_in[target]:
             self.emit_pending()
-        self.e(f"rem -= {self.count}")
-        self.e(f"if rem < {self.block_counts[target]}: return {target:#x}")
         if target == self.block_pc and self.self_loop:
             self.e("continue")
             return
+        self.e(f"rem -= {self.count}")
+        self.e(f"if rem < {self.block_counts[target]}: return {target:#x}")
         self.e(f"pc = {target:#x}")
         if self.self_loop:
             self.e("break")
