@@ -519,3 +519,28 @@ def test_addresses_wrap_at_4_gib_with_positive_displacements(guest):
     assert guest.mem(0x3008) == 0xCAFEBABF
     assert guest.reg("ecx") == 4  # the byte at 0x3013
     assert guest.reg("edx") == sum(range(1, 9))
+
+
+def test_dword_table_lookups_by_index(guest):
+    """[index*4 + table] loads (the word-view fast path): in RAM, wrapping past 4 GiB,
+    and from MMIO past the end of RAM."""
+
+    class Regs:
+        def mmio_read(self, offset, size):
+            return 0xD0000000 | offset
+
+        def mmio_write(self, offset, size, value):
+            pass
+
+    guest.machine.address_space.add_mmio(0xFEB00000, 0x100, Regs(), "dev")
+    ram = guest.machine.ram
+    ram.write(0x3000, b"".join((0x1000 * k + 7).to_bytes(4, "little") for k in range(16)))
+    guest.run(
+        "mov eax, dword ptr [ecx*4 + 0x3000]\nmov edx, dword ptr [esi*4 + 0x3010]\n"
+        "mov edi, dword ptr [ebx*4 + 0xfeb00000]\nmov ebp, 0x11\nxor ebp, dword ptr [ecx*4]",
+        ecx=5, esi=0x3FFFFFFF, ebx=3,
+    )
+    assert guest.reg("eax") == 0x5007
+    assert guest.reg("edx") == 0x3007  # 0xfffffffc + 0x3010 wraps to 0x300c
+    assert guest.reg("edi") == 0xD000000C
+    assert guest.reg("ebp") == 0x11 ^ guest.mem(20)

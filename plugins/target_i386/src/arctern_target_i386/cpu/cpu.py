@@ -77,6 +77,7 @@ class I386CPU(SystemMixin, LinearMemory, StringMixin, CPU):
         io = self.machine.io
         return {
             "cpu": self, "R": self.r, "data": ram.data, "dirty": ram.dirty, "code": ram.code,
+            "M32": ram.view.cast("I"),
             "U16": _U16.unpack_from, "U32": _U32.unpack_from,
             "P16": _U16.pack_into, "P32": _U32.pack_into,
             "WT": self.phys.stored, "RD": self.read_lin, "WR": self.write_lin,

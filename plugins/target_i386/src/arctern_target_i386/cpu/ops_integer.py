@@ -63,14 +63,14 @@ class IntegerOps(CompilerBase):
             self.addr(dst)
             self.st("a", i.size, v, last=True)
         elif isinstance(src, Mem) and self.fast:
-            self.set_reg(dst.n, dst.size, self.ld(self.ea(src, ram=True), src.size))
+            self.set_reg(dst.n, dst.size, self.ld_ea(src, src.size))
         elif src != dst:
             self.set_reg(dst.n, dst.size, self.rd(src))
 
     def g_movzx(self, i: Insn) -> None:
         dst, src = i.ops
         if isinstance(src, Mem) and self.fast:
-            self.set_reg(dst.n, dst.size, self.ld(self.ea(src, ram=True), src.size))
+            self.set_reg(dst.n, dst.size, self.ld_ea(src, src.size))
         else:
             self.set_reg(dst.n, dst.size, self.rd(src))
 
@@ -108,8 +108,7 @@ class IntegerOps(CompilerBase):
             self.set_flags(kind, size, "r", "d", s)
             return
         if isinstance(src, Mem) and writes and (kind == F.LOGIC or not self.needed[self.idx]):
-            fast = self.fast
-            s = self.ld(self.ea(src, ram=True), src.size) if fast else self.rd_tmp(src, "s")
+            s = self.ld_ea(src, src.size) if self.fast else self.rd_tmp(src, "s")
         else:
             s = self.rd_tmp(src, "s")
         if isinstance(src, Reg) and writes and _same_reg(src, dst) and src != dst:
