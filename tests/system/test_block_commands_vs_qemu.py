@@ -239,3 +239,34 @@ def test_query_block_as_qemu(tmp_path):
     for drive in (*arctern, *qemu):
         (drive["inserted"],) = _comparable([drive["inserted"]])
     assert arctern == qemu
+
+
+def _two_qcow2_session(emulator: str, tmp: Path) -> list:
+    folder = tmp / emulator
+    folder.mkdir()
+    command = [*emulator_command(emulator), "-nodefaults", "-display", "none", "-S"]
+    command += ["-kernel", str(KERNEL), "-qmp", f"unix:{folder}/qmp,server=on,wait=off"]
+    for drive in ("a0", "b0"):
+        path = folder / f"{drive}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "1M"], check=True)
+        command += ["-drive", f"file={path},if=none,id={drive},format=qcow2"]
+    requests = [
+        _hmp("snapshot_blkdev_internal a0 both"),
+        _hmp("snapshot_blkdev_internal b0 both"),
+        _hmp("snapshot_blkdev_internal b0 only-b"),
+        _hmp("info snapshots"),
+        ("blockdev-snapshot-delete-internal-sync", {"device": "b0", "id": "1", "name": "both"}),
+        _hmp("info snapshots"),
+    ]
+    process = _start(command, folder / "qmp")
+    try:
+        return asyncio.run(replies_to(folder / "qmp", requests))
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_info_snapshots_on_every_disk_as_qemu(tmp_path):
+    qemu, arctern = (_two_qcow2_session(e, tmp_path) for e in ("qemu", "arctern"))
+    assert [_undated(r) for r in arctern] == [_undated(r) for r in qemu]
+    assert "--        both" in qemu[3]["return"]  # on all disks: QEMU shows no ID
