@@ -72,3 +72,14 @@ def test_named_nodes_keep_their_names_and_resize_by_name(monitor):
     assert [n["node-name"] for n in again] == [n["node-name"] for n in first]
     monitor.execute("block_resize", {"node-name": first[2]["node-name"], "size": 2 << 20})
     assert monitor.machine.drives["q0"].length == 2 << 20
+
+
+def test_an_inactive_drive_refuses_resize(make_machine, image, registry):
+    """On a migration destination the images belong to the source (QEMU 7.2 aborts here)."""
+    mon = Monitor(make_machine(image, incoming=True), registry=registry)
+    try:
+        with pytest.raises(QMPError, match="is inactive"):
+            mon.execute("block_resize", {"device": "disk0", "size": 2 << 20})
+        assert mon.machine.drives["disk0"].length == 1 << 20
+    finally:
+        mon.close()
