@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any
 
+from arctern.machine.chardev import SocketChardev, SocketServerChardev
 from arctern.machine.mux import MuxChardev
 from arctern.monitor.commands import command
 from arctern.monitor.listener import parse_socket_spec
@@ -47,11 +48,12 @@ def server_address(spec: str, option: str) -> str:
 
 
 def _backend_filename(chardev: Any) -> str:
-    address = getattr(chardev, "address", None)
-    if address is None:
+    if not isinstance(chardev, SocketChardev):
         return chardev.name
-    listen = hasattr(chardev, "_listener")
-    return socket_filename(address.text, getattr(chardev, "_client", None), listen=listen)
+    # SocketChardev keeps its peer private; its connection state is what QEMU shows
+    client = getattr(chardev, "_client", None)
+    listen = isinstance(chardev, SocketServerChardev)
+    return socket_filename(chardev.address.text, client, listen=listen)
 
 
 def chardev_infos(mon: Monitor) -> list[dict[str, Any]]:
