@@ -13,7 +13,10 @@ it down many times). Wall-clock and process CPU time are both shown: on a busy
 machine the CPU-time figures are the steadier ones. Ratio < 1: unicorn (QEMU's
 TCG, compiled to host code) is faster.
 
-    .venv/bin/python benchmarks/bench_cpu.py [--repeat N] [--profile]
+    .venv/bin/python benchmarks/bench_cpu.py [--repeat N] [--profile] [--source PC]
+
+``--profile`` names the hot regions ``<i386 block 0x...>``; ``--source 0x...``
+prints the Python generated for the region at that guest address.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import unicorn
 from unicorn import x86_const as ux
 
 from arctern.cpu.translate import clear_compile_cache
-from arctern.machine import MemoryChardev
+from arctern.machine import Machine, MemoryChardev
 from arctern.machine.elf import parse_elf
 from arctern.machine.launch import DeviceConfig, MachineConfig, launch
 
@@ -42,11 +45,9 @@ RAM_SIZE = 128 << 20
 MULTIBOOT_MAGIC, MULTIBOOT_INFO = 0x2BADB002, 0x9500
 
 
-def run_arctern(elf: Path) -> tuple[float, float, int, bytes]:
-    """Run the guest on microvm; (seconds, CPU seconds, guest instructions, serial output)."""
-    clear_compile_cache()  # every run pays for its translations
-    serial = MemoryChardev()
-    machine = launch(
+def microvm(elf: Path, serial: MemoryChardev) -> Machine:
+    """The machine arctern-system builds for ``-M microvm,acpi=off -kernel ELF``."""
+    return launch(
         MachineConfig(
             "microvm",
             machine_options={"acpi": "off"},
@@ -56,6 +57,24 @@ def run_arctern(elf: Path) -> tuple[float, float, int, bytes]:
             serials=[serial],
         )
     )
+
+
+def region_source(elf: Path, pc: int) -> str:
+    """The generated Python of the region entered at guest address ``pc`` in a full run."""
+    machine = microvm(elf, MemoryChardev())
+    try:
+        machine.run()
+        texts = {b.text for cpu in machine.cpus for b in cpu.cache.blocks.values() if b.pc == pc}
+    finally:
+        machine.close()
+    return "\n".join(sorted(texts)) or f"no region at {pc:#x}"
+
+
+def run_arctern(elf: Path) -> tuple[float, float, int, bytes]:
+    """Run the guest on microvm; (seconds, CPU seconds, guest instructions, serial output)."""
+    clear_compile_cache()  # every run pays for its translations
+    serial = MemoryChardev()
+    machine = microvm(elf, serial)
     try:
         start, cpu_start = time.perf_counter(), time.process_time()
         machine.run()
@@ -98,6 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per CPU (best is kept)")
     parser.add_argument("--profile", action="store_true", help="profile one Arctern run")
+    parser.add_argument(
+        "--source", type=lambda text: int(text, 0), metavar="PC",
+        help="print the Python generated for the region at guest address PC",
+    )
     args = parser.parse_args()
     elf = build_guest(SOURCE)
     arctern_runs = [run_arctern(elf) for _ in range(args.repeat)]
@@ -118,6 +141,8 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.runcall(run_arctern, elf)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    if args.source is not None:
+        print(region_source(elf, args.source))
 
 
 if __name__ == "__main__":
