@@ -55,6 +55,8 @@ REQUESTS = [
     ("block_resize", {"size": 2 << 20}),
     ("block_resize", {"device": "d0", "size": -1}),
     ("block_resize", {"device": "d0", "size": "1"}),
+    ("block_resize", {"device": "d0", "size": (1 << 63) - 1}),
+    ("block_resize", {"device": "d0", "size": 1 << 65}),  # past int64: not an integer
     ("block_resize", {"device": "d0"}),
     ("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1"}),
     ("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1"}),

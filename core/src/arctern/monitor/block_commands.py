@@ -23,6 +23,8 @@ from arctern.monitor.commands import QMPError, command
 if TYPE_CHECKING:
     from arctern.monitor.monitor import Monitor
 
+#: QEMU's BDRV_MAX_LENGTH: the largest image size, INT64_MAX aligned down to 1 GiB.
+_MAX_LENGTH = ((1 << 63) - 1) & ~((1 << 30) - 1)
 #: QEMU keeps a snapshot name in 256 bytes, the last one a NUL.
 _NAME_BYTES = 255
 
@@ -50,6 +52,8 @@ def block_resize(mon: Monitor, args: dict) -> None:
     size = args["size"]
     if size < 0:
         raise QMPError("Parameter 'size' expects a >0 size")
+    if size > _MAX_LENGTH:
+        raise QMPError(f"offset({size}) exceeds maximum({_MAX_LENGTH})")
     if backend.read_only:
         raise QMPError("Image is read-only")
     try:

@@ -49,8 +49,13 @@ class Command:
                     raise QMPError(f"Parameter '{key}' is missing")
                 continue
             value = args[key]
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            if not isinstance(value, kind) or (
+                kind is int and (isinstance(value, bool) or not _INT64_MIN <= value <= _INT64_MAX)
+            ):  # QEMU's JSON parser makes a number past int64 a double: not an integer
                 raise QMPError(f"Invalid parameter type for '{key}', expected: {_type_name(kind)}")
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
