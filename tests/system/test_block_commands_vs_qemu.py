@@ -89,6 +89,8 @@ REQUESTS = [
     _hmp("block_resize d2 3M"),
     _hmp("block_resize d0 1.5M"),
     _hmp("block_resize d0 64"),  # HMP's unit is MiB
+    _hmp("block_resize d0 8796093022207"),  # INT64_MAX rounded down to MiB: too large
+    _hmp("block_resize d0 10000000000000"),  # past INT64_MAX: not a size
     _hmp("block_resize d1 512b"),
     _hmp("info snapshots"),
 ]

@@ -32,7 +32,7 @@ def _block_resize(mon: Monitor, words: list[str]) -> str:
         raise _usage("block_resize", "invalid size")
     device, text = _words("block_resize", words, ["block device name", "size"])
     size = size_mib(text)
-    if size is None:
+    if size is None or size >= 1 << 63:  # QEMU's HMP takes sizes up to INT64_MAX
         raise _usage("block_resize", "invalid size")
     mon.execute("block_resize", {"device": device, "size": size})
     return ""
