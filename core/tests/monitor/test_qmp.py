@@ -276,6 +276,10 @@ def test_a_failing_command_is_an_error_reply_not_a_crash(served, qmp, monkeypatc
     assert qmp(path, body)["running"] is True
 
 
+async def _named_root_nodes(client) -> list:
+    return [drive["inserted"] for drive in await client.execute("query-block")]
+
+
 def test_block_io_error_hook_becomes_qemus_event(served, qmp):
     """Any device (a third-party one too) reports an I/O error through the hook."""
     machine, _monitor, path = served
@@ -320,8 +324,10 @@ def test_block_io_error_hook_becomes_qemus_event(served, qmp):
 
     event, rest, stopped, after_cont = qmp(path, body)
     assert (stopped, after_cont) == (["nospace"], ["ok"])
+    (node,) = [n["node-name"] for n in qmp(path, _named_root_nodes)]
     assert event["data"] == {
         "device": "disk0",
+        "node-name": node,
         "operation": "write",
         "action": "stop",
         "nospace": True,

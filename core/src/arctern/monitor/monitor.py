@@ -91,6 +91,9 @@ class _MachineObserver:
         if machine is not self.monitor.machine:
             return
         data: dict[str, Any] = {"device": device}
+        backend = getattr(machine, "drives", {}).get(device)
+        if node_name is None and backend is not None:  # QEMU names the drive's root node
+            node_name = self.monitor.node_names.of(backend.node)
         if node_name is not None:
             data["node-name"] = node_name
         data.update(operation=operation, action=action)
