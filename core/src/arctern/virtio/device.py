@@ -277,9 +277,11 @@ class VirtioDevice(Device):
             self.update_irq()
 
     def notify_config(self) -> None:
+        """A configuration change: ISR bits 0 and 1 together (status 3), as QEMU's
+        virtio_notify_config raises them, which guests see."""
         if not self.status & STATUS_DRIVER_OK:
             return
-        self.isr |= ISR_CONFIG
+        self.isr |= ISR_QUEUE | ISR_CONFIG
         self.config_generation = (self.config_generation + 1) & 0xFF
         self.update_irq()
 

@@ -31,7 +31,7 @@ from arctern.virtio import (
     sg_slice,
     sg_write,
 )
-from arctern.virtio.spec import DEVICE_ID_BLOCK, F_ANY_LAYOUT, ISR_QUEUE, STATUS_DRIVER_OK
+from arctern.virtio.spec import DEVICE_ID_BLOCK, F_ANY_LAYOUT, STATUS_DRIVER_OK
 from arctern_devices.disk_geometry import guess_geometry
 
 log = logging.getLogger(__name__)
@@ -194,13 +194,7 @@ class VirtioBlk(VirtioDevice):
         backend.resize_listeners.append(self._resized)
 
     def _resized(self) -> None:
-        """block_resize: a config-change interrupt, then the guest reads the new capacity.
-
-        QEMU's virtio_notify_config raises ISR bits 0 and 1 together (status 3), and
-        guests see that; so does this.
-        """
-        if self.status & STATUS_DRIVER_OK:
-            self.isr |= ISR_QUEUE
+        """block_resize: a config-change interrupt, then the guest reads the new capacity."""
         self.notify_config()
 
     def unrealize(self) -> None:
