@@ -83,9 +83,9 @@ def scan(namespaces: Sequence[str]) -> dict[str, list[EntryPointInfo]]:
 
 def load(value: str) -> object:
     """Import the object an entry point names (``module:attr.attr``), as EntryPoint.load."""
-    module_name, _, attrs = value.partition(":")
+    module_name, _, attrs = value.split("[", 1)[0].partition(":")  # extras need nothing here
     target = importlib.import_module(module_name.strip())
-    for attr in filter(None, attrs.split("[", 1)[0].strip().split(".")):
+    for attr in filter(None, attrs.strip().split(".")):
         target = getattr(target, attr)
     return target
 

@@ -137,3 +137,4 @@ def test_load_follows_module_and_attributes():
     assert plugin_index.load("os.path:join") is os.path.join
     assert plugin_index.load("os.path") is os.path
     assert plugin_index.load("os:path.join [extra]") is os.path.join
+    assert plugin_index.load("os.path [extra]") is os.path
