@@ -34,23 +34,16 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from tool_runs import bench_seconds, run
+from tool_runs import bench_seconds, run, timed_cold
 
 ARCTERN_IMG = str(Path(sys.executable).parent / "arctern-img")
 MiB = 1 << 20
 
 
 def wall_time(argv: list[str], cleanup: Path) -> float:
-    cleanup.unlink(missing_ok=True)
-    os.sync()
-    start = time.perf_counter()
-    run(argv)
-    elapsed = time.perf_counter() - start
-    cleanup.unlink(missing_ok=True)
-    return elapsed
+    return timed_cold(lambda: run(argv), cleanup)
 
 
 def best_of(repeat: int, qemu, arctern) -> tuple[float, float]:

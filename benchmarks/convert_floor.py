@@ -25,24 +25,13 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from tool_runs import run
+from tool_runs import run, timed_cold
 
 ARCTERN_IMG = str(Path(sys.executable).parent / "arctern-img")
 MiB = 1 << 20
 SIZE, DATA, CHUNK = 1024 * MiB, 768 * MiB, 2 * MiB
-
-
-def timed(action, cleanup: Path) -> float:
-    cleanup.unlink(missing_ok=True)
-    os.sync()
-    start = time.perf_counter()
-    action()
-    elapsed = time.perf_counter() - start
-    cleanup.unlink(missing_ok=True)
-    return elapsed
 
 
 def write_floor(target: Path) -> None:
@@ -73,7 +62,7 @@ def measure(workdir: Path, repeat: int) -> list[tuple[str, float]]:
     best = dict.fromkeys(actions, float("inf"))
     for _ in range(repeat):
         for label, action in actions.items():
-            best[label] = min(best[label], timed(action, out))
+            best[label] = min(best[label], timed_cold(action, out))
     return list(best.items())
 
 

@@ -6,8 +6,12 @@ folder is on sys.path). A tool that fails ends the benchmark with its error.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 RUN_COMPLETED = re.compile(r"Run completed in ([0-9.]+) seconds\.")
 
@@ -27,3 +31,15 @@ def bench_seconds(tool: str, args: list[str]) -> float:
     if match is None:
         raise SystemExit(f"{tool} bench printed no run time: {out!r}")
     return float(match.group(1))
+
+
+def timed_cold(action: Callable[[], object], output: Path) -> float:
+    """Wall time of ``action`` writing ``output`` afresh: removed before and after, and the
+    page cache flushed (``sync``) first, so no run inherits another's dirty pages."""
+    output.unlink(missing_ok=True)
+    os.sync()
+    start = time.perf_counter()
+    action()
+    elapsed = time.perf_counter() - start
+    output.unlink(missing_ok=True)
+    return elapsed
