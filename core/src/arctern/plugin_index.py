@@ -61,10 +61,11 @@ def scan(namespaces: Sequence[str]) -> dict[str, list[EntryPointInfo]]:
 
     from stevedore.extension import ExtensionManager
 
+    declared = importlib.metadata.entry_points()  # one pass over every distribution
     found: dict[str, list[EntryPointInfo]] = {}
     for namespace in namespaces:
         dists = {}
-        for ep in importlib.metadata.entry_points(group=namespace):
+        for ep in declared.select(group=namespace):
             if ep.dist is not None:
                 dists[(ep.name, ep.value)] = (ep.dist.metadata["Name"], ep.dist.version)
         lister = ExtensionManager.make_test_instance([], namespace=namespace)
