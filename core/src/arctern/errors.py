@@ -6,6 +6,10 @@ file or URI, and what to do. The CLIs print that line and exit non-zero;
 they never show a traceback for an ArcternError.
 """
 
+#: The logger for what a user should see that is no error (a probed raw image opened for
+#: writing); the command-line tools print its records as QEMU's ``WARNING: ...`` lines.
+USER_WARNINGS_LOGGER = "arctern.user_warnings"
+
 
 class ArcternError(Exception):
     """Base of every error Arctern reports to a user."""

@@ -11,7 +11,13 @@ from arctern.block import permissions
 from arctern.block.backend import BlockBackend
 from arctern.block.node import BlockNode
 from arctern.block.options import CacheMode, cache_mode, detect_zeroes_mode, discard_mode
-from arctern.errors import ArcternError, BlockError, ImageFormatError, UsageError
+from arctern.errors import (
+    USER_WARNINGS_LOGGER,
+    ArcternError,
+    BlockError,
+    ImageFormatError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from arctern.block.driver import BlockDriver
@@ -19,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 #: Warnings QEMU prints for the user as ``WARNING: ...`` lines; the tools show them so.
-user_warnings = logging.getLogger("arctern.block.user_warnings")
+user_warnings = logging.getLogger(USER_WARNINGS_LOGGER)
 
 PROBED_RAW_WARNING = (
     "Image format was not specified for '%s' and probing guessed raw.\n"

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from arctern.errors import ArcternError
+from arctern.errors import USER_WARNINGS_LOGGER, ArcternError
 
 
 def run_cli(
@@ -39,8 +39,8 @@ def run_cli(
 
 
 def _show_user_warnings() -> None:
-    """Print the block layer's warnings for the user as QEMU's tools do (``WARNING: ...``)."""
-    logger = logging.getLogger("arctern.block.user_warnings")
+    """Print the warnings meant for the user as QEMU's tools do (``WARNING: ...``)."""
+    logger = logging.getLogger(USER_WARNINGS_LOGGER)
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("WARNING: %(message)s"))
